@@ -1,0 +1,33 @@
+"""Home page of the dashboard: what the tool is, how to start, and links to the pages.
+
+Streamlit's pages-folder mode: this file is the home page and every `pages/*.py` is a page (no
+st.navigation; TESTING.md says why). Run it with `streamlit run app.py`. Bundled example runs are read from
+$DYNAMICS_DATA_DIR (default data/), the user's runs from the sidebar folder box (default $DYNAMICS_RUNS).
+"""
+import streamlit as st
+
+from dashboard import runs as R
+
+st.set_page_config(page_title="dynamics", page_icon=":material/monitoring:", layout="wide")
+st.title("Feature-learning dynamics of deep ResNets")
+st.markdown(
+    "This tool trains depth-μP residual networks, records how every layer's features and gradients move "
+    "during training, and compares them with the network's infinite-width, infinite-depth limit, following "
+    "Yao, Wu and Gao, *Feature Learning Dynamics in Infinite-Depth Neural Networks* "
+    "([arXiv 2512.21075](https://arxiv.org/abs/2512.21075)). Per-layer quantities are plotted over depth "
+    "time τ = ℓ/L, so networks of different depth can be laid over each other and over the limit.")
+
+st.subheader("Start")
+st.markdown("Train a run, then open the dashboard and type `runs/` into the sidebar box *Your runs folder*:")
+st.code("python -m dynamics train --width 256 --depth 16 --steps 100 --out runs/\nstreamlit run app.py",
+        language="bash")
+
+roots = R.folders("home")
+runs, broken = R.find_runs(roots)
+st.metric("Runs found", len(runs), help="in " + " and ".join(str(p) for p in roots.values()))
+if broken:
+    st.warning(f"{len(broken)} damaged run director{'y' if len(broken) == 1 else 'ies'}: see the Runs page.")
+if not runs:
+    st.info("No runs yet: train one with the command above, or point the sidebar box at a folder of runs.")
+st.page_link("pages/1_Runs.py", label="Runs: browse, compare configs, plot a metric",
+             icon=":material/table_chart:")

@@ -1,0 +1,223 @@
+"""Where runs come from, cached loaders over dynamics.store, and the sidebar run picker shared by all pages.
+
+Runs are found in two folders: the bundled examples (env var DYNAMICS_DATA_DIR, default the repo's
+`data/`; tests point it at temporary runs) and the user's folder, typed into the sidebar (default: env var
+DYNAMICS_RUNS). A page calls `load_runs(PAGE)` first (it draws the folder box, reports damaged runs and
+stops with a how-to when there are none), then `pick_runs(PAGE, runs)`, then one loader
+(`metric_catalog`, `metric_frame`) per view. Loaders are `st.cache_data` functions keyed on path and file
+mtime, so a run that is still training is re-read when it flushes; they hold no widgets. Expected problems
+come back as messages for the page to show (libraries raise, pages catch: STYLE.md).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.state import seed_widget, set_url
+from dynamics.figures import RUN, TAU
+from dynamics.metrics import METRICS
+from dynamics.store import LAYER, METRIC, METRICS as METRICS_FILE, NETWORK_LAYER, RUN_JSON, STEP, \
+    RunFormatError, list_runs, read_metrics
+
+DATA_ENV, USER_ENV = "DYNAMICS_DATA_DIR", "DYNAMICS_RUNS"
+REPO = Path(__file__).resolve().parents[1]
+TABLE_FIELDS = ("width", "depth", "act", "param", "backward", "steps", "lr")
+TRAIN_HINT = "python -m dynamics train --width 256 --depth 16 --steps 100 --out runs/"
+_USER_DIR = "dashboard.user_dir"  # plain session key (not a widget's), so the folder survives page switches
+
+
+@dataclass(frozen=True)
+class Run:
+    label: str                      # unique over both folders; the picker, the URL and the figures use it
+    source: str                     # "bundled" | "user"
+    path: str
+    meta: dict[str, Any] = field(compare=False, hash=False)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.meta.get("config", {})
+
+
+# --- folders -------------------------------------------------------------------------------------
+def data_dir() -> Path:
+    """The bundled runs: $DYNAMICS_DATA_DIR, else the repo's data/ (read per call, so tests can set it)."""
+    return Path(os.environ.get(DATA_ENV) or REPO / "data")
+
+
+def user_dir_input(page: str) -> str:
+    """Sidebar box for the user's runs folder; URL ?dir=, else the session, else $DYNAMICS_RUNS."""
+    key = f"{page}.user_dir"
+    if key not in st.session_state:
+        from_url = st.query_params.get("dir")
+        st.session_state[key] = from_url if from_url is not None else st.session_state.get(
+            _USER_DIR, os.environ.get(USER_ENV, ""))
+    folder = st.sidebar.text_input("Your runs folder", key=key, placeholder="e.g. runs/",
+                                   help="A folder holding run directories, e.g. the --out of "
+                                        "`python -m dynamics train`. Relative to where streamlit was started.")
+    st.session_state[_USER_DIR] = folder.strip()
+    set_url(dir=folder.strip() if folder.strip() != os.environ.get(USER_ENV, "") else None)
+    return folder.strip()
+
+
+# --- cached loaders (no widgets in here) --------------------------------------------------------
+def _signature(root: Path) -> tuple:
+    """mtimes of every run.json under root: adding, removing or rewriting a run invalidates the scan."""
+    try:
+        return tuple(sorted((p.name, (p / RUN_JSON).stat().st_mtime_ns) for p in root.iterdir()
+                            if (p / RUN_JSON).exists()))
+    except OSError:
+        return ()
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _scan(root: str, signature: tuple) -> list[dict[str, Any]]:
+    return list_runs(Path(root))
+
+
+def _mtime(path: str) -> int:
+    try:
+        return (Path(path) / METRICS_FILE).stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _catalog(path: str, mtime: int) -> dict[str, tuple[bool, tuple[int, ...]]]:
+    df = read_metrics(path, columns=[STEP, LAYER, METRIC])
+    return {m: (bool((g[LAYER] == NETWORK_LAYER).all()), tuple(sorted(int(s) for s in g[STEP].unique())))
+            for m, g in df.groupby(METRIC)}
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _metric_rows(path: str, metric: str, mtime: int) -> pd.DataFrame:
+    return read_metrics(path, metrics=[metric])
+
+
+def find_runs(roots: dict[str, Path]) -> tuple[list[Run], list[dict[str, Any]]]:
+    """Readable runs under each root (labels made unique) and the damaged ones (dicts with `error`)."""
+    runs, broken, seen_paths, labels = [], [], set(), set()
+    for source, root in roots.items():
+        root = Path(root).expanduser()
+        for meta in _scan(str(root.resolve()), _signature(root)):
+            if meta["path"] in seen_paths:  # the same folder typed twice
+                continue
+            seen_paths.add(meta["path"])
+            if "error" in meta:
+                broken.append(meta)
+                continue
+            label = str(meta["run_id"])
+            if label in labels:
+                label = f"{source}:{label}"
+            labels.add(label)
+            runs.append(Run(label=label, source=source, path=meta["path"], meta=meta))
+    return runs, broken
+
+
+def folders(page: str) -> dict[str, Path]:
+    """The sidebar folder box, then the folders to search: {"bundled": data_dir(), "user": the box}."""
+    folder = user_dir_input(page)
+    roots = {"bundled": data_dir()}
+    if folder:
+        if Path(folder).expanduser().is_dir():
+            roots["user"] = Path(folder)
+        else:
+            st.sidebar.warning(f"`{folder}` is not a folder on the server; type a folder that holds runs.")
+    return roots
+
+
+def load_runs(page: str) -> list[Run]:
+    """Sidebar folder box + every run found; reports damaged runs; stops the page with a how-to if none."""
+    roots = folders(page)
+    runs, broken = find_runs(roots)
+    for meta in broken:
+        st.error(f"Skipped the damaged run `{meta['path']}`: {meta['error']}. "
+                 "Fix its run.json or move the directory out of the runs folder.")
+    if not runs:
+        st.info(f"No runs found in {' or '.join(f'`{p}`' for p in roots.values())}" +
+                f". Train one with `{TRAIN_HINT}`, then type `runs/` into the sidebar box *Your runs folder* "
+                f"(or start the dashboard with `{USER_ENV}=runs/`).")
+        st.stop()
+    return runs
+
+
+def pick_runs(page: str, runs: list[Run], default_count: int = 3) -> list[Run]:
+    """Sidebar multiselect of runs, mirrored in ?runs=; defaults to the first `default_count` runs."""
+    key, labels = f"{page}.runs", [r.label for r in runs]
+    seed_widget(key, "runs", labels, labels[:default_count], multi=True)
+    chosen = st.sidebar.multiselect("Runs", labels, key=key)
+    set_url(runs=chosen)
+    by_label = {r.label: r for r in runs}
+    return [by_label[c] for c in chosen]
+
+
+# --- views of the metadata (pure) --------------------------------------------------------------
+def run_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per run: id, kind, status and the config fields that tell runs apart at a glance."""
+    return pd.DataFrame([{"run_id": r.label, "kind": r.meta.get("kind"), "status": r.meta.get("status"),
+                          **{f: r.config.get(f) for f in TABLE_FIELDS}, "source": r.source} for r in runs])
+
+
+def config_diff(runs: list[Run]) -> pd.DataFrame:
+    """Rows: runs; columns: only the config fields whose values differ between them (missing counts)."""
+    names = sorted({k for r in runs for k in r.config})
+    differ = [k for k in names if len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1]
+    rows = {r.label: {k: json.dumps(r.config[k]) if isinstance(r.config.get(k), (list, dict))
+                      else r.config.get(k) for k in differ} for r in runs}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=differ).rename_axis("run")
+
+
+def caption(metric: str) -> str:
+    """The human caption of a metric from dynamics.metrics.METRICS ('' for metrics it does not know)."""
+    return METRICS.get(metric, ("", ""))[0]
+
+
+# --- metric loaders -----------------------------------------------------------------------------
+def metric_catalog(runs: list[Run]) -> tuple[dict[str, tuple[bool, list[int]]], list[str]]:
+    """Metrics present in any of `runs` (registry order first): metric -> (network scalar?, recorded steps).
+
+    Second value: messages for runs whose metrics cannot be read.
+    """
+    found: dict[str, tuple[bool, set[int]]] = {}
+    errors = []
+    for r in runs:
+        try:
+            cat = _catalog(r.path, _mtime(r.path))
+        except RunFormatError as e:
+            errors.append(f"`{r.label}`: {e}")
+            continue
+        for m, (net, steps) in cat.items():
+            was_net, was_steps = found.get(m, (True, set()))
+            found[m] = (was_net and net, was_steps | set(steps))
+    order = [m for m in METRICS if m in found] + sorted(m for m in found if m not in METRICS)
+    return {m: (found[m][0], sorted(found[m][1])) for m in order}, errors
+
+
+def metric_frame(runs: list[Run], metric: str) -> tuple[pd.DataFrame, list[str]]:
+    """Tidy rows of one metric over runs: run, step, layer, tau = layer/depth, value[, stderr]."""
+    parts, errors = [], []
+    for r in runs:
+        try:
+            df = _metric_rows(r.path, metric, _mtime(r.path))
+        except RunFormatError as e:
+            errors.append(f"`{r.label}`: {e}")
+            continue
+        if df.empty:
+            continue
+        depth = r.config.get("depth") or max(int(df[LAYER].max()), 1)  # imported runs may lack a depth
+        parts.append(df.drop(columns=[METRIC]).assign(**{RUN: r.label, TAU: df[LAYER] / depth}))
+    if not parts:
+        return pd.DataFrame(columns=[RUN, STEP, LAYER, TAU, "value"]), errors
+    out = pd.concat(parts, ignore_index=True)
+    return out[[RUN, *[c for c in out.columns if c != RUN]]], errors
+
+
+def show_problems(errors: list[str]) -> None:
+    """Runs that could not be read are skipped, and the page says which and why."""
+    for msg in errors:
+        st.warning(f"Skipped {msg}")

@@ -1,0 +1,23 @@
+"""The metric names of THEORY.md §2: name -> (human caption, layers it lives on).
+
+This is the one list of names used as Parquet values, CLI choices, page labels and test names. It imports
+nothing heavy, so the dashboard can label metrics without loading torch; `probes.py` holds the functions
+that compute them, keyed by the same names.
+"""
+from __future__ import annotations
+
+# layers: "0..L" (features and gradients), "1..L" (per block), "net" (network scalars, layer −1)
+METRICS: dict[str, tuple[str, str]] = {
+    "h_sq": ("feature second moment |h_ℓ|²/n", "0..L"),
+    "phi_sq": ("post-activation second moment |φ(h_ℓ)|²/n", "0..L"),
+    "g_sq": ("gradient second moment |ĝ_ℓ|²/n", "0..L"),
+    "h_move": ("feature movement |h_ℓ(t)−h_ℓ(0)|²/n", "0..L"),
+    "g_move": ("gradient movement |ĝ_ℓ(t)−ĝ_ℓ(0)|²/n", "0..L"),
+    "fg_cov": ("feature–gradient covariance φ(h_ℓ)·ĝ_ℓ/n", "0..L"),
+    "diversity": ("layer increment L·|h_ℓ−h_{ℓ−1}|²/n", "1..L"),
+    "a_move": ("inner feature movement |a_ℓ(t)−a_ℓ(0)|²/n (two-layer blocks)", "1..L"),
+    "loss": ("training loss on the step's batch", "net"),
+    "probe_loss": ("loss on the probe set", "net"),
+    "test_loss": ("loss on the held-out test set", "net"),
+    "grad_norm": ("norm of the raw-parameter gradient on the step's batch", "net"),
+}

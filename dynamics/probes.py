@@ -1,0 +1,90 @@
+"""What is measured per layer on the probe set (THEORY.md §2).
+
+`probe_pass` runs the probe inputs through the network once, keeping every feature h_ℓ (and a_ℓ for two-layer
+blocks) and the normalised backward signal ĝ_ℓ = (∂f_1/∂h_ℓ) / readout multiplier (γ0 n ∂f/∂h_ℓ under μP;
+√n ∂f/∂h_ℓ under sp). In `decoupled` mode ĝ is the signal the algorithm propagates (through W̃(0) + ΔW).
+`FUNCTIONS` maps each per-layer metric name of `dynamics.metrics.METRICS` to its function: (state, state
+at step 0, depth) -> a (layers,) tensor, computed on whatever device the model lives on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .limit.kernels import phi
+from .metrics import METRICS
+
+QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
+
+
+@dataclass
+class ProbeState:
+    h: torch.Tensor             # (L+1, P, n) features h_0..h_L
+    g_hat: torch.Tensor         # (L+1, P, n) normalised gradients ĝ_0..ĝ_L
+    phi_h: torch.Tensor         # (L+1, P, n) φ(h_ℓ)
+    a: torch.Tensor | None      # (L, P, n) inner pre-activations of two-layer blocks
+    f: torch.Tensor             # (P, C) outputs
+
+
+def probe_pass(model, x: torch.Tensor) -> ProbeState:
+    """Forward the probes with trace=True and backpropagate the first output coordinate to every h_ℓ."""
+    with torch.enable_grad():
+        f, hs, a_s = model(x, trace=True)
+        grads = torch.autograd.grad(f[:, 0].sum(), hs)
+    h = torch.stack([t.detach() for t in hs])  # (L+1, P, n)
+    g_hat = torch.stack(grads) / model.s.readout  # (L+1, P, n)
+    a = torch.stack([t.detach() for t in a_s]) if a_s else None
+    return ProbeState(h=h, g_hat=g_hat, phi_h=phi(h, model.cfg.act), a=a, f=f.detach())
+
+
+def _msq(t: torch.Tensor) -> torch.Tensor:
+    """mean over probes of |t|²/n: (layers, P, n) -> (layers,)"""
+    return t.pow(2).mean(dim=(1, 2))
+
+
+def _fg_cov(s: ProbeState, s0: ProbeState, depth: int) -> torch.Tensor:
+    return (s.phi_h * s.g_hat).mean(dim=(1, 2))
+
+
+def _diversity(s: ProbeState, s0: ProbeState, depth: int) -> torch.Tensor:
+    return _msq(s.h[1:] - s.h[:-1]) * depth
+
+
+Fn = Callable[[ProbeState, ProbeState, int], torch.Tensor | None]
+
+# per-layer metric name (dynamics.metrics.METRICS) -> function; network scalars are computed by the trainer
+FUNCTIONS: dict[str, Fn] = {
+    "h_sq": lambda s, s0, L: _msq(s.h),
+    "phi_sq": lambda s, s0, L: _msq(s.phi_h),
+    "g_sq": lambda s, s0, L: _msq(s.g_hat),
+    "h_move": lambda s, s0, L: _msq(s.h - s0.h),
+    "g_move": lambda s, s0, L: _msq(s.g_hat - s0.g_hat),
+    "fg_cov": _fg_cov,
+    "diversity": _diversity,
+    "a_move": lambda s, s0, L: _msq(s.a - s0.a) if s.a is not None else None,
+}
+assert set(FUNCTIONS) <= set(METRICS)
+
+
+def layer_metrics(s: ProbeState, s0: ProbeState, depth: int) -> dict[str, tuple[torch.Tensor, int]]:
+    """Every per-layer metric that applies: name -> (values over layers, first layer index)."""
+    out = {}
+    for name, fn in FUNCTIONS.items():
+        values = fn(s, s0, depth)
+        if values is not None:
+            out[name] = (values, 0 if METRICS[name][1] == "0..L" else 1)
+    return out
+
+
+def kernels(s: ProbeState) -> dict[str, torch.Tensor]:
+    """H, Phi, G over the probe set: each (L+1, P, P), entries x·x'/n."""
+    n = s.h.shape[-1]
+    return {k: t @ t.transpose(1, 2) / n for k, t in (("H", s.h), ("Phi", s.phi_h), ("G", s.g_hat))}
+
+
+def neuron_quantiles(s: ProbeState) -> torch.Tensor:
+    """Quantiles of the single-neuron distribution of h_ℓ(x): (L+1, P, len(QUANTILES))."""
+    q = torch.tensor(QUANTILES, dtype=s.h.dtype, device=s.h.device)
+    return torch.quantile(s.h, q, dim=-1).permute(1, 2, 0)

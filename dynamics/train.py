@@ -1,0 +1,211 @@
+"""The training loop: SGD on a depth-μP ResNet, recording every layer's statistics into a run directory.
+
+Conventions (issue #2): step 0 is the initialisation; `steps=S` performs S SGD updates and records steps
+0..S; `loss` at step t is the loss of the parameters after t updates on the batch of step t (the whole
+training set for batch="full"); probe metrics are recorded at step 0, every `record_every` steps and at S;
+the probes are the first `probes` training inputs. A non-finite loss ends the run as `diverged`, keeping
+everything recorded so far. `train(cfg, run_dir)` is what the CLI, the sweeps and the tests call.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import probes as P
+from . import store
+from .config import ConfigError, RunConfig
+from .data import Dataset, load_task
+from .model import ResNet
+
+__all__ = ["train", "resolve_device", "loss_fn", "package_versions"]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} was asked for but CUDA is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def loss_fn(cfg: RunConfig, f: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """mse: mean over the batch of ½‖f − y‖²;  xent: mean cross-entropy of the logits f."""
+    if cfg.loss == "xent":
+        return F.cross_entropy(f, labels)
+    return 0.5 * (f - y).pow(2).sum(dim=1).mean()
+
+
+def package_versions() -> dict[str, str]:
+    import pandas, pyarrow  # noqa: E401
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "pandas": pandas.__version__, "pyarrow": pyarrow.__version__}
+
+
+def _batches(cfg: RunConfig, n_train: int, gen: torch.Generator):
+    """Index batches for steps 0..S: shuffled epochs without replacement (or the whole set)."""
+    if cfg.batch == "full":
+        idx = torch.arange(n_train)
+        while True:
+            yield idx
+    bs, perm, pos = cfg.batch_size, torch.randperm(n_train, generator=gen), 0
+    while True:
+        if pos + bs > n_train:
+            perm, pos = torch.randperm(n_train, generator=gen), 0
+        yield perm[pos:pos + bs]
+        pos += bs
+
+
+class _Recorder:
+    """Turns probe states into rows of the run's three Parquet files."""
+
+    def __init__(self, writer: store.RunWriter, model: ResNet, data: Dataset, cfg: RunConfig,
+                 dev: torch.device, dtype: torch.dtype):
+        self.w, self.model, self.cfg = writer, model, cfg
+        self.x = data.x[:cfg.probes].to(dev, dtype)
+        self.y, self.labels = data.y[:cfg.probes].to(dev, dtype), _maybe(data.labels, cfg.probes, dev)
+        self.s0: P.ProbeState | None = None
+
+    def record(self, step: int) -> None:
+        cfg = self.cfg
+        s = P.probe_pass(self.model, self.x)
+        if self.s0 is None:
+            self.s0 = s
+        rows = []  # (metric, first layer, values) gathered on device, moved to CPU once
+        for name, (values, first) in P.layer_metrics(s, self.s0, cfg.depth).items():
+            rows.append((name, first, values))
+        with torch.no_grad():
+            rows.append(("probe_loss", -1, loss_fn(cfg, s.f, self.y, self.labels).reshape(1)))
+        kern = P.kernels(s)
+        quant = P.neuron_quantiles(s)
+        flat = torch.cat([v.reshape(-1) for _, _, v in rows]).double().cpu().numpy()
+        pos = 0
+        for name, first, values in rows:
+            k = values.numel()
+            layer = np.arange(first, first + k) if first >= 0 else np.full(k, store.NETWORK_LAYER)
+            self.w.add_metrics(step, layer, name, flat[pos:pos + k])
+            pos += k
+        L1, Pn = s.h.shape[0], s.h.shape[1]
+        ii, jj = np.meshgrid(np.arange(Pn), np.arange(Pn), indexing="ij")
+        for kind, mat in kern.items():
+            m = mat.double().cpu().numpy()  # (L+1, P, P)
+            self.w.add(store.KERNELS, step=step, layer=np.repeat(np.arange(L1), Pn * Pn), kind=kind,
+                       i=np.tile(ii.reshape(-1), L1), j=np.tile(jj.reshape(-1), L1), value=m.reshape(-1))
+        q = quant.double().cpu().numpy()  # (L+1, P, Q)
+        nq = len(P.QUANTILES)
+        self.w.add(store.NEURONS, step=step, layer=np.repeat(np.arange(L1), Pn * nq),
+                   probe=np.tile(np.repeat(np.arange(Pn), nq), L1),
+                   quantile=np.tile(np.array(P.QUANTILES, dtype=np.float32), L1 * Pn), value=q.reshape(-1))
+
+
+def _maybe(t: torch.Tensor | None, k: int | None, dev: torch.device) -> torch.Tensor | None:
+    return None if t is None else t[:k].to(dev)
+
+
+def build(cfg: RunConfig, data: Dataset, dev: torch.device) -> ResNet:
+    """The model for cfg on dev; init drawn on the CPU from cfg.seed so it is identical on every device."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    dtype = getattr(torch, cfg.dtype)
+    return ResNet(cfg, data.dim, data.n_outputs, gen, dtype).to(dev)
+
+
+def train(cfg: RunConfig, run_dir: Path, *, record_probes: bool = True, progress: bool = False,
+          on_step: Callable[[int, float], None] | None = None, run_id: str | None = None) -> Path:
+    """Train per cfg and write the run to run_dir (created; must not hold a run). Returns run_dir.
+
+    record_probes=False skips the probe metrics (losses are still written): the benchmark's baseline.
+    on_step(step, loss) is called after every step (the dashboard's progress bar uses it).
+    """
+    t_start = time.monotonic()
+    dev = resolve_device(cfg.device)
+    dtype = getattr(torch, cfg.dtype)
+    data, test = load_task(cfg)
+    model = build(cfg, data, dev)
+    meta = {"run_id": run_id or Path(run_dir).name, "kind": "finite", "config": cfg.to_dict(),
+            "probe_ids": list(range(cfg.probes)), "probe_source": "first training inputs",
+            "quantiles": list(P.QUANTILES), "versions": package_versions(), "device": str(dev),
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "steps_done": 0}
+    writer = store.RunWriter(run_dir, meta)
+    opt = torch.optim.SGD(model.param_groups(), lr=model.s.lr) if cfg.trained else None
+    rec = _Recorder(writer, model, data, cfg, dev, dtype)
+    gen = torch.Generator().manual_seed(cfg.seed + 7919)  # data order, independent of the init stream
+    batches = _batches(cfg, len(data), gen)
+    xs, ys = data.x.to(dev, dtype), data.y.to(dev, dtype)
+    labels = None if data.labels is None else data.labels.to(dev)
+    if test is not None:
+        tx, ty, tl = test.x.to(dev, dtype), test.y.to(dev, dtype), _maybe(test.labels, None, dev)
+    bar = _progress(cfg.steps + 1, progress)
+    status, sc = "complete", _Scalars(writer)
+    losses, norms = sc.losses, sc.norms
+    try:
+        for step in range(cfg.steps + 1):
+            idx = next(batches).to(dev)
+            f = model(xs[idx])
+            loss = loss_fn(cfg, f, ys[idx], None if labels is None else labels[idx])
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+            lval = float(loss.detach())
+            losses.append(lval)
+            if not math.isfinite(lval):
+                status = "diverged"
+                break
+            if test is not None and (step % cfg.test_every == 0 or step == cfg.steps):
+                with torch.no_grad():
+                    sc.tests.append((step, float(loss_fn(cfg, model(tx), ty, tl))))
+            if record_probes and (step % cfg.record_every == 0 or step == cfg.steps):
+                grads = [p.grad for p in model.parameters() if p.grad is not None]
+                norms.append((step, float(torch.sqrt(sum(g.pow(2).sum() for g in grads))) if grads else 0.0))
+                rec.record(step)
+                writer.meta["steps_done"] = step
+                sc.drain()
+                writer.maybe_flush()
+            if step < cfg.steps and opt is not None:
+                opt.step()
+            if on_step is not None:
+                on_step(step, lval)
+            bar.update(1)
+            bar.set_postfix(loss=f"{lval:.4g}", refresh=False)
+    except BaseException as e:
+        sc.drain()
+        writer.finish("failed", error=f"{type(e).__name__}: {e}", wall_seconds=time.monotonic() - t_start)
+        raise
+    finally:
+        bar.close()
+    sc.drain()
+    writer.finish(status, steps_done=len(losses) - 1, wall_seconds=round(time.monotonic() - t_start, 3))
+    return Path(run_dir)
+
+
+class _Scalars:
+    """Network scalars waiting for the writer: loss every step, grad_norm at record steps, test_loss."""
+
+    def __init__(self, writer: store.RunWriter):
+        self.w, self.losses, self.written = writer, [], 0
+        self.norms: list[tuple[int, float]] = []  # (step, grad_norm)
+        self.tests: list[tuple[int, float]] = []  # (step, test_loss)
+
+    def drain(self) -> None:
+        if len(self.losses) > self.written:
+            self.w.add_metrics(np.arange(self.written, len(self.losses)), store.NETWORK_LAYER, "loss",
+                               np.array(self.losses[self.written:]))
+            self.written = len(self.losses)
+        for name, pending in (("grad_norm", self.norms), ("test_loss", self.tests)):
+            for st, value in pending:
+                self.w.add_metrics(st, store.NETWORK_LAYER, name, value)
+            pending.clear()
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, disable=not enabled, desc="train", unit="step", file=sys.stderr,
+                dynamic_ncols=True, leave=False)

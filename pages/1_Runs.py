@@ -1,0 +1,71 @@
+"""Runs page: what runs are there, how do their configs differ, and one metric across the chosen runs.
+
+A per-layer metric is drawn over depth time τ = ℓ/L at one recorded step; a network scalar (layer −1,
+e.g. loss) over steps. The view lives in the URL (?runs=…&metric=…&step=…, see dashboard.state).
+"""
+import streamlit as st
+
+from dashboard import runs as R
+from dashboard.state import seed_widget, set_url
+from dynamics.figures import RUN, depth_profile_figure, metric_over_steps_figure
+from dynamics.store import STEP
+
+PAGE = "runs_page"
+st.set_page_config(page_title="Runs · dynamics", page_icon=":material/monitoring:", layout="wide")
+st.title("Runs")
+
+runs = R.load_runs(PAGE)
+st.dataframe(R.run_table(runs), hide_index=True)
+chosen = R.pick_runs(PAGE, runs)
+if not chosen:
+    st.info("Pick one or more runs in the sidebar to compare them.")
+    st.stop()
+
+st.subheader("How the chosen runs differ")
+diff = R.config_diff(chosen)
+if len(chosen) < 2:
+    st.caption("Pick two or more runs to see the config fields that differ.")
+elif diff.columns.empty:
+    st.caption("The chosen runs share every config field.")
+else:
+    st.dataframe(diff)
+
+catalog, errors = R.metric_catalog(chosen)
+R.show_problems(errors)
+if not catalog:
+    st.info("The chosen runs have recorded no metrics yet; pick other runs or wait for a flush.")
+    st.stop()
+
+st.subheader("One metric across runs")
+key = f"{PAGE}.metric"
+seed_widget(key, "metric", list(catalog), "h_sq" if "h_sq" in catalog else next(iter(catalog)))
+metric = st.selectbox("Metric", list(catalog), key=key,
+                      format_func=lambda m: f"{m}: {R.caption(m)}" if R.caption(m) else m)
+set_url(metric=metric)
+network, steps = catalog[metric]
+key = f"{PAGE}.log_y"
+seed_widget(key, "log_y", [False, True], False)
+log_y = st.toggle("log y axis", key=key)
+set_url(log_y=log_y or None)
+
+data, errors = R.metric_frame(chosen, metric)
+R.show_problems(errors)
+if network:
+    set_url(step=None)
+    shown = data
+    fig = metric_over_steps_figure(shown, metric=metric, caption=R.caption(metric), log_y=log_y,
+                                   title=f"{metric} over steps")
+else:
+    key = f"{PAGE}.step"
+    seed_widget(key, "step", steps, steps[-1])
+    step = st.select_slider("Step", steps, key=key) if len(steps) > 1 else steps[0]
+    set_url(step=step)
+    shown = data[data[STEP] == step]
+    missing = sorted(set(data[RUN]) - set(shown[RUN]))
+    if missing:
+        st.caption(f"Not recorded at step {step}: {', '.join(missing)}.")
+    fig = depth_profile_figure(shown, metric=metric, caption=R.caption(metric), log_y=log_y,
+                               title=f"{metric} over depth at step {step}")
+st.plotly_chart(fig)
+st.download_button("Download these data (CSV)", shown.to_csv(index=False).encode(),
+                   file_name=f"{metric}.csv" if network else f"{metric}_step{step}.csv", mime="text/csv")

@@ -1,0 +1,129 @@
+"""The Runs page in a real browser: `streamlit run app.py` + Playwright on Debian's Chromium (TESTING.md).
+
+Checks what AppTest cannot: the chart is drawn, a widget change reaches the URL, and opening that URL in a
+fresh browser context restores the view. Leaves a screenshot at /tmp/runs_page.png. Skipped when
+/usr/bin/chromium or the playwright package is missing; never downloads a browser.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'
+TITLE = '[data-testid="stPlotlyChart"] .js-plotly-plot .gtitle'
+SCREENSHOT = Path("/tmp/runs_page.png")
+
+# CI sets DYNAMICS_REQUIRE_BROWSER=1 so that a missing browser fails the run instead of skipping it
+if os.environ.get("DYNAMICS_REQUIRE_BROWSER") == "1":
+    from playwright import sync_api
+    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: apt-get install -y chromium"
+else:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(runs_dir, tmp_path):
+    """`streamlit run app.py` on a free port with the fixture runs as the bundled data; always stopped."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DYNAMICS_RUNS"} | {"DYNAMICS_DATA_DIR": str(runs_dir)}
+    log = (tmp_path / "streamlit.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited ({proc.returncode}):\n{(tmp_path / 'streamlit.log').read_text()}")
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit not healthy in 60 s:\n{(tmp_path / 'streamlit.log').read_text()}")
+            time.sleep(0.25)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+def _wait_for_chart(page, title: str) -> None:
+    page.wait_for_selector(CHART, timeout=30_000)
+    page.wait_for_function(
+        "([sel, t]) => [...document.querySelectorAll(sel)].some(e => e.textContent.includes(t))",
+        arg=[TITLE, title], timeout=30_000)
+    # a drawn chart, not an empty frame: one line path per run with real coordinates
+    n_lines = page.locator('[data-testid="stPlotlyChart"] .scatterlayer .trace .js-line').count()
+    assert n_lines >= 2, "the chart has no drawn lines"
+    assert page.get_by_test_id("stException").count() == 0
+
+
+def test_runs_page_state_round_trips_through_the_url(server, tmp_path):
+    timings = {}
+    with sync_api.sync_playwright() as p:
+        t0 = time.monotonic()
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        timings["launch"] = time.monotonic() - t0
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            t0 = time.monotonic()
+            page.goto(f"{server}/Runs")
+            _wait_for_chart(page, "h_sq over depth at step 20")
+            timings["first chart"] = time.monotonic() - t0
+
+            t0 = time.monotonic()
+            page.get_by_test_id("stSelectbox").filter(has_text="Metric").click()
+            page.get_by_role("option", name=re.compile(r"^g_sq")).click()
+            page.wait_for_function("() => location.search.includes('metric=g_sq')", timeout=15_000)
+            _wait_for_chart(page, "g_sq over depth at step 20")
+            timings["metric change"] = time.monotonic() - t0
+            url = page.url
+            assert "runs=w128-d4" in url and "runs=w64-d4" in url and "step=20" in url
+
+            # a fresh context has no session: the view must come from the URL alone
+            # tall viewport: Streamlit scrolls inside its own container, so full_page would cut the chart
+            fresh = browser.new_context(viewport={"width": 1400, "height": 1700}).new_page()
+            t0 = time.monotonic()
+            fresh.goto(url)
+            _wait_for_chart(fresh, "g_sq over depth at step 20")
+            timings["fresh open"] = time.monotonic() - t0
+            assert fresh.get_by_role("combobox", name="Metric").input_value().startswith("g_sq")
+            assert fresh.evaluate("location.search") == page.evaluate("location.search")
+            fresh.wait_for_timeout(500)  # let plotly finish its transition before the picture
+            fresh.screenshot(path=str(tmp_path / "runs_page.png"))
+            shutil.copyfile(tmp_path / "runs_page.png", SCREENSHOT)
+        finally:
+            browser.close()
+    print("browser timings (s):", {k: round(v, 2) for k, v in timings.items()})

@@ -40,6 +40,7 @@ KERNELS_SCHEMA = pa.schema([(STEP, pa.int32()), (LAYER, pa.int16()),
                             (I, pa.int16()), (J, pa.int16()), (VALUE, pa.float64())])
 NEURONS_SCHEMA = pa.schema([(STEP, pa.int32()), (LAYER, pa.int16()), (PROBE, pa.int16()),
                             (QUANTILE, pa.float32()), (VALUE, pa.float64())])
+METRICS_SCHEMA_SE = METRICS_SCHEMA.append(pa.field(STDERR, pa.float64()))  # limit runs: Monte-Carlo error
 _SCHEMAS = {METRICS: METRICS_SCHEMA, KERNELS: KERNELS_SCHEMA, NEURONS: NEURONS_SCHEMA}
 
 
@@ -102,11 +103,14 @@ class RunWriter:
     often than ten times the last flush's cost, which keeps the overhead of periodic flushing under ~10%.
     """
 
-    def __init__(self, run_dir: Path, meta: dict[str, Any], flush_seconds: float = 30.0):
+    def __init__(self, run_dir: Path, meta: dict[str, Any], flush_seconds: float = 30.0,
+                 stderr: bool = False):
+        """stderr=True adds the metrics column `stderr` (limit runs); add_metrics then needs it."""
         self.run_dir = Path(run_dir)
         self.meta = {"schema_version": SCHEMA_VERSION, "status": "running", **meta}
+        self._schemas = {**_SCHEMAS, METRICS: METRICS_SCHEMA_SE if stderr else METRICS_SCHEMA}
         self._rows: dict[str, dict[str, list[np.ndarray]]] = {
-            name: {f.name: [] for f in schema} for name, schema in _SCHEMAS.items()}
+            name: {f.name: [] for f in schema} for name, schema in self._schemas.items()}
         self._dirty: set[str] = set()
         self._flush_seconds = flush_seconds
         self._last_flush = time.monotonic()
@@ -119,20 +123,19 @@ class RunWriter:
         arrays = {k: np.asarray(v) for k, v in columns.items()}
         n = max((a.size for a in arrays.values()), default=0)
         bucket = self._rows[file]
-        if set(arrays) - set(bucket):
-            raise KeyError(f"{file} has no column(s) {sorted(set(arrays) - set(bucket))}")
+        if set(arrays) != set(bucket):  # checked before appending anything, so a bad call changes nothing
+            raise KeyError(f"{file} takes columns {sorted(bucket)}; got {sorted(arrays)}")
         for name in bucket:
-            a = arrays.get(name)
-            if a is None:
-                raise KeyError(f"{file}: column {name} missing")
+            a = arrays[name]
             bucket[name].append(np.broadcast_to(a.reshape(-1) if a.ndim else a, (n,)).copy())
         self._dirty.add(file)
 
-    def add_metrics(self, step: int, layer: Any, metric: str, value: Any) -> None:
-        self.add(METRICS, step=step, layer=layer, metric=metric, value=value)
+    def add_metrics(self, step: int, layer: Any, metric: str, value: Any, stderr: Any = None) -> None:
+        extra = {} if stderr is None else {STDERR: stderr}
+        self.add(METRICS, step=step, layer=layer, metric=metric, value=value, **extra)
 
     def table(self, file: str) -> pa.Table:
-        schema = _SCHEMAS[file]
+        schema = self._schemas[file]
         cols = []
         for f in schema:
             parts = self._rows[file][f.name]
@@ -161,7 +164,7 @@ class RunWriter:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}")
         self.meta.update(status=status, **extra)
-        self._dirty.update(_SCHEMAS)  # always leave all three files, even if empty
+        self._dirty.update(self._schemas)  # always leave all three files, even if empty
         self.flush()
 
 

@@ -73,3 +73,13 @@ def test_writable_and_run_id_checks(tmp_path):
     with pytest.raises(store.RunFormatError, match="run name"):
         store.check_run_id("../escape")
     assert json.loads(json.dumps(store.check_run_id("a_b-1.2")))
+
+
+def test_stderr_column_for_limit_runs(tmp_path):
+    w = store.RunWriter(tmp_path / "r", {"run_id": "r", "kind": "limit", "config": {}}, stderr=True)
+    w.add_metrics(0, np.arange(3), "h_sq", [1.0, 2.0, 3.0], stderr=[0.1, 0.2, 0.3])
+    with pytest.raises(KeyError):
+        w.add_metrics(1, 0, "h_sq", 1.0)  # a limit run's rows must carry their error
+    w.finish("complete")
+    df = store.read_metrics(tmp_path / "r")
+    assert df.stderr.tolist() == [0.1, 0.2, 0.3]

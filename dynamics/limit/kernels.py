@@ -19,7 +19,7 @@ from torch import Tensor
 
 from dynamics.config import ACTIVATIONS, PARAMS, READOUTS
 
-QUAD_SPACING = 0.25  # trapezoid spacing in z, divided by max(1, max √K_ii); error ≈ 1e-14 for tanh
+QUAD_SPACING = 0.25  # trapezoid spacing in z, divided by max(1, max √K_ii); error ≲ 1e-13 for tanh
 _GELU_SPACING = 0.45  # gelu is entire: the same accuracy on a coarser grid (measured ≈ 1e-14)
 QUAD_RANGE = 9.0    # truncation |z| ≤ 9: the Gaussian tail beyond is below 1e-18
 _CHUNK = 1 << 22  # quadrature points evaluated at once (bounds memory to a few tens of MB)
@@ -114,7 +114,7 @@ def _dual_quadrature(K: Tensor, fns: Callable[[Tensor], tuple[Tensor, ...]], nod
     u_i = √K_ii z1, u_j = √K_jj (ρ z1 + √(1−ρ²) z2), z1, z2 i.i.d. N(0, 1): 2-D for the pairs i < j,
     1-D for the diagonal (ρ = 1). Why trapezoid, not Gauss–Hermite: for f analytic in a strip (tanh has
     poles at ±iπ/2) the trapezoid rule on the truncated Gaussian converges geometrically in 1/spacing
-    (≈1e-14 at the default spacing, whatever K is), while Gauss–Hermite converges like exp(−c√nodes) and
+    (≈1e-13 at the default spacing, whatever K is), while Gauss–Hermite converges like exp(−c√nodes) and
     degrades once √K ≫ 1. At a kink (relu, abs) both are only algebraic, hence the closed forms there."""
     P = K.shape[-1]
     Kb = K.reshape(-1, P, P)                                           # (B, P, P)

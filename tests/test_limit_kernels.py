@@ -71,7 +71,7 @@ def test_closed_form_variants():
     _close(out["H"][:, 0, 0], (1 + 0.25 / L) ** ell, 1e-10)
     _close(out["G"][:, 0, 0], 0.5 * (1 + 0.25 / L) ** (L - ell), 1e-10)
     tau = torch.linspace(0, 1, 5, dtype=torch.float64)
-    out = continuum_kernels(ONE, tau, act="relu", block=2)
+    out = continuum_kernels(ONE, tau, act="relu", block=2, steps=256)
     _close(out["H"][:, 0, 0], torch.exp(tau / 4), 1e-8)
     _close(out["G"][:, 0, 0], 0.5 * torch.exp((1 - tau) / 4), 1e-8)
 
@@ -97,6 +97,13 @@ def test_dual_maps_against_monte_carlo(act):
         prod = f[:, :, None] * f[:, None, :]                                   # (n, 3, 3)
         mean, se = prod.mean(0), prod.std(0) / math.sqrt(n)
         assert ((exact - mean).abs() <= 5 * se + 1e-12).all(), (exact, mean, se)
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_dual_maps_batched(act):
+    Ks = torch.stack([_probe_kernel(P=3, seed=s) for s in (20, 21)])          # (2, P, P)
+    for batched, single in zip(_duals(Ks, act), zip(*(_duals(K, act) for K in Ks))):
+        _close(batched, torch.stack(single), 1e-12)
 
 
 def test_quadrature_exact_on_smooth_closed_forms():
@@ -139,7 +146,7 @@ def _loglog_slope(Ls, errs):
 
 @pytest.mark.parametrize("act, H0", [("linear", ONE), ("relu", _probe_kernel(P=3, seed=6))])
 def test_finite_depth_converges_at_rate_one_over_L(act, H0):
-    ref = continuum_kernels(H0, [0.0, 1.0], act=act)
+    ref = continuum_kernels(H0, [0.0, 1.0], act=act, steps=256)  # RK4 error ~1e-12 ≪ 1/L
     Ls = [8, 16, 32, 64, 128, 256]
     errs_H, errs_G = [], []
     for L in Ls:
@@ -181,13 +188,13 @@ def test_multi_input_kernels(act, block):
 
 
 # --- SDE particles -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("act", ["relu", "tanh"])
-def test_sde_particles_covariance(act):
+@pytest.mark.parametrize("act, block", [("relu", 1), ("tanh", 1), ("gelu", 2)])
+def test_sde_particles_covariance(act, block):
     H0 = _probe_kernel(P=3, seed=8)
     K, M = 16, 20_000
-    h = sde_particles(H0, K, M, act=act, generator=_gen(9))                   # (K+1, M, P)
+    h = sde_particles(H0, K, M, act=act, block=block, generator=_gen(9))      # (K+1, M, P)
     assert h.shape == (K + 1, M, 3)
-    H = init_kernels(H0, K, act=act)["H"]
+    H = init_kernels(H0, K, act=act, block=block)["H"]
     emp = torch.einsum("kmi,kmj->kij", h, h) / M                              # mean zero is known
     d = H.diagonal(dim1=1, dim2=2)
     se = torch.sqrt((d[:, :, None] * d[:, None, :] + H ** 2) / M)

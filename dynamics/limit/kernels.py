@@ -22,7 +22,7 @@ from dynamics.config import ACTIVATIONS, PARAMS, READOUTS
 QUAD_SPACING = 0.25  # trapezoid spacing in z, divided by max(1, max √K_ii); error ≲ 1e-13 for tanh
 _GELU_SPACING = 0.45  # gelu is entire: the same accuracy on a coarser grid (measured ≈ 1e-14)
 QUAD_RANGE = 9.0    # truncation |z| ≤ 9: the Gaussian tail beyond is below 1e-18
-_CHUNK = 1 << 22  # quadrature points evaluated at once (bounds memory to a few tens of MB)
+_CHUNK = 1 << 21  # quadrature points evaluated at once (bounds the working memory to about 100 MB)
 _SQRT2 = math.sqrt(2.0)
 
 
@@ -73,11 +73,12 @@ def _check_choice(name: str, value, allowed) -> None:
 
 # --- dual maps V and V' ---------------------------------------------------------------------------
 def _scale_and_corr(K: Tensor) -> tuple[Tensor, Tensor]:
-    """sqrt(K_ii K_jj) and ρ_ij = K_ij / sqrt(K_ii K_jj) clamped to [-1, 1] (ρ = 0 where a variance is 0)."""
+    """sqrt(K_ii K_jj) and ρ_ij = K_ij / sqrt(K_ii K_jj) clamped to [-1, 1]; ρ_ii = 1 exactly, and
+    ρ_ij = 0 off the diagonal where a variance is 0 (K_ij = 0 there for a PSD K)."""
     d = K.diagonal(dim1=-2, dim2=-1)                                   # (..., P)
     norm = torch.sqrt(d.unsqueeze(-1) * d.unsqueeze(-2))               # (..., P, P)
-    rho = torch.where(norm > 0, K / torch.where(norm > 0, norm, 1.0), 0.0).clamp(-1.0, 1.0)
-    rho.diagonal(dim1=-2, dim2=-1).copy_((d > 0).to(K.dtype))          # exactly 1 on the diagonal
+    rho = (K / norm.clamp(min=1e-300)).clamp(-1.0, 1.0)
+    rho.diagonal(dim1=-2, dim2=-1).fill_(1.0)
     return norm, rho
 
 
@@ -211,8 +212,8 @@ def init_kernels(H0: Tensor, depth: int, *, act: str, beta: float = 1.0, param: 
     _check_choice("param", param, PARAMS)
     _check_choice("readout", readout, READOUTS)
     _check_choice("block", block, (1, 2))
-    if depth < 1:
-        raise ValueError(f"depth must be positive; got {depth}")
+    if depth < 1 or gamma0 <= 0:
+        raise ValueError(f"depth and gamma0 must be positive; got depth={depth}, gamma0={gamma0}")
     H0 = _check_kernel(H0)
     c = _branch_coef(param, beta, depth)
     H, Phi, D = [H0], [], []
@@ -243,6 +244,8 @@ def continuum_kernels(H0: Tensor, tau: Tensor, *, act: str, beta: float = 1.0, r
     tau = torch.as_tensor(tau, dtype=torch.float64).reshape(-1)
     if tau.numel() == 0 or tau.min() < 0 or tau.max() > 1:
         raise ValueError("tau must be a non-empty set of depth times in [0, 1]")
+    if steps < 1:
+        raise ValueError(f"steps must be positive; got {steps}")
     b2 = beta * beta
 
     def rhs(H: Tensor) -> tuple[Tensor, Tensor]:
@@ -265,7 +268,7 @@ def continuum_kernels(H0: Tensor, tau: Tensor, *, act: str, beta: float = 1.0, r
         states.append((H, I))
     Hk = torch.stack([s[0] for s in states])                           # (knots, P, P)
     Ik = torch.stack([s[1] for s in states])
-    V1, Vp1 = _duals(Hk[-1], act)
+    _, Vp1 = _duals(Hk[-1], act)
     G1 = Vp1 if readout == "phi" else torch.ones_like(H0)
     idx = torch.searchsorted(knots, tau)
     Ht = Hk[idx]
@@ -286,14 +289,14 @@ def sde_particles(H0: Tensor, depth_grid: int, particles: int, *, act: str, beta
     h_0 ~ N(0, H0) jointly over the P probes, h_k = h_{k-1} + (β/√K) ξ_k, ξ_k ~ N(0, B(H_{k-1})) independent
     of the past, with H_{k-1} the exact kernel of `init_kernels` (McKean–Vlasov: the law is known at init).
     Hence Cov(h_k, h_j) = H_{min(k,j)}. H0 may be (P, P) or a (P,) diagonal. Returns (K+1, particles, P)."""
-    _check_choice("block", block, (1, 2))
     H0 = _check_kernel(H0)
     K, P = depth_grid, H0.shape[0]
-    H = init_kernels(H0, K, act=act, beta=beta, block=block)["H"]      # (K+1, P, P)
+    Phi = init_kernels(H0, K, act=act, beta=beta, block=block)["Phi"]  # (K+1, P, P): V(H_k)
+    branch = Phi[:-1] if block == 1 else dual_V(Phi[:-1], act)         # (K, P, P): B(H_{k-1}), k = 1..K
     kw = dict(dtype=torch.float64, generator=generator)
     h = torch.empty(K + 1, particles, P, dtype=torch.float64)
     h[0] = torch.randn(particles, P, **kw) @ _psd_factor(H0).mT       # (particles, P)
     for k in range(1, K + 1):
-        S = _psd_factor(_block_maps(H[k - 1], act, block)[1])
+        S = _psd_factor(branch[k - 1])
         h[k] = h[k - 1] + (beta / math.sqrt(K)) * (torch.randn(particles, P, **kw) @ S.mT)
     return h

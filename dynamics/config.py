@@ -56,7 +56,8 @@ class RunConfig:
     probes: int = 8                 # P: the first P training inputs are the probe set
     record_every: int = 10          # record probe metrics every k steps (and at step 0 and S)
     test_every: int = 10            # test_loss every k steps (and at 0 and S): a full test-set forward
-    coupling_window: int = 0        # past steps kept for the coupling decomposition (0 = all)
+    record_coupling: str = "on"     # THEORY §5 decomposition per block at record steps ("off" saves time)
+    coupling_window: int = 0        # past recorded steps kept in the coupling histories (0 = all that fit)
     # execution
     seed: int = 0                   # init, data order; a decoupled twin with the same seed shares both
     device: str = "auto"            # auto picks CUDA when present
@@ -120,7 +121,7 @@ _INT_FIELDS = ("width", "depth", "block", "steps", "input_dim", "classes", "trai
                "data_seed", "probes", "record_every", "test_every", "coupling_window", "seed")
 _FLOAT_FIELDS = ("inner_lr_exponent", "beta", "gamma0", "lr")
 _CHOICES = {"act": ACTIVATIONS, "param": PARAMS, "backward": BACKWARDS, "readout": READOUTS,
-            "loss": LOSSES, "dtype": DTYPES}
+            "loss": LOSSES, "dtype": DTYPES, "record_coupling": ("on", "off")}
 
 
 def _validate(c: RunConfig) -> None:

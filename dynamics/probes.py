@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from .limit.kernels import phi
+from .limit.kernels import phi  # noqa: F401  (re-exported for the recorder)
 from .metrics import METRICS
 
 QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
@@ -88,3 +88,85 @@ def neuron_quantiles(s: ProbeState) -> torch.Tensor:
     """Quantiles of the single-neuron distribution of h_ℓ(x): (L+1, P, len(QUANTILES))."""
     q = torch.tensor(QUANTILES, dtype=s.h.dtype, device=s.h.device)
     return torch.quantile(s.h, q, dim=-1).permute(1, 2, 0)
+
+
+# --- the transpose coupling (THEORY §5), per block, at record steps ------------------------------------
+def _spans(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched truncated SVD of histories M (L, n, k): orthonormal basis (L, n, k) with the columns of
+    numerically null directions zeroed, and the pseudo-inverse factor (L, k, k) = V S⁺ (same rule as
+    dynamics.coupling._span, rtol = max(n, k)·eps, but with a mask so all blocks share one batched call)."""
+    L, n, k = M.shape
+    if k == 0:
+        return M.new_zeros(L, n, 0), M.new_zeros(L, 0, 0)
+    U, S, Vh = torch.linalg.svd(M, full_matrices=False)
+    keep = S > max(n, k) * torch.finfo(M.dtype).eps * S[:, :1]  # (L, k)
+    s_inv = torch.where(keep, 1 / S.clamp_min(torch.finfo(M.dtype).tiny), torch.zeros_like(S))
+    return U * keep[:, None, :], Vh.mT * s_inv[:, None, :]
+
+
+class CouplingTracker:
+    """Histories of one matrix per block and the §5 split of each new message, on the probe set.
+
+    The matrix is W_ℓ(0) (one-layer blocks) or W_{ℓ,2}(0) (two-layer blocks: the one whose message enters
+    the residual stream). At each record step t, in the order the network applies it: the forward message
+    W(0)u/√n of u = the matrix's input at t is split given the histories of steps before t; then the backward
+    message W(0)ᵀĝ_ℓ/√n given forward inputs up to t and backward inputs before t. In `decoupled` runs the
+    backward pass uses W̃(0), so W(0) never sees a backward vector and the coupling is zero by construction
+    (recorded as such). Histories hold the probe vectors of past *recorded* steps within the window: exact
+    when the probes are the whole training set, trained full-batch, recorded every step; otherwise a probe
+    proxy for what SGD applied W to. Chance levels are the expectation of the same split with an independent
+    Gaussian matrix (dynamics.coupling.expected_chance), r_B‖Π_A^⊥u‖²/n² (forward; backward mirrored).
+    """
+
+    def __init__(self, W0: torch.Tensor, window: int, decoupled: bool, branch: float):
+        self.W0 = W0.detach().clone()            # (L, n, n) in the model's dtype
+        self.window, self.decoupled, self.branch = window, decoupled, branch
+        self.A: list[torch.Tensor] = []          # per recorded step: (L, n, P) inputs, float64
+        self.Y: list[torch.Tensor] = []          # messages W(0)u/√n
+        self.B: list[torch.Tensor] = []          # backward inputs ĝ_ℓ
+        self.X: list[torch.Tensor] = []          # backward messages W(0)ᵀĝ/√n
+
+    def _hist(self, items: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+        return torch.cat(items, dim=2) if items else like.new_zeros(*like.shape[:2], 0)
+
+    @staticmethod
+    def _split(new: torch.Tensor, msg: torch.Tensor, A, Y, B, X):
+        """Forward split of msg = W new/√n given (A, Y), (B, X): returns coupling (L, n, q), chance (L,)."""
+        n = new.shape[1]
+        Ua, Ca = _spans(A)
+        Ub, Cb = _spans(B)
+        perp = new - Ua @ (Ua.mT @ new)                      # (L, n, q) Π_A^⊥ u
+        coupling = Ub @ (Cb.mT @ (X.mT @ perp))              # (L, n, q) (B⁺)ᵀ Xᵀ Π_A^⊥ u
+        rank_b = (Ub.abs().sum(1) > 0).sum(-1).to(new.dtype)  # (L,)
+        chance = rank_b * perp.pow(2).sum(1).mean(-1) / n ** 2
+        return coupling, chance
+
+    def update(self, u: torch.Tensor, g: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
+        """u, g: (L, P, n) forward inputs and ĝ_ℓ of every block at this record step -> metrics (layers 1..L)."""
+        n = u.shape[-1]
+        u = u.double().transpose(1, 2)                       # (L, n, P)
+        g = g.double().transpose(1, 2)
+        W0 = self.W0
+        y = (W0 @ u.to(W0.dtype)).double() / n ** 0.5        # (L, n, P) new forward messages
+        x = (W0.mT @ g.to(W0.dtype)).double() / n ** 0.5     # (L, n, P) new backward messages
+        A, Y = self._hist(self.A, u), self._hist(self.Y, u)
+        B, X = self._hist(self.B if not self.decoupled else [], g), self._hist(self.X if not self.decoupled else [], g)
+        c_fwd, ch_fwd = self._split(u, y, A, Y, B, X)
+        self.A.append(u)
+        self.Y.append(y)
+        A1, Y1 = self._hist(self.A if not self.decoupled else [], u), self._hist(self.Y if not self.decoupled else [], u)
+        c_bwd, ch_bwd = self._split(g, x, B, X, A1, Y1)
+        self.B.append(g)
+        self.X.append(x)
+        if self.window:
+            for h in (self.A, self.Y, self.B, self.X):
+                del h[:-self.window]
+        sq = lambda t: t.pow(2).sum(1)                        # (L, n, P) -> (L, P) squared norms
+        acc = torch.cumsum(self.branch * c_fwd, dim=0)       # (L, n, P) Σ_{k≤ℓ} branch·(2)_k
+        return {"coupling_fwd": (sq(c_fwd).mean(-1) / n, 1),
+                "coupling_bwd": (sq(c_bwd).mean(-1) / n, 1),
+                "coupling_fwd_frac": ((sq(c_fwd) / sq(y).clamp_min(1e-300)).mean(-1), 1),
+                "coupling_bwd_frac": ((sq(c_bwd) / sq(x).clamp_min(1e-300)).mean(-1), 1),
+                "coupling_acc": (sq(acc).mean(-1) / n, 1),
+                "coupling_fwd_chance": (ch_fwd, 1),
+                "coupling_bwd_chance": (ch_bwd, 1)}

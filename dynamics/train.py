@@ -73,6 +73,14 @@ class _Recorder:
         self.x = data.x[:cfg.probes].to(dev, dtype)
         self.y, self.labels = data.y[:cfg.probes].to(dev, dtype), _maybe(data.labels, cfg.probes, dev)
         self.s0: P.ProbeState | None = None
+        self.coupling = None
+        if cfg.record_coupling == "on":
+            window = coupling_window(cfg)
+            writer.meta["coupling"] = {"window": window, "matrix": "W" if cfg.block == 1 else "W2",
+                                       "history": "probe vectors at past recorded steps",
+                                       "chance": "expectation with an independent Gaussian matrix"}
+            W0 = model.W if cfg.block == 1 else model.W2
+            self.coupling = P.CouplingTracker(W0, window, model.decoupled, model.s.branch or 1.0)
 
     def record(self, step: int) -> None:
         cfg = self.cfg
@@ -80,7 +88,11 @@ class _Recorder:
         if self.s0 is None:
             self.s0 = s
         rows = []  # (metric, first layer, values) gathered on device, moved to CPU once
-        for name, (values, first) in P.layer_metrics(s, self.s0, cfg.depth).items():
+        metrics = P.layer_metrics(s, self.s0, cfg.depth)
+        if self.coupling is not None:
+            u = s.phi_h[:-1] if s.a is None else P.phi(s.a, cfg.act)  # (L, P, n) inputs of the matrix
+            metrics.update(self.coupling.update(u, s.g_hat[1:]))
+        for name, (values, first) in metrics.items():
             rows.append((name, first, values))
         with torch.no_grad():
             rows.append(("probe_loss", -1, loss_fn(cfg, s.f, self.y, self.labels).reshape(1)))
@@ -104,6 +116,14 @@ class _Recorder:
         self.w.add(store.NEURONS, step=step, layer=np.repeat(np.arange(L1), Pn * nq),
                    probe=np.tile(np.repeat(np.arange(Pn), nq), L1),
                    quantile=np.tile(np.array(P.QUANTILES, dtype=np.float32), L1 * Pn), value=q.reshape(-1))
+
+
+def coupling_window(cfg: RunConfig) -> int:
+    """Recorded steps kept in the coupling histories: cfg.coupling_window, or all records while the history
+    stays under n/2 columns (0 means all and becomes that cap when it binds)."""
+    records = cfg.steps // cfg.record_every + 2
+    cap = max(1, cfg.width // (2 * cfg.probes))
+    return min(cfg.coupling_window or records, records, cap) if cfg.coupling_window == 0 else cfg.coupling_window
 
 
 def _maybe(t: torch.Tensor | None, k: int | None, dev: torch.device) -> torch.Tensor | None:

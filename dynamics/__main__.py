@@ -16,7 +16,9 @@ from .config import ConfigError
 from .data import DataError
 from .store import RunFormatError, read_meta
 
-USER_ERRORS = (ConfigError, DataError, RunFormatError, FileNotFoundError)
+from .experiments import ExperimentError
+
+USER_ERRORS = (ConfigError, DataError, RunFormatError, FileNotFoundError, ExperimentError)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -32,6 +34,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if meta["status"] == "complete" else 1
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .experiments import run_experiment
+    summary = run_experiment(args.name, args.out, profile=args.profile, device=args.device)
+    cols = ["quantity", "axis", "setting", "slope", "ci_low", "ci_high", "paper_rate", "verdict"]
+    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"summary: {args.out}/summary.parquet")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m dynamics", description="Feature-learning dynamics of depth-μP ResNets "
                      "(arXiv 2512.21075): train, record, compare with the infinite-depth limit.")
@@ -45,6 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
+    from .experiments import EXPERIMENTS, PROFILES
+    e = sub.add_parser("experiment", help="coupling sweeps with fitted rates beside the paper's",
+                       description="Run a sweep of ordinary runs under OUT/runs and write OUT/summary.parquet "
+                                   "with fitted log-log slopes and bootstrap intervals next to the paper's rates.")
+    e.add_argument("name", choices=EXPERIMENTS)
+    e.add_argument("--out", required=True, help="folder for runs/ and summary.parquet")
+    e.add_argument("--profile", default="cpu", choices=PROFILES[:2],
+                   help="cpu: minutes on 2 cores; gpu: paper-sized (default: cpu)")
+    e.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    e.set_defaults(func=cmd_experiment)
+    from .sweep import register as register_sweep
+    register_sweep(sub)
     return parser
 
 

@@ -1,55 +1,94 @@
-"""Fitted rates with honest uncertainty: log-log slopes with bootstrap confidence intervals.
+"""Rates from runs: log-log power-law fits with bootstrap confidence intervals, and the finite-vs-limit error
+of a depth profile. Pure numpy/pandas (no Streamlit, no I/O); the Limit and Scaling pages and the tests
+call these.
 
-Used by the experiments (summary.parquet), the reproduce command and the Scaling page, so one fit serves
-every place a rate is quoted. Pure numpy; no files.
+The theory's rates (THEORY.md §3, §7): finite width vs the width limit O(1/n) for averages over seeds,
+finite depth vs the continuum O(1/L); so error ∝ n^−1 and ∝ L^−1, slope −1 on log-log axes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+import pandas as pd
 
-__all__ = ["LogLogFit", "fit_loglog"]
+from typing import NamedTuple
+
+__all__ = ["LogLogFit", "fit_loglog", "fit_groups", "profile_error", "THEORY_SLOPE"]
 
 
-@dataclass(frozen=True)
-class LogLogFit:
-    slope: float          # least-squares slope of log y on log x
-    ci_low: float         # bootstrap percentile interval of the slope
+class LogLogFit(NamedTuple):
+    """A fitted slope and its bootstrap interval; unpacks as (slope, ci_low, ci_high)."""
+    slope: float
+    ci_low: float
     ci_high: float
-    intercept: float      # log y at log x = 0
-    n_points: int
 
     def contains(self, value: float) -> bool:
-        return self.ci_low <= value <= self.ci_high
+        """Whether value lies in the interval (False when the interval is undefined)."""
+        return bool(self.ci_low <= value <= self.ci_high)
+
+THEORY_SLOPE = {"width": -1.0, "depth": -1.0}  # error ∝ 1/n and ∝ 1/L
 
 
-def fit_loglog(x, y, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> LogLogFit:
-    """Slope of log y = a + b log x by least squares, with a percentile bootstrap over points.
+def _ols(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float]:
+    """Least-squares line ly = a + b·lx -> (b, a)."""
+    b, a = np.polyfit(lx, ly, 1)
+    return float(b), float(a)
 
-    x, y: 1-D arrays of equal length, y > 0, at least two distinct x. Repeated x (several seeds per x) are
-    kept as separate points, so the bootstrap resamples seeds as well as x. Resamples with fewer than two
-    distinct x are redrawn. Raises ValueError on non-positive or non-finite input.
+
+def fit_loglog(x, y, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> LogLogFit:
+    """Fit y = C·x^slope by least squares on (log x, log y); return (slope, ci_low, ci_high).
+
+    The interval is the percentile bootstrap over points (resample the (x, y) pairs with replacement,
+    refit; resamples with a single distinct x are skipped). Points with non-positive or non-finite x or y
+    are dropped. Fewer than two distinct x give NaNs; exactly two give the slope with a NaN interval
+    (every resample is either degenerate or the same line).
     """
-    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
-    if x.shape != y.shape or x.size < 2:
-        raise ValueError("fit_loglog needs x and y of equal length ≥ 2")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y)) and np.all(x > 0) and np.all(y > 0)):
-        raise ValueError("fit_loglog needs finite, positive x and y")
-    lx, ly = np.log(x), np.log(y)
-    if np.unique(lx).size < 2:
-        raise ValueError("fit_loglog needs at least two distinct x")
-    slope, intercept = np.polyfit(lx, ly, 1)
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    lx, ly = np.log(x[ok]), np.log(y[ok])
+    if len(np.unique(lx)) < 2:
+        return LogLogFit(float("nan"), float("nan"), float("nan"))
+    slope, _ = _ols(lx, ly)
+    if len(np.unique(lx)) < 3 or n_boot <= 0:
+        return LogLogFit(slope, float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    slopes = []
-    while len(slopes) < n_boot:
-        idx = rng.integers(0, x.size, size=(n_boot, x.size))
-        ok = np.array([np.unique(lx[i]).size >= 2 for i in idx])
-        for i in idx[ok]:
-            bx, by = lx[i], ly[i]
-            bxc = bx - bx.mean()
-            slopes.append(float((bxc * (by - by.mean())).sum() / (bxc ** 2).sum()))
-    slopes = np.array(slopes[:n_boot])
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(slopes, [alpha, 1 - alpha])
-    return LogLogFit(float(slope), float(lo), float(hi), float(intercept), int(x.size))
+    idx = rng.integers(0, len(lx), size=(n_boot, len(lx)))
+    bx, by = lx[idx], ly[idx]                                   # (n_boot, points)
+    mx, my = bx.mean(axis=1, keepdims=True), by.mean(axis=1, keepdims=True)
+    sxx = ((bx - mx) ** 2).sum(axis=1)
+    good = sxx > 1e-12 * max(1.0, float(np.ptp(lx)) ** 2)
+    slopes = ((bx - mx) * (by - my)).sum(axis=1)[good] / sxx[good]
+    if len(slopes) < 10:
+        return LogLogFit(slope, float("nan"), float("nan"))
+    a = (1 - level) / 2
+    lo, hi = np.quantile(slopes, [a, 1 - a])
+    return LogLogFit(slope, float(lo), float(hi))
+
+
+def fit_groups(df: pd.DataFrame, x: str, y: str, by: str | None, n_boot: int = 1000,
+               seed: int = 0) -> pd.DataFrame:
+    """fit_loglog per group of `by` (or over all rows): columns by, points, slope, ci_low, ci_high,
+    intercept (log-space, so the fitted line is exp(intercept)·x^slope)."""
+    rows = []
+    groups = df.groupby(by, sort=True) if by else [(None, df)]
+    for key, part in groups:
+        slope, lo, hi = fit_loglog(part[x], part[y], n_boot=n_boot, seed=seed)
+        ok = (part[x] > 0) & (part[y] > 0)
+        intercept = float(np.mean(np.log(part[y][ok])) - slope * np.mean(np.log(part[x][ok]))) \
+            if np.isfinite(slope) else float("nan")
+        rows.append({by or "group": key, "points": int(ok.sum()), "slope": slope, "ci_low": lo, "ci_high": hi,
+                     "intercept": intercept})
+    return pd.DataFrame(rows)
+
+
+def profile_error(tau: np.ndarray, value: np.ndarray, ref_tau: np.ndarray, ref_value: np.ndarray) -> float:
+    """Root-mean-square over the finite run's layers of value(τ_ℓ) − ref(τ_ℓ), the reference (a limit run
+    on its own depth grid) linearly interpolated to τ_ℓ = ℓ/L. NaN when either side has no finite values."""
+    tau, value = np.asarray(tau, float), np.asarray(value, float)
+    ref_tau, ref_value = np.asarray(ref_tau, float), np.asarray(ref_value, float)
+    ok = np.isfinite(ref_value)
+    if not ok.any() or not np.isfinite(value).any():
+        return float("nan")
+    order = np.argsort(ref_tau[ok])
+    ref = np.interp(tau, ref_tau[ok][order], ref_value[ok][order])
+    diff = (value - ref)[np.isfinite(value)]
+    return float(np.sqrt(np.mean(diff ** 2)))

@@ -1,0 +1,49 @@
+"""The coupling experiments (issue #4): the smoke profile runs end to end, resumes, and its summary is
+computed from the runs it wrote."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from dynamics import store
+from dynamics.__main__ import main
+from dynamics.experiments import ExperimentError, run_experiment, summarise
+
+
+def test_coupling_width_smoke_writes_runs_and_summary(tmp_path):
+    s = run_experiment("coupling-width", tmp_path, profile="smoke", device="cpu", log=lambda m: None)
+    assert set(s.quantity) == {"init_coupling_bwd", "train_coupling_fwd", "coupling_acc"}
+    assert (s.n_points == 4).all() and s.slope.notna().all()
+    runs = store.list_runs(tmp_path / "runs")
+    assert len(runs) == 4 and all(r["status"] == "complete" for r in runs)
+    points = pd.read_parquet(tmp_path / "points-coupling-width.parquet")
+    # the summary is the fit of the points, recomputed independently here
+    x, y = np.log(points.width), np.log(points.init_coupling_bwd)
+    assert s.set_index("quantity").slope["init_coupling_bwd"] == pytest.approx(np.polyfit(x, y, 1)[0])
+    mtimes = {r["run_id"]: (tmp_path / "runs" / r["run_id"] / "run.json").stat().st_mtime_ns for r in runs}
+    run_experiment("coupling-width", tmp_path, profile="smoke", device="cpu", log=lambda m: None)  # resume
+    assert {r["run_id"]: (tmp_path / "runs" / r["run_id"] / "run.json").stat().st_mtime_ns
+            for r in store.list_runs(tmp_path / "runs")} == mtimes
+    assert pd.read_parquet(tmp_path / "summary.parquet").experiment.tolist() == ["coupling-width"] * 3
+
+
+def test_gia_smoke_pairs_twins(tmp_path):
+    s = run_experiment("gia", tmp_path, profile="smoke", device="cpu", log=lambda m: None)
+    assert set(s.setting) == {"param=plain", "param=depth-mup"}
+    points = pd.read_parquet(tmp_path / "points-gia.parquet")
+    assert ((points.test_reused != points.test_decoupled) | points.diverged).all()
+
+
+def test_verdicts_follow_the_interval():
+    pts = pd.DataFrame({"width": [128, 256, 512, 1024] * 2, "q": [1 / w for w in [128, 256, 512, 1024]] * 2})
+    row = summarise(pts.rename(columns={"q": "init_coupling_bwd"}), "width", ["init_coupling_bwd"], "x").iloc[0]
+    assert row.verdict == "agrees" and row.slope == pytest.approx(-1)
+    pts["init_coupling_bwd"] = 1.0 / pts.width ** 2
+    assert summarise(pts, "width", ["init_coupling_bwd"], "x").iloc[0].verdict == "disagrees"
+
+
+def test_bad_experiment_is_an_error(tmp_path, capsys):
+    with pytest.raises(ExperimentError):
+        run_experiment("nope", tmp_path)
+    with pytest.raises(SystemExit):
+        main(["experiment", "nope", "--out", str(tmp_path)])
+    assert "invalid choice" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from torch import nn
 from .config import RunConfig
 from .limit.kernels import phi
 
-__all__ = ["Scales", "scales", "ResNet", "decoupled_matmul"]
+__all__ = ["Scales", "scales", "ResNet", "decoupled_matmul", "sgd_step"]
 
 
 @dataclass(frozen=True)
@@ -144,3 +144,17 @@ class ResNet(nn.Module):
         feat = phi(h, act) if self.cfg.readout == "phi" else h
         f = (feat @ self.v) * self.s.readout  # (B, C)
         return (f, hs, a_s) if trace else f
+
+
+@torch.no_grad()
+def sgd_step(groups: list[dict]) -> None:
+    """Plain SGD, θ ← θ − lr·∇θ, per group of ResNet.param_groups(); clears the gradients.
+
+    Written out because torch.optim's first use imports torch._dynamo (seconds per process), which would
+    dominate short runs and sweeps; the tests check it against torch.optim.SGD.
+    """
+    for group in groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                p.add_(p.grad, alpha=-group["lr"])
+                p.grad = None

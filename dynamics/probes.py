@@ -91,17 +91,33 @@ def neuron_quantiles(s: ProbeState) -> torch.Tensor:
 
 
 # --- the transpose coupling (THEORY §5), per block, at record steps ------------------------------------
-def _spans(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batched truncated SVD of histories M (L, n, k): orthonormal basis (L, n, k) with the columns of
-    numerically null directions zeroed, and the pseudo-inverse factor (L, k, k) = V S⁺ (same rule as
-    dynamics.coupling._span, rtol = max(n, k)·eps, but with a mask so all blocks share one batched call)."""
-    L, n, k = M.shape
-    if k == 0:
-        return M.new_zeros(L, n, 0), M.new_zeros(L, 0, 0)
-    U, S, Vh = torch.linalg.svd(M, full_matrices=False)
-    keep = S > max(n, k) * torch.finfo(M.dtype).eps * S[:, :1]  # (L, k)
-    s_inv = torch.where(keep, 1 / S.clamp_min(torch.finfo(M.dtype).tiny), torch.zeros_like(S))
-    return U * keep[:, None, :], Vh.mT * s_inv[:, None, :]
+class _Side:
+    """One side of a block's history: an orthonormal basis Q (L, n, r) of the vectors W(0) (or W(0)ᵀ) was
+    applied to, and their messages M = W Q/√n (or Wᵀ Q/√n). Working in an orthonormal basis turns THEORY
+    §5's pseudo-inverses into products: with B = Q_B R, (B⁺)ᵀXᵀ = Q_B (Wᵀ Q_B/√n)ᵀ = Q_B M_Bᵀ, so every
+    split costs O(n·r) per vector and the basis grows by Gram–Schmidt (twice, in float64). New directions
+    whose residual is below 1e-10 of the vector's norm are dropped (zero columns), as a rank-revealing
+    factorisation would: a repeated probe adds nothing."""
+
+    def __init__(self, L: int, n: int, dev, transpose: bool):
+        self.Q = torch.zeros(L, n, 0, dtype=torch.float64, device=dev)
+        self.M = torch.zeros_like(self.Q)
+        self.transpose = transpose
+
+    def perp(self, v: torch.Tensor) -> torch.Tensor:
+        return v - self.Q @ (self.Q.mT @ v)                  # (L, n, q) Π^⊥ v
+
+    def rank(self) -> torch.Tensor:
+        return (self.Q.abs().sum(1) > 0).sum(-1).to(self.Q.dtype)  # (L,)
+
+    def add(self, v: torch.Tensor, W0: torch.Tensor) -> None:
+        r = self.perp(self.perp(v))                          # (L, n, q) twice: classical GS is then stable
+        Qn, R = torch.linalg.qr(r)                           # (L, n, q), (L, q, q)
+        keep = R.diagonal(dim1=1, dim2=2).abs() > 1e-10 * v.norm(dim=1).clamp_min(1e-300)
+        Qn = Qn * keep[:, None, :]
+        Wt = W0.mT if self.transpose else W0
+        Mn = (Wt @ Qn.to(W0.dtype)).double() / Qn.shape[1] ** 0.5
+        self.Q, self.M = torch.cat([self.Q, Qn], 2), torch.cat([self.M, Mn], 2)
 
 
 class CouplingTracker:
@@ -116,51 +132,49 @@ class CouplingTracker:
     when the probes are the whole training set, trained full-batch, recorded every step; otherwise a probe
     proxy for what SGD applied W to. Chance levels are the expectation of the same split with an independent
     Gaussian matrix (dynamics.coupling.expected_chance), r_B‖Π_A^⊥u‖²/n² (forward; backward mirrored).
+    dynamics.coupling holds the reference (SVD) form of the same split; the tests compare the two.
     """
 
     def __init__(self, W0: torch.Tensor, window: int, decoupled: bool, branch: float):
         self.W0 = W0.detach().clone()            # (L, n, n) in the model's dtype
         self.window, self.decoupled, self.branch = window, decoupled, branch
-        self.A: list[torch.Tensor] = []          # per recorded step: (L, n, P) inputs, float64
-        self.Y: list[torch.Tensor] = []          # messages W(0)u/√n
-        self.B: list[torch.Tensor] = []          # backward inputs ĝ_ℓ
-        self.X: list[torch.Tensor] = []          # backward messages W(0)ᵀĝ/√n
+        self.raw: list[tuple[torch.Tensor, torch.Tensor]] = []  # (u, g) per recorded step, for the window
+        self._reset()
 
-    def _hist(self, items: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
-        return torch.cat(items, dim=2) if items else like.new_zeros(*like.shape[:2], 0)
-
-    @staticmethod
-    def _split(new: torch.Tensor, msg: torch.Tensor, A, Y, B, X):
-        """Forward split of msg = W new/√n given (A, Y), (B, X): returns coupling (L, n, q), chance (L,)."""
-        n = new.shape[1]
-        Ua, Ca = _spans(A)
-        Ub, Cb = _spans(B)
-        perp = new - Ua @ (Ua.mT @ new)                      # (L, n, q) Π_A^⊥ u
-        coupling = Ub @ (Cb.mT @ (X.mT @ perp))              # (L, n, q) (B⁺)ᵀ Xᵀ Π_A^⊥ u
-        rank_b = (Ub.abs().sum(1) > 0).sum(-1).to(new.dtype)  # (L,)
-        chance = rank_b * perp.pow(2).sum(1).mean(-1) / n ** 2
-        return coupling, chance
+    def _reset(self) -> None:
+        L, n, _ = self.W0.shape
+        self.fwd = _Side(L, n, self.W0.device, transpose=False)  # inputs u of W(0), messages W u/√n
+        self.bwd = _Side(L, n, self.W0.device, transpose=True)   # inputs ĝ of W(0)ᵀ, messages Wᵀĝ/√n
 
     def update(self, u: torch.Tensor, g: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
         """u, g: (L, P, n) forward inputs and ĝ_ℓ of every block at this record step -> metrics (layers 1..L)."""
         n = u.shape[-1]
         u = u.double().transpose(1, 2)                       # (L, n, P)
         g = g.double().transpose(1, 2)
-        W0 = self.W0
-        y = (W0 @ u.to(W0.dtype)).double() / n ** 0.5        # (L, n, P) new forward messages
-        x = (W0.mT @ g.to(W0.dtype)).double() / n ** 0.5     # (L, n, P) new backward messages
-        A, Y = self._hist(self.A, u), self._hist(self.Y, u)
-        B, X = self._hist(self.B if not self.decoupled else [], g), self._hist(self.X if not self.decoupled else [], g)
-        c_fwd, ch_fwd = self._split(u, y, A, Y, B, X)
-        self.A.append(u)
-        self.Y.append(y)
-        A1, Y1 = self._hist(self.A if not self.decoupled else [], u), self._hist(self.Y if not self.decoupled else [], u)
-        c_bwd, ch_bwd = self._split(g, x, B, X, A1, Y1)
-        self.B.append(g)
-        self.X.append(x)
-        if self.window:
-            for h in (self.A, self.Y, self.B, self.X):
-                del h[:-self.window]
+        y = (self.W0 @ u.to(self.W0.dtype)).double() / n ** 0.5     # (L, n, P) forward messages
+        x = (self.W0.mT @ g.to(self.W0.dtype)).double() / n ** 0.5  # (L, n, P) backward messages
+        zero = torch.zeros_like(u)
+        u_perp = self.fwd.perp(u)                            # (L, n, P) Π_A^⊥ u, A = inputs before t
+        if self.decoupled:
+            c_fwd, ch_fwd = zero, u.new_zeros(u.shape[0])
+        else:
+            c_fwd = self.bwd.Q @ (self.bwd.M.mT @ u_perp)    # (B⁺)ᵀ Xᵀ Π_A^⊥ u
+            ch_fwd = self.bwd.rank() * u_perp.pow(2).sum(1).mean(-1) / n ** 2
+        self.fwd.add(u, self.W0)
+        g_perp = self.bwd.perp(g)                            # Π_B^⊥ ĝ, B = backward inputs before t
+        if self.decoupled:
+            c_bwd, ch_bwd = zero, u.new_zeros(u.shape[0])
+        else:
+            c_bwd = self.fwd.Q @ (self.fwd.M.mT @ g_perp)    # (A⁺)ᵀ Yᵀ Π_B^⊥ ĝ, A = inputs up to t
+            ch_bwd = self.fwd.rank() * g_perp.pow(2).sum(1).mean(-1) / n ** 2
+        self.bwd.add(g, self.W0)
+        self.raw.append((u, g))
+        if self.window and len(self.raw) > self.window:     # slide: rebuild the bases from the window
+            del self.raw[0]
+            self._reset()
+            for ru, rg in self.raw:
+                self.fwd.add(ru, self.W0)
+                self.bwd.add(rg, self.W0)
         sq = lambda t: t.pow(2).sum(1)                        # (L, n, P) -> (L, P) squared norms
         acc = torch.cumsum(self.branch * c_fwd, dim=0)       # (L, n, P) Σ_{k≤ℓ} branch·(2)_k
         return {"coupling_fwd": (sq(c_fwd).mean(-1) / n, 1),

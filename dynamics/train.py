@@ -24,7 +24,7 @@ from . import probes as P
 from . import store
 from .config import ConfigError, RunConfig
 from .data import Dataset, load_task
-from .model import ResNet
+from .model import ResNet, sgd_step
 
 __all__ = ["train", "resolve_device", "loss_fn", "package_versions"]
 
@@ -155,7 +155,7 @@ def train(cfg: RunConfig, run_dir: Path, *, record_probes: bool = True, progress
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "steps_done": 0}
     writer = store.RunWriter(run_dir, meta)
-    opt = torch.optim.SGD(model.param_groups(), lr=model.s.lr) if cfg.trained else None
+    groups = model.param_groups()
     rec = _Recorder(writer, model, data, cfg, dev, dtype)
     gen = torch.Generator().manual_seed(cfg.seed + 7919)  # data order, independent of the init stream
     batches = _batches(cfg, len(data), gen)
@@ -171,8 +171,7 @@ def train(cfg: RunConfig, run_dir: Path, *, record_probes: bool = True, progress
             idx = next(batches).to(dev)
             f = model(xs[idx])
             loss = loss_fn(cfg, f, ys[idx], None if labels is None else labels[idx])
-            if opt is not None:
-                opt.zero_grad(set_to_none=True)
+            if groups:
                 loss.backward()
             lval = float(loss.detach())
             losses.append(lval)
@@ -189,8 +188,10 @@ def train(cfg: RunConfig, run_dir: Path, *, record_probes: bool = True, progress
                 writer.meta["steps_done"] = step
                 sc.drain()
                 writer.maybe_flush()
-            if step < cfg.steps and opt is not None:
-                opt.step()
+            if step < cfg.steps:
+                sgd_step(groups)
+            else:
+                model.zero_grad(set_to_none=True)
             if on_step is not None:
                 on_step(step, lval)
             bar.update(1)

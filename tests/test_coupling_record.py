@@ -38,11 +38,18 @@ def test_tracker_matches_reference_decomposition():
 
 
 def test_window_bounds_the_history():
-    W0 = torch.randn(2, 32, 32, dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    W0 = torch.randn(2, 32, 32, dtype=torch.float64, generator=g)
     tr = CouplingTracker(W0, window=2, decoupled=False, branch=1.0)
-    for _ in range(5):
-        tr.update(torch.randn(2, 3, 32, dtype=torch.float64), torch.randn(2, 3, 32, dtype=torch.float64))
-    assert len(tr.A) == len(tr.B) == 2
+    us = [torch.randn(2, 3, 32, dtype=torch.float64, generator=g) for _ in range(5)]
+    gs = [torch.randn(2, 3, 32, dtype=torch.float64, generator=g) for _ in range(5)]
+    for u, gg in zip(us, gs):
+        out = tr.update(u, gg)
+    assert len(tr.raw) == 2 and tr.fwd.Q.shape[2] == tr.bwd.Q.shape[2] == 6
+    # the last split saw only the two records before it (steps 3 and 4 of 5)
+    A, B = torch.cat([v[0].T for v in us[2:4]], 1), torch.cat([v[0].T for v in gs[2:4]], 1)
+    ref = C.coupling_stats(C.forward_decomposition(W0[0], A, B, us[4][0].T))
+    assert out["coupling_fwd"][0][0].item() == pytest.approx(ref["coupling"], rel=1e-8)
 
 
 def _init_coupling(width, depth, seeds):

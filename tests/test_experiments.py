@@ -6,12 +6,12 @@ import pytest
 
 from dynamics import store
 from dynamics.__main__ import main
-from dynamics.experiments import ExperimentError, run_experiment, summarise
+from dynamics.experiments import COUPLING_QUANTITIES, ExperimentError, run_experiment, summarise
 
 
 def test_coupling_width_smoke_writes_runs_and_summary(tmp_path):
     s = run_experiment("coupling-width", tmp_path, profile="smoke", device="cpu", log=lambda m: None)
-    assert set(s.quantity) == {"init_coupling_bwd", "train_coupling_fwd", "coupling_acc"}
+    assert set(s.quantity) == set(COUPLING_QUANTITIES)
     assert (s.n_points == 4).all() and s.slope.notna().all()
     runs = store.list_runs(tmp_path / "runs")
     assert len(runs) == 4 and all(r["status"] == "complete" for r in runs)
@@ -23,7 +23,7 @@ def test_coupling_width_smoke_writes_runs_and_summary(tmp_path):
     run_experiment("coupling-width", tmp_path, profile="smoke", device="cpu", log=lambda m: None)  # resume
     assert {r["run_id"]: (tmp_path / "runs" / r["run_id"] / "run.json").stat().st_mtime_ns
             for r in store.list_runs(tmp_path / "runs")} == mtimes
-    assert pd.read_parquet(tmp_path / "summary.parquet").experiment.tolist() == ["coupling-width"] * 3
+    assert pd.read_parquet(tmp_path / "summary.parquet").experiment.tolist() == ["coupling-width"] * 5
 
 
 def test_gia_smoke_pairs_twins(tmp_path):

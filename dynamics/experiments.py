@@ -171,12 +171,14 @@ def _verdict(fit, rate: float | None, quantity: str, setting: str) -> str:
         return "no interval (needs 3+ distinct x)"
     if rate is not None:
         return "agrees" if fit.contains(rate) else "disagrees"
+    if fit.ci_low <= 0 <= fit.ci_high:
+        return "inconclusive"  # the interval allows both a shrinking and a non-shrinking quantity
     vanishes = fit.ci_high < 0
     if quantity == "gia_gap" and not setting.startswith("depth-mup") and setting != "param=depth-mup":
         # the paper: without depth-μP the two backward modes do NOT come together as L grows
         return "disagrees" if vanishes else "agrees"
-    if quantity in ("coupling_acc", "step1_coupling_acc", "gia_gap"):  # the claim is a vanishing quantity: a negative rate
-        return "agrees" if vanishes else ("disagrees" if fit.ci_low > 0 else "inconclusive")
+    if quantity in ("coupling_acc", "step1_coupling_acc", "gia_gap"):  # the claim: a vanishing quantity
+        return "agrees" if vanishes else "disagrees"
     return "n/a"
 
 

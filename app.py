@@ -29,5 +29,15 @@ if broken:
     st.warning(f"{len(broken)} damaged run director{'y' if len(broken) == 1 else 'ies'}: see the Runs page.")
 if not runs:
     st.info("No runs yet: train one with the command above, or point the sidebar box at a folder of runs.")
-st.page_link("pages/1_Runs.py", label="Runs: browse, compare configs, plot a metric",
-             icon=":material/table_chart:")
+PAGES = [("pages/1_Runs.py", "Runs: browse, compare configs, plot a metric", ":material/table_chart:"),
+         ("pages/2_Trajectories.py", "Trajectories: layer × step heatmaps, per-layer curves, neuron quantiles; "
+          "train a small run", ":material/ssid_chart:"),
+         ("pages/3_Limit.py", "Limit: finite runs against the infinite-depth prediction", ":material/compare:"),
+         ("pages/4_Coupling.py", "Coupling: transpose-correlation terms over depth and training",
+          ":material/link:"),
+         ("pages/5_Scaling.py", "Scaling: error vs width and depth, learning-rate transfer",
+          ":material/trending_down:"),
+         ("pages/6_Upload.py", "Upload: bring your own run logs", ":material/upload:")]
+for page, label, icon in PAGES:
+    if (R.REPO / page).exists():  # the Upload page arrives with its own issue
+        st.page_link(page, label=label, icon=icon)

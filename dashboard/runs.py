@@ -1,8 +1,9 @@
 """Where runs come from, cached loaders over dynamics.store, and the sidebar run picker shared by all pages.
 
-Runs are found in two folders: the bundled examples (env var DYNAMICS_DATA_DIR, default the repo's
-`data/`; tests point it at temporary runs) and the user's folder, typed into the sidebar (default: env var
-DYNAMICS_RUNS). A page calls `load_runs(PAGE)` first (it draws the folder box, reports damaged runs and
+Runs are found in the bundled examples (env var DYNAMICS_DATA_DIR, default the repo's `data/`; tests
+point it at temporary runs), the user's folder, typed into the sidebar (default: env var DYNAMICS_RUNS),
+and any per-session roots another page registered in `st.session_state["uploaded_roots"]` (the Upload
+page; `session_roots()`). A page calls `load_runs(PAGE)` first (it draws the folder box, reports damaged runs and
 stops with a how-to when there are none), then `pick_runs(PAGE, runs)`, then one loader
 (`metric_catalog`, `metric_frame`) per view. Loaders are `st.cache_data` functions keyed on path and file
 mtime, so a run that is still training is re-read when it flushes; they hold no widgets. Expected problems
@@ -19,17 +20,19 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from dashboard import loaders
 from dashboard.state import seed_widget, set_url
 from dynamics.figures import RUN, TAU
 from dynamics.metrics import METRICS
-from dynamics.store import LAYER, METRIC, METRICS as METRICS_FILE, NETWORK_LAYER, RUN_JSON, STEP, \
-    RunFormatError, list_runs, read_metrics
+from dynamics.store import LAYER, METRIC, RUN_JSON, STEP, RunFormatError, list_runs, read_metrics
 
 DATA_ENV, USER_ENV = "DYNAMICS_DATA_DIR", "DYNAMICS_RUNS"
 REPO = Path(__file__).resolve().parents[1]
 TABLE_FIELDS = ("width", "depth", "act", "param", "backward", "steps", "lr")
 TRAIN_HINT = "python -m dynamics train --width 256 --depth 16 --steps 100 --out runs/"
 _USER_DIR = "dashboard.user_dir"  # plain session key (not a widget's), so the folder survives page switches
+_PENDING_DIR = "dashboard.pending_user_dir"  # set by code (e.g. the train form); applied before the box exists
+UPLOADED_ROOTS = "uploaded_roots"  # session key: list of extra run roots for this session (Upload page)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ class Run:
     def config(self) -> dict[str, Any]:
         return self.meta.get("config", {})
 
+    @property
+    def kind(self) -> str:
+        return str(self.meta.get("kind", "finite"))
+
 
 # --- folders -------------------------------------------------------------------------------------
 def data_dir() -> Path:
@@ -53,6 +60,8 @@ def data_dir() -> Path:
 def user_dir_input(page: str) -> str:
     """Sidebar box for the user's runs folder; URL ?dir=, else the session, else $DYNAMICS_RUNS."""
     key = f"{page}.user_dir"
+    if _PENDING_DIR in st.session_state:  # a folder chosen by code: becomes the box's value on every page
+        st.session_state[_USER_DIR] = st.session_state[key] = st.session_state.pop(_PENDING_DIR)
     if key not in st.session_state:
         from_url = st.query_params.get("dir")
         st.session_state[key] = from_url if from_url is not None else st.session_state.get(
@@ -63,6 +72,16 @@ def user_dir_input(page: str) -> str:
     st.session_state[_USER_DIR] = folder.strip()
     set_url(dir=folder.strip() if folder.strip() != os.environ.get(USER_ENV, "") else None)
     return folder.strip()
+
+
+def use_user_dir(folder: str) -> None:
+    """Make `folder` the sidebar's runs folder from the next rerun on (the box cannot change mid-run)."""
+    st.session_state[_PENDING_DIR] = folder
+
+
+def session_roots() -> list[Path]:
+    """Extra run roots registered for this session (st.session_state["uploaded_roots"]; the Upload page)."""
+    return [Path(p) for p in st.session_state.get(UPLOADED_ROOTS, []) or []]
 
 
 # --- cached loaders (no widgets in here) --------------------------------------------------------
@@ -81,17 +100,11 @@ def _scan(root: str, signature: tuple) -> list[dict[str, Any]]:
 
 
 def _mtime(path: str) -> int:
-    try:
-        return (Path(path) / METRICS_FILE).stat().st_mtime_ns
-    except OSError:
-        return 0
+    return loaders.mtime(path)
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
 def _catalog(path: str, mtime: int) -> dict[str, tuple[bool, tuple[int, ...]]]:
-    df = read_metrics(path, columns=[STEP, LAYER, METRIC])
-    return {m: (bool((g[LAYER] == NETWORK_LAYER).all()), tuple(sorted(int(s) for s in g[STEP].unique())))
-            for m, g in df.groupby(METRIC)}
+    return loaders.catalog(path, mtime)  # one DuckDB group-by, not a pandas read of every row
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
@@ -120,7 +133,8 @@ def find_runs(roots: dict[str, Path]) -> tuple[list[Run], list[dict[str, Any]]]:
 
 
 def folders(page: str) -> dict[str, Path]:
-    """The sidebar folder box, then the folders to search: {"bundled": data_dir(), "user": the box}."""
+    """The sidebar folder box, then the folders to search: {"bundled": data_dir(), "user": the box,
+    "upload", "upload2", …: session_roots()}."""
     folder = user_dir_input(page)
     roots = {"bundled": data_dir()}
     if folder:
@@ -128,6 +142,8 @@ def folders(page: str) -> dict[str, Path]:
             roots["user"] = Path(folder)
         else:
             st.sidebar.warning(f"`{folder}` is not a folder on the server; type a folder that holds runs.")
+    for k, root in enumerate(session_roots()):
+        roots[f"upload{k + 1 if k else ''}"] = root
     return roots
 
 
@@ -146,10 +162,13 @@ def load_runs(page: str) -> list[Run]:
     return runs
 
 
-def pick_runs(page: str, runs: list[Run], default_count: int = 3) -> list[Run]:
-    """Sidebar multiselect of runs, mirrored in ?runs=; defaults to the first `default_count` runs."""
+def pick_runs(page: str, runs: list[Run], default_count: int = 3, default: list[str] | None = None) -> list[Run]:
+    """Sidebar multiselect of runs, mirrored in ?runs=; defaults to `default` (labels) if given, else the
+    first `default_count` runs, finite runs before limit runs."""
     key, labels = f"{page}.runs", [r.label for r in runs]
-    seed_widget(key, "runs", labels, labels[:default_count], multi=True)
+    if default is None:
+        default = [r.label for r in sorted(runs, key=lambda r: r.kind == "limit")][:default_count]
+    seed_widget(key, "runs", labels, default, multi=True)
     chosen = st.sidebar.multiselect("Runs", labels, key=key)
     set_url(runs=chosen)
     by_label = {r.label: r for r in runs}

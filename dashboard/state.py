@@ -66,3 +66,17 @@ def set_url(**params: Any) -> None:
             st.query_params[param] = wanted if len(wanted) > 1 else wanted[0]
         elif param in st.query_params:
             del st.query_params[param]
+
+
+def seed_range(key: str, param: str, options: Sequence[Any], default: tuple[Any, Any]) -> None:
+    """seed_widget for a range slider: the value is a (low, high) pair, in the URL as ?param=low&param=high."""
+    valid = set(_by_text(options))
+    current = st.session_state.get(key)
+    if isinstance(current, (tuple, list)) and len(current) == 2 and all(str(v) in valid for v in current):
+        value = tuple(current)
+    else:
+        from_url = url_values(param, options)
+        ok = len(from_url) == 2 and list(options).index(from_url[0]) <= list(options).index(from_url[1])
+        value = tuple(from_url) if ok else tuple(default)
+    if current != value:
+        st.session_state[key] = value

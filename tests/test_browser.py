@@ -1,8 +1,9 @@
-"""The Runs page in a real browser: `streamlit run app.py` + Playwright on Debian's Chromium (TESTING.md).
+"""The Runs and Trajectories pages in a real browser: `streamlit run app.py` + Playwright on Debian's
+Chromium (TESTING.md).
 
-Checks what AppTest cannot: the chart is drawn, a widget change reaches the URL, and opening that URL in a
-fresh browser context restores the view. Leaves a screenshot at /tmp/runs_page.png. Skipped when
-/usr/bin/chromium or the playwright package is missing; never downloads a browser.
+Checks what AppTest cannot: the charts are drawn, a widget change reaches the URL, and opening that URL in a
+fresh browser context restores the view. Leaves screenshots at /tmp/runs_page.png and /tmp/trajectories.png.
+Skipped when /usr/bin/chromium or the playwright package is missing; never downloads a browser.
 """
 from __future__ import annotations
 
@@ -80,10 +81,10 @@ def server(runs_dir, tmp_path):
 
 
 def _wait_for_chart(page, title: str) -> None:
-    page.wait_for_selector(CHART, timeout=30_000)
+    page.wait_for_selector(CHART, timeout=90_000)  # generous: CI machines may be shared and slow
     page.wait_for_function(
         "([sel, t]) => [...document.querySelectorAll(sel)].some(e => e.textContent.includes(t))",
-        arg=[TITLE, title], timeout=30_000)
+        arg=[TITLE, title], timeout=90_000)
     # a drawn chart, not an empty frame: one line path per run with real coordinates
     n_lines = page.locator('[data-testid="stPlotlyChart"] .scatterlayer .trace .js-line').count()
     assert n_lines >= 2, "the chart has no drawn lines"
@@ -127,3 +128,32 @@ def test_runs_page_state_round_trips_through_the_url(server, tmp_path):
         finally:
             browser.close()
     print("browser timings (s):", {k: round(v, 2) for k, v in timings.items()})
+
+
+def test_trajectories_page_state_round_trips_through_the_url(server, tmp_path):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.goto(f"{server}/Trajectories")
+            _wait_for_chart(page, "h_sq over steps")
+            assert page.locator(CHART).count() >= 4  # heatmap, profile, curves, quantile fan
+            page.get_by_test_id("stSelectbox").filter(has_text="Metric").click()
+            page.get_by_role("option", name=re.compile(r"^g_sq")).click()
+            page.wait_for_function("() => location.search.includes('metric=g_sq')", timeout=15_000)
+            _wait_for_chart(page, "g_sq over steps")
+            url = page.url
+            assert "runs=w128-d4" in url and "tau=0.5" in url and "step=20" in url
+
+            fresh = browser.new_context(viewport={"width": 1400, "height": 3000}).new_page()
+            fresh.goto(url)
+            _wait_for_chart(fresh, "g_sq over depth at step 20")
+            fresh.wait_for_function(f"() => document.querySelectorAll('{CHART}').length >= 4", timeout=30_000)
+            assert fresh.get_by_role("combobox", name="Metric").input_value().startswith("g_sq")
+            assert fresh.locator('[data-testid="stPlotlyChart"] .heatmaplayer image, '
+                                 '[data-testid="stPlotlyChart"] .hm image').count() >= 1  # the heatmap is painted
+            fresh.wait_for_timeout(800)
+            fresh.screenshot(path=str(tmp_path / "trajectories.png"))
+            shutil.copyfile(tmp_path / "trajectories.png", "/tmp/trajectories.png")
+        finally:
+            browser.close()

@@ -1,4 +1,5 @@
-"""Figure builders (dynamics.figures) on ten-row tidy frames: trace count, trace names, axis titles."""
+"""Figure builders (dynamics.figures) on ten-row tidy frames: trace count, trace names, axis titles; the
+server-side reductions (figures.reduce) and the log-log fits (dynamics.fits) on synthetic data."""
 from __future__ import annotations
 
 import numpy as np
@@ -63,3 +64,152 @@ def test_metric_over_steps_one_trace_per_run():
 def test_builders_name_missing_columns(builder, frame):
     with pytest.raises(ValueError, match="lacks column"):
         builder(frame(), metric="m")
+
+
+# --- reductions (dynamics.figures.reduce) -----------------------------------------------------------------
+from dynamics.figures import (SMOOTH, WEBGL_POINTS, bin_grid, chance_figure, chart_config, ema_debiased,  # noqa: E402
+                              error_scaling_figure, heatmap_figure, layer_curves_figure, lr_transfer_figure,
+                              minmax_downsample, quantile_fan_figure)
+from dynamics.fits import fit_groups, fit_loglog, profile_error  # noqa: E402
+from dynamics.store import LAYER, QUANTILE  # noqa: E402
+
+
+def test_minmax_downsample_keeps_extremes_and_bounds_points():
+    x = np.arange(100_000)
+    y = np.sin(x / 500.0)
+    y[12_345], y[67_890] = 50.0, -50.0  # one spike, one dip
+    xs, ys = minmax_downsample(x, y, 2000)
+    assert len(xs) <= 2000 and np.all(np.diff(xs) > 0)
+    assert ys.max() == 50.0 and ys.min() == -50.0 and 12_345 in xs and 67_890 in xs
+    short_x, short_y = minmax_downsample(x[:10], np.where(x[:10] == 3, np.nan, y[:10]), 2000)
+    assert len(short_x) == 9 and 3 not in short_x  # short series: unchanged but NaN dropped
+
+
+def test_ema_debiased_starts_at_the_first_value_and_skips_nan():
+    y = np.array([4.0, np.nan, 4.0, 4.0])
+    np.testing.assert_allclose(ema_debiased(y, 0.9)[[0, 2, 3]], 4.0)  # a constant stays constant (debiased)
+    assert np.isnan(ema_debiased(y, 0.9)[1])
+    step = ema_debiased(np.r_[np.zeros(5), np.ones(5)], 0.5)
+    np.testing.assert_allclose(step[5], 0.5 / (1 - 0.5 ** 6))
+    np.testing.assert_array_equal(ema_debiased(y, 0.0), y)
+    with pytest.raises(ValueError):
+        ema_debiased(y, 1.0)
+
+
+def test_bin_grid_pools_means_to_the_cell_limit():
+    values = np.arange(1000 * 7, dtype=float).reshape(1000, 7)
+    values[0, 0] = np.nan
+    rows, cols, z = bin_grid(values, np.arange(1000) * 10, np.arange(7), max_rows=100, max_cols=500)
+    assert z.shape == (100, 7) and len(rows) == 100 and len(cols) == 7
+    np.testing.assert_allclose(rows[1], np.mean(np.arange(10, 20) * 10))
+    np.testing.assert_allclose(z[1, 3], values[10:20, 3].mean())
+    np.testing.assert_allclose(z[0, 0], np.nanmean(values[:10, 0]))  # NaN ignored, not propagated
+    same = bin_grid(values[:5], np.arange(5), np.arange(7))
+    assert same[2].shape == (5, 7)
+
+
+# --- fits --------------------------------------------------------------------------------------------------
+def test_fit_loglog_recovers_a_power_law_with_a_covering_interval():
+    rng = np.random.default_rng(0)
+    n = np.array([64, 128, 256, 512, 1024, 2048] * 3, dtype=float)
+    err = 3.0 * n ** -1.0 * np.exp(0.05 * rng.standard_normal(len(n)))
+    slope, lo, hi = fit_loglog(n, err, n_boot=2000, seed=1)
+    assert abs(slope + 1.0) < 0.05 and lo < -1.0 < hi and hi - lo < 0.2
+    assert fit_loglog(n, err, n_boot=2000, seed=1) == (slope, lo, hi)  # seeded: reproducible
+
+
+def test_fit_loglog_degenerate_inputs():
+    assert np.isnan(fit_loglog([8, 8, 8], [1, 2, 3])[0])                      # one distinct x: no slope
+    slope, lo, hi = fit_loglog([4, 8], [1.0, 0.5])                              # two points: slope, no CI
+    assert slope == pytest.approx(-1.0) and np.isnan(lo) and np.isnan(hi)
+    assert fit_loglog([4, 8, 16, 0], [1.0, 0.5, 0.25, 1.0])[0] == pytest.approx(-1.0)  # x ≤ 0 dropped
+
+
+def test_fit_groups_and_profile_error():
+    df = pd.DataFrame({"width": [64, 128, 256] * 2, "depth": [4] * 3 + [8] * 3,
+                       "error": [1 / 64, 1 / 128, 1 / 256, 2 / 64, 2 / 128, 2 / 256]})
+    fits = fit_groups(df, "width", "error", "depth", n_boot=200)
+    assert list(fits["depth"]) == [4, 8] and np.allclose(fits["slope"], -1.0)
+    np.testing.assert_allclose(np.exp(fits["intercept"]), [1.0, 2.0])
+    tau = np.linspace(0, 1, 5)
+    assert profile_error(tau, tau + 0.1, np.linspace(0, 1, 17), np.linspace(0, 1, 17)) == pytest.approx(0.1)
+
+
+# --- new builders ------------------------------------------------------------------------------------------
+def test_heatmap_has_steps_across_and_tau_up():
+    df = pd.DataFrame({STEP: np.repeat([0, 10], 5), TAU: np.tile(np.arange(5) / 4, 2), VALUE: np.arange(10.0) + 1})
+    fig = heatmap_figure(df, metric="h_sq", caption="c", title="t")
+    (hm,) = fig.data
+    assert hm.type == "heatmap" and list(hm.x) == [0, 10] and list(hm.y) == list(np.arange(5) / 4)
+    assert np.asarray(hm.z).shape == (5, 2) and hm.z[0][1] == 6.0
+    assert fig.layout.xaxis.title.text == "step" and fig.layout.yaxis.title.text == TAU_TITLE
+    assert heatmap_figure(df, metric="h_sq", log_z=True).data[0].z[0][0] == 0.0  # log10(1)
+
+
+def _curves_frame(n: int = 5, smoothed: bool = False) -> pd.DataFrame:
+    df = pd.DataFrame({RUN: "a", LAYER: np.repeat([0, 4], n), TAU: np.repeat([0.0, 1.0], n),
+                       STEP: np.tile(np.arange(n), 2), VALUE: np.arange(2 * n, dtype=float)})
+    if smoothed:
+        df[SMOOTH] = df[VALUE] * 0.9
+    return df
+
+
+def test_layer_curves_one_trace_per_layer_and_faint_raw_under_smoothing():
+    fig = layer_curves_figure(_curves_frame(), metric="h_move", log_x=True)
+    assert [t.name for t in fig.data] == ["a ℓ=0 (τ=0)", "a ℓ=4 (τ=1)"] and fig.layout.xaxis.type == "log"
+    fig = layer_curves_figure(_curves_frame(smoothed=True), metric="h_move")
+    raw, smooth = fig.data[:2]
+    assert raw.showlegend is False and "0.25" in raw.line.color and smooth.name == "a ℓ=0 (τ=0)"
+    np.testing.assert_allclose(smooth.y, np.arange(5) * 0.9)
+    big = layer_curves_figure(_curves_frame(n=WEBGL_POINTS + 1), metric="h_move")
+    assert big.data[0].type == "scattergl"
+
+
+def test_quantile_fan_bands_median_and_limit_lines():
+    q = np.array([0.1, 0.5, 0.9])
+    df = pd.DataFrame({TAU: np.repeat([0.0, 0.5, 1.0], 3), QUANTILE: np.tile(q, 3), VALUE: np.tile([-1.0, 0, 1], 3)})
+    fig = quantile_fan_figure(df)
+    assert [t.name for t in fig.data] == ["q0.9", "quantiles 0.1–0.9", "median"]
+    assert fig.data[1].fill == "tonexty"
+    fig = quantile_fan_figure(df, df.assign(**{VALUE: df[VALUE] * 1.1}), limit_name="lim")
+    lim = [t for t in fig.data if t.name == "lim quantiles"]
+    assert len(lim) == 3 and lim[0].line.dash == "dash" and sum(t.showlegend is not False for t in lim) == 1
+
+
+def test_chance_figure_pairs_each_run_with_its_dotted_chance_level():
+    df = _depth_frame()
+    fig = chance_figure(df, df.assign(**{VALUE: 0.1}), x=TAU, metric="coupling_fwd")
+    assert [t.name for t in fig.data] == ["a", "a chance", "b", "b chance"]
+    assert fig.data[1].line.dash == "dot" and fig.data[0].line.color == fig.data[1].line.color
+    assert [t.name for t in chance_figure(df, None, x=TAU, metric="m").data] == ["a", "b"]
+
+
+def test_depth_profile_draws_limit_runs_dashed():
+    fig = depth_profile_figure(_depth_frame(), metric="h_sq", limit_runs={"b"})
+    assert fig.data[0].line.dash is None and fig.data[1].line.dash == "dash"
+
+
+def test_error_scaling_figure_fit_line_theory_slope_and_log_axes():
+    df = pd.DataFrame({"width": [64, 128, 256], "depth": 4, "error": [1 / 64, 1 / 128, 1 / 256]})
+    fits = fit_groups(df, "width", "error", "depth", n_boot=100)
+    fig = error_scaling_figure(df, fits, x="width", group="depth")
+    names = [t.name for t in fig.data]
+    assert names[0] == "depth = 4" and names[1].startswith("fit depth = 4: slope -1.00")
+    assert names[2] == "theory slope -1" and fig.data[2].line.dash == "dot"
+    np.testing.assert_allclose(fig.data[1].y[-1], 1 / 256, rtol=1e-6)
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+
+
+def test_lr_transfer_stars_the_best_lr_and_marks_divergence():
+    df = pd.DataFrame({"lr": [0.1, 0.5, 2.0] * 2, "depth": [4] * 3 + [8] * 3,
+                       "loss": [0.5, 0.2, 0.4, 0.6, 0.25, np.inf]})
+    fig = lr_transfer_figure(df)
+    stars = [t for t in fig.data if t.name.startswith("best lr")]
+    assert [s.x[0] for s in stars] == [0.5, 0.5]
+    (div,) = [t for t in fig.data if t.name.startswith("diverged")]
+    assert div.x[0] == 2.0 and div.marker.symbol == "x" and fig.layout.xaxis.type == "log"
+
+
+def test_chart_config_sets_the_toolbar_download():
+    cfg = chart_config("h_sq_step10", "svg")
+    assert cfg["toImageButtonOptions"] == {"format": "svg", "filename": "h_sq_step10", "scale": 2}

@@ -153,3 +153,192 @@ def test_config_diff_shows_only_differing_fields():
     diff = config_diff(runs)
     assert list(diff.columns) == ["trained"] and list(diff.index) == ["r0", "r1"]
     assert config_diff(runs[:1]).columns.empty
+
+
+# --- Trajectories, Limit, Coupling, Scaling ----------------------------------------------------------------
+TRAJ, LIMIT, COUPLING, SCALING = ("pages/2_Trajectories.py", "pages/3_Limit.py", "pages/4_Coupling.py",
+                                  "pages/5_Scaling.py")
+BUNDLED = Path(__file__).resolve().parents[1] / "data"
+
+
+def _page(page: str, query: dict | None = None, session: dict | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    at.switch_page(page)
+    for k, v in (session or {}).items():
+        at.session_state[k] = v
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def _titles(at: AppTest) -> list[str]:
+    return [s["layout"].get("title", {}).get("text", "") for s in _charts(at)]
+
+
+def _clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("page, charts", [(TRAJ, 4), (LIMIT, 1), (COUPLING, 0), (SCALING, 1)])
+def test_every_page_renders_the_bundled_runs(data_env, page, charts):
+    data_env(BUNDLED)
+    at = _page(page)
+    _clean(at)
+    assert len(_charts(at)) == charts
+    if page == COUPLING:  # bundled runs predate the coupling measurements: say so and how to fix it
+        assert "predates coupling measurements; retrain it" in at.info[0].value
+        assert at.code[0].value.startswith("python -m dynamics train --width 256")
+    if page in (LIMIT, SCALING):
+        assert "python -m dynamics limit --like data/" in at.code[0].value
+
+
+def test_trajectories_draws_heatmap_profile_curves_and_fan(runs_dir, data_env):
+    data_env(runs_dir)
+    at = _page(TRAJ)
+    _clean(at)
+    assert _titles(at) == ["h_sq: w128-d4", "h_sq over depth at step 20", "h_sq over steps",
+                           "w128-d4: quantiles of h_ℓ at step 20"]
+    heat, prof, curves, fan = _charts(at)
+    assert heat["data"][0]["type"] == "heatmap" and len(_array(heat["data"][0]["x"])) == 3
+    assert heat["layout"]["yaxis"]["title"]["text"] == "depth time τ = ℓ/L"
+    assert _names(prof) == ["w128-d4", "w64-d4"]
+    assert len(curves["data"]) == 10  # 2 runs × 5 depth times
+    assert "median" in _names(fan)
+    assert at.query_params["metric"] == "h_sq" and at.query_params["step"] == "20"
+    assert at.query_params["tau"] == ["0.0", "0.25", "0.5", "0.75", "1.0"]
+    assert len(at.get("download_button")) >= 4
+    assert at.info == [] and any("No limit run" in c.value for c in at.caption)
+
+
+def test_trajectories_widgets_reach_the_url_and_the_url_reproduces_the_view(runs_dir, data_env):
+    data_env(runs_dir)
+    at = _page(TRAJ)
+    at.selectbox(key="traj_page.metric").select("g_sq").run()
+    at.multiselect(key="traj_page.tau").set_value([0.5]).run()
+    at.select_slider(key="traj_page.smooth").set_value(0.9).run()
+    at.toggle(key="traj_page.log_y").set_value(True).run()
+    _clean(at)
+    query = {k: at.query_params[k] for k in ("runs", "metric", "tau", "smooth", "log_y", "step")}
+    assert query["metric"] == "g_sq" and query["tau"] == "0.5" and query["smooth"] == "0.9"
+    fresh = _page(TRAJ, query)
+    _clean(fresh)
+    assert _titles(fresh)[2] == "g_sq over steps (EMA 0.9)"
+    curves = _charts(fresh)[2]
+    assert len(curves["data"]) == 4 and curves["data"][0]["showlegend"] is False  # raw (faint) + smoothed
+    assert curves["layout"]["yaxis"]["type"] == "log"
+    assert fresh.selectbox(key="traj_page.metric").value == "g_sq"
+
+
+def test_trajectories_reduces_a_big_run_on_the_server(tmp_path, data_env):
+    from benchmarks.dashboard_load import write_big_run
+    write_big_run(tmp_path, depth=600, steps=2500, n_metrics=2, neurons_every=500)
+    data_env(tmp_path)
+    at = _page(TRAJ, {"metric": "h_sq"})
+    _clean(at)
+    heat, prof, curves, fan = _charts(at)
+    z = heat["data"][0]["z"]
+    assert len(_array(heat["data"][0]["x"])) <= 500 and len(_array(heat["data"][0]["y"])) <= 500
+    assert len(z) <= 500 if isinstance(z, list) else True
+    assert all(len(_array(t["x"])) <= 2000 for t in curves["data"])
+    assert {t["type"] for t in curves["data"]} == {"scattergl"}
+    assert len(_array(prof["data"][0]["x"])) == 601
+
+
+def test_limit_page_says_what_is_missing_then_overlays_a_limit_run(runs_dir, data_env):
+    data_env(runs_dir)
+    at = _page(LIMIT)
+    _clean(at)
+    assert "No limit runs found" in at.info[0].value
+    assert at.code[0].value == f"python -m dynamics limit --like {runs_dir / 'w128-d4'} --out runs/"
+    assert len(_charts(at)) == 1  # the finite runs are still drawn
+
+    from conftest import write_limit_run
+    write_limit_run(runs_dir)
+    at = _page(LIMIT)
+    _clean(at)
+    assert not at.info or "No limit" not in at.info[0].value
+    overlay = _charts(at)[0]
+    names = [t["name"] for t in overlay["data"]]
+    assert names == ["w128-d4", "w64-d4", "limit-w64-d4 +stderr", "limit-w64-d4 −stderr", "limit-w64-d4"]
+    assert overlay["data"][3]["fill"] == "tonexty" and overlay["data"][4]["line"]["dash"] == "dash"
+    assert at.query_params["limit"] == "limit-w64-d4"
+    assert _titles(at)[1:] == ["error vs width"]  # two widths at one depth: only the width panel
+
+
+def test_limit_and_scaling_pages_fit_error_slopes(scaling_dir, data_env):
+    data_env(scaling_dir)
+    at = _page(LIMIT)
+    _clean(at)
+    assert _titles(at) == ["h_sq over depth at step 0", "error vs width", "error vs depth"]
+    at = _page(SCALING)
+    _clean(at)
+    assert _titles(at)[:2] == ["h_sq at step 0: error vs width", "h_sq at step 0: error vs depth"]
+    width_fits = at.dataframe[0].value
+    assert list(width_fits["depth"]) == [4, 8] and (width_fits["theory"] == -1).all()
+    assert (width_fits["slope"] < 0).all() and (width_fits["ci_low"] <= width_fits["slope"]).all()
+    assert any("differs from the limit run's" in w.value for w in at.warning)  # the lr grid is another setting
+    assert any("form 5 settings" in c.value and "(6 runs)" in c.value for c in at.caption)  # 4 widths + lr grid
+    lr = _charts(at)[2]
+    stars = [t for t in lr["data"] if t["name"].startswith("best lr")]
+    assert [_array(s["x"])[0] for s in stars] == [0.5, 0.5]
+    assert any(t["name"].startswith("diverged") for t in lr["data"])
+
+
+def test_coupling_page_draws_measured_beside_chance(runs_dir, data_env):
+    data_env(runs_dir)
+    at = _page(COUPLING)
+    _clean(at)
+    assert not at.info
+    depth, steps = _charts(at)
+    assert _names(depth) == ["w128-d4", "w128-d4 chance", "w64-d4", "w64-d4 chance"]
+    assert depth["data"][1]["line"]["dash"] == "dot"
+    np.testing.assert_allclose(_array(depth["data"][0]["x"]), [0.25, 0.5, 0.75, 1.0])  # blocks 1..L
+    assert steps["layout"]["xaxis"]["title"]["text"] == "step"
+    at.selectbox(key="coupling_page.metric").select("coupling_acc").run()
+    _clean(at)
+    assert _names(_charts(at)[0]) == ["w128-d4", "w64-d4"]  # no chance level recorded for coupling_acc
+    assert at.query_params["metric"] == "coupling_acc"
+
+
+def test_missing_and_damaged_files_are_messages_on_every_page(runs_dir, data_env):
+    (runs_dir / "w64-d4" / "metrics.parquet").write_bytes(b"garbage")
+    (runs_dir / "w128-d4" / "neurons.parquet").unlink()
+    data_env(runs_dir)
+    for page in (TRAJ, LIMIT, COUPLING, SCALING):
+        at = _page(page, {"runs": ["w64-d4", "w128-d4"]})
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert any("w64-d4" in w.value and "Parquet" in w.value for w in at.warning), page
+    at = _page(TRAJ, {"runs": ["w128-d4", "w64-d4"]})  # w128-d4 first: its (missing) quantiles are shown
+    assert any("no single-neuron quantiles" in i.value for i in at.info)
+
+
+def test_session_roots_add_runs_to_every_picker(tmp_path, runs_dir, data_env):
+    (tmp_path / "empty").mkdir()
+    data_env(tmp_path / "empty")
+    at = _page(TRAJ, session={"uploaded_roots": [str(runs_dir)]})
+    _clean(at)
+    assert len(_charts(at)) == 4 and at.query_params["runs"] == ["w128-d4", "w64-d4"]
+
+
+def test_train_form_trains_a_tiny_run_in_the_background(tmp_path, runs_dir, data_env):
+    from dashboard import train_form
+    data_env(runs_dir)
+    at = _page(TRAJ)
+    out = tmp_path / "mine"
+    inputs = {w.label: w for w in at.sidebar.number_input}
+    inputs["steps"].set_value(3)
+    at.sidebar.select_slider[0].set_value(16)
+    at.sidebar.select_slider[1].set_value(2)
+    [box] = [t for t in at.sidebar.text_input if t.label == "into folder"]
+    box.input(str(out))
+    at.sidebar.button[0].click().run()
+    _clean(at)
+    (run_dir,) = at.session_state["dashboard.train_jobs"]
+    assert train_form.wait(run_dir)["status"] == "complete", train_form._JOBS[run_dir]
+    at.run()
+    _clean(at)
+    assert at.text_input(key="traj_page.user_dir").value == str(out)
+    assert Path(run_dir).name in at.multiselect(key="traj_page.runs").options
+    assert any("it is in the run picker" in s.value for s in at.success)

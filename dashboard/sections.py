@@ -1,0 +1,113 @@
+"""Page sections used by more than one page: the quantile fan of single-neuron distributions (against a
+limit run), how a limit run is found for a finite run, and the message that says which command makes a
+missing limit run. Each reads its widgets (URL-backed), calls the cached loaders and one figure builder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import streamlit as st
+
+from dashboard import loaders as D
+from dashboard.runs import Run
+from dashboard.widgets import choose, show_chart
+from dynamics.figures import quantile_fan_figure
+from dynamics.store import NEURONS, RunFormatError
+
+NONE = "(none)"
+# where a limit run names its twin: run.json's "limit" section (dynamics.limit.run) or the top level
+LIKE_KEYS = ("like", "like_path", "like_run", "source_run")
+
+
+def limit_command(run: Run | None) -> str:
+    """The command that makes the limit run of `run` (the limit solver's CLI, DESIGN.md)."""
+    like = _shown_path(run.path) if run is not None else "data/<run>"
+    return f"python -m dynamics limit --like {like} --out runs/"
+
+
+def _shown_path(path: str) -> str:
+    """A run path as the user would type it: relative to where streamlit was started when inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def limit_missing(run: Run | None) -> None:
+    st.info("No limit runs found. A limit run holds the infinite-width, infinite-depth prediction (the SDE/NFD "
+            "of THEORY §3, §6) for a finite run's setting, with Monte-Carlo error bars. Make one with the "
+            "command below (the limit solver's CLI; if your version of dynamics lacks `limit`, it is not "
+            "released yet), then type `runs/` into the sidebar box *Your runs folder*:")
+    st.code(limit_command(run), language="bash")
+
+
+def limits(runs: Sequence[Run]) -> list[Run]:
+    return [r for r in runs if r.kind == "limit"]
+
+
+def matched_limit(run: Run, candidates: Sequence[Run]) -> Run | None:
+    """The limit run made `--like` this run (run.json names it), else one with the same config apart from
+    width, depth, seed and bookkeeping, else None."""
+    names = {Path(str(n)).name for n in (run.label, run.meta.get("run_id"), run.path) if n}
+    for c in candidates:
+        sections = (c.meta, c.meta.get("limit") if isinstance(c.meta.get("limit"), dict) else {})
+        if any(Path(str(s[k])).name in names for s in sections for k in LIKE_KEYS if s.get(k)):
+            return c
+    same = [c for c in candidates if not D.same_setting(run, c)]
+    return same[0] if same else None
+
+
+def quantile_fan(page: str, run: Run, all_runs: Sequence[Run], step: int, fmt: str) -> None:
+    """Quantiles of h_ℓ over one neuron at `step` (the nearest recorded), one probe, against a limit run."""
+    try:
+        n_steps, probes = D.neuron_index(run.path, D.mtime(run.path, NEURONS))
+    except RunFormatError as e:
+        st.info(f"`{run.label}` has no single-neuron quantiles ({e}). Runs made by `python -m dynamics train` "
+                "record them; imported runs may not.")
+        return
+    if not n_steps:
+        st.info(f"`{run.label}` recorded no single-neuron quantiles yet.")
+        return
+    at = min(n_steps, key=lambda s: abs(s - step))
+    cands = limits(all_runs)
+    default = matched_limit(run, cands)
+    c1, c2 = st.columns(2)
+    probe = choose(page, "probe", "Probe input", [-1, *probes], probes[0], widget=c1.selectbox,
+                   url_default=False, format_func=lambda p: "mean over probes" if p < 0 else f"probe {p}")
+    lim = choose(page, "limit", "Against the limit run", [NONE, *[c.label for c in cands]],
+                 default.label if default else NONE, widget=c2.selectbox, url_default=False)
+    df = D.neurons(run.path, D.mtime(run.path, NEURONS), D.depth_of(run), at, probe)
+    ref, note = None, ""
+    if lim != NONE:
+        lr = next(c for c in cands if c.label == lim)
+        try:
+            ref = D.neurons(lr.path, D.mtime(lr.path, NEURONS), D.depth_of(lr), at, probe)
+            note = "" if len(ref) else f" ({lim} has no quantiles at step {at})"
+        except RunFormatError as e:
+            note = f" ({lim}: {e})"
+    elif not cands:
+        st.caption("No limit run to compare with: make one with `" + limit_command(run) + "`.")
+    title = f"{run.label}: quantiles of h_ℓ at step {at}" + (f" vs {lim}" if ref is not None and len(ref) else "")
+    if at != step:
+        st.caption(f"Neuron quantiles are recorded at fewer steps; showing step {at}, the nearest to {step}.")
+    if note:
+        st.caption(note.strip(" ()"))
+    show_chart(quantile_fan_figure(df, ref, title=title, limit_name=lim), df, f"{run.label}_quantiles_step{at}",
+               key=f"{page}.fan", fmt=fmt)
+
+
+def train_command(run: Run) -> str:
+    """`python -m dynamics train` with the main settings of `run`, to make it again (e.g. with newer probes)."""
+    c = run.config
+    flags = " ".join(f"--{k.replace('_', '-')} {c[k]}" for k in ("width", "depth", "act", "param", "backward", "lr",
+                                                                 "steps", "seed") if k in c)
+    return f"python -m dynamics train {flags} --out runs/"
+
+
+def other_differences(runs: Sequence[Run], allowed: Sequence[str]) -> list[str]:
+    """Config fields, other than `allowed`, whose values differ between `runs`."""
+    from dashboard.runs import config_diff
+    skip = set(allowed) | {"device", "dtype", "record_every", "test_every"}
+    return [c for c in config_diff(list(runs)).columns if c not in skip] if len(runs) > 1 else []

@@ -1,0 +1,103 @@
+"""The sidebar form "Train a small run": width, depth, steps, lr, act, param, backward (sizes capped so a
+run takes seconds to minutes on a CPU), trained by dynamics.train.train into the user's runs folder.
+
+The training runs in a background thread (one per run, kept in the module-level `_JOBS`), so it goes on
+while the user switches pages or changes views; while one is in flight, a fragment that reruns every
+second draws its st.progress bar, and when the run ends the whole page reruns once so the new run appears in the run picker (and the
+run folder becomes the sidebar's *Your runs folder*). Errors come back as one line, never a traceback.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard.runs import _USER_DIR, use_user_dir
+from dynamics.config import ACTIVATIONS, BACKWARDS, PARAMS, ConfigError, RunConfig
+from dynamics.store import RunFormatError
+
+CAPS = {"width": 512, "depth": 64, "steps": 1000}
+_JOBS: dict[str, dict] = {}                 # run_dir -> {"steps", "step", "loss", "done", "status", "error"}
+_SESSION_JOBS = "dashboard.train_jobs"       # this session's run_dirs, newest last
+
+
+def _work(cfg: RunConfig, run_dir: Path, job: dict) -> None:
+    try:
+        from dynamics.train import train   # torch loads only when someone trains
+        train(cfg, run_dir, on_step=lambda step, loss: job.update(step=step, loss=loss))
+        from dynamics.store import read_meta
+        job["status"] = read_meta(run_dir)["status"]
+    except Exception as e:  # noqa: BLE001 (shown on the page as one line)
+        job["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        job["done"] = True
+
+
+def start(cfg: RunConfig, out: str) -> Path:
+    """Start training cfg into a new run directory under `out` in a background thread; returns run_dir."""
+    from dynamics.cli import prepare_run_dir
+    for name, cap in CAPS.items():
+        if getattr(cfg, name) > cap:
+            raise ConfigError(f"{name}={getattr(cfg, name)} is above the form's cap {cap}; "
+                              "use `python -m dynamics train` for bigger runs")
+    run_dir = prepare_run_dir(out, None, cfg, overwrite=False)
+    job = _JOBS[str(run_dir)] = {"steps": cfg.steps, "step": -1, "loss": None, "done": False}
+    threading.Thread(target=_work, args=(cfg, run_dir, job), daemon=True, name=f"train {run_dir.name}").start()
+    return run_dir
+
+
+def wait(run_dir: str | Path, timeout: float = 120.0) -> dict:
+    """Block until a job ends (tests and scripts); returns its record."""
+    for t in threading.enumerate():
+        if t.name == f"train {Path(run_dir).name}":
+            t.join(timeout)
+    return _JOBS[str(run_dir)]
+
+
+def train_form(page: str) -> None:
+    """The sidebar expander with the form and the progress of this session's runs."""
+    with st.sidebar.expander("Train a small run", expanded=bool(st.session_state.get(_SESSION_JOBS))):
+        with st.form(f"{page}.train_form"):
+            c1, c2 = st.columns(2)
+            width = c1.select_slider("width n", [16, 32, 64, 128, 256, 512], 64)
+            depth = c2.select_slider("depth L", [2, 4, 8, 16, 32, 64], 8)
+            steps = c1.number_input("steps", 1, CAPS["steps"], 50)
+            lr = c2.number_input("lr η", 1e-4, 10.0, 0.5, format="%.4g")
+            act = c1.selectbox("act", ACTIVATIONS, index=ACTIVATIONS.index("relu"))
+            param = c2.selectbox("param", PARAMS)
+            backward = st.radio("backward", BACKWARDS, horizontal=True)
+            out = st.text_input("into folder", st.session_state.get(_USER_DIR) or "runs/")
+            submitted = st.form_submit_button("Train")
+        if submitted:
+            try:
+                cfg = RunConfig(width=int(width), depth=int(depth), steps=int(steps), lr=float(lr), act=act,
+                                param=param, backward=backward, record_every=max(1, int(steps) // 20),
+                                test_every=max(1, int(steps) // 20), device="cpu")
+                run_dir = start(cfg, out.strip() or "runs/")
+            except (ConfigError, RunFormatError) as e:
+                st.error(f"Cannot train: {e}")
+            else:
+                st.session_state.setdefault(_SESSION_JOBS, []).append(str(run_dir))
+                use_user_dir(out.strip() or "runs/")
+        running = any(not _JOBS[d]["done"] for d in st.session_state.get(_SESSION_JOBS, []) if d in _JOBS)
+        # poll only while this session has a run in flight: an idle page must not rerun every second
+        (st.fragment(_progress, run_every=1.0) if running else _progress)()
+
+
+def _progress() -> None:
+    for run_dir in st.session_state.get(_SESSION_JOBS, []):
+        job, name = _JOBS.get(run_dir), Path(run_dir).name
+        if job is None:
+            continue
+        if not job["done"]:
+            frac = (job["step"] + 1) / (job["steps"] + 1)
+            loss = "" if job["loss"] is None else f", loss {job['loss']:.4g}"
+            st.progress(min(max(frac, 0.0), 1.0), text=f"`{name}`: step {max(job['step'], 0)}/{job['steps']}{loss}")
+        elif job.get("error"):
+            st.error(f"`{name}` failed: {job['error']}")
+        else:
+            st.success(f"`{name}`: {job.get('status')}; it is in the run picker.")
+            if not job.get("shown"):
+                job["shown"] = True
+                st.rerun(scope="app")  # the picker rescans and lists the new run

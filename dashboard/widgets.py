@@ -1,0 +1,64 @@
+"""Widgets shared by the pages, each one URL-backed (dashboard.state's seed → widget → set_url in one call),
+and `show_chart`, which draws a figure with the Plotly toolbar's PNG/SVG download (`image_format`) and
+offers the CSV of exactly the data drawn. Keys are "<page>.<param>", so every page keeps its own widget state.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.runs import caption
+from dashboard.state import seed_range, seed_widget, set_url
+from dynamics.figures import chart_config
+
+SMOOTHING = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
+
+
+def choose(page: str, param: str, label: str, options: Sequence[Any], default: Any, *,
+           widget: Callable = st.selectbox, multi: bool = False, url_default: bool = True, **kw) -> Any:
+    """A widget whose value lives in ?param= (removed from the URL when it equals `default` and
+    url_default is False, to keep links short)."""
+    key = f"{page}.{param}"
+    seed_widget(key, param, options, default, multi=multi)
+    value = widget(label, options, key=key, **kw)
+    set_url(**{param: value if url_default or value != default else None})
+    return value
+
+
+def toggle(page: str, param: str, label: str, where=st) -> bool:
+    """A toggle mirrored as ?param=True (absent when off)."""
+    key = f"{page}.{param}"
+    seed_widget(key, param, [False, True], False)
+    value = where.toggle(label, key=key)
+    set_url(**{param: value or None})
+    return value
+
+
+def step_range(page: str, steps: Sequence[int], label: str = "Step range") -> tuple[int, int]:
+    """A range slider over recorded steps, in the URL as ?steps=lo&steps=hi (absent when it is everything)."""
+    key, full = f"{page}.steps", (steps[0], steps[-1])
+    seed_range(key, "steps", steps, full)
+    value = tuple(st.select_slider(label, steps, key=key)) if len(steps) > 1 else full
+    set_url(steps=None if value == full else list(value))
+    return value
+
+
+def metric_choice(page: str, metrics: Sequence[str], default: str) -> str:
+    return choose(page, "metric", "Metric", list(metrics), default if default in metrics else metrics[0],
+                  format_func=lambda m: f"{m}: {caption(m)}" if caption(m) else m)
+
+
+def image_format(page: str) -> str:
+    """Sidebar choice of the format the chart toolbar's camera button saves (PNG or SVG)."""
+    return st.sidebar.radio("Chart download format", ["png", "svg"], horizontal=True, key=f"{page}.img",
+                            help="the camera button in each chart's toolbar saves the chart in this format")
+
+
+def show_chart(fig, data: pd.DataFrame, name: str, *, key: str, fmt: str = "png") -> None:
+    """The figure (its toolbar's camera saves `name`.png or .svg) and a CSV download of `data`, the frame
+    drawn, built only when the button is clicked."""
+    st.plotly_chart(fig, config=chart_config(name, fmt), key=f"{key}.chart")
+    st.download_button("CSV of this chart", lambda: data.to_csv(index=False).encode(), file_name=f"{name}.csv",
+                       mime="text/csv", key=f"{key}.csv", on_click="ignore")

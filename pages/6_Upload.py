@@ -1,0 +1,44 @@
+"""Upload page: bring your own run logs; they appear in every other page, for this browser session only.
+
+Files are imported by dynamics.imports into a per-session folder (dashboard.uploads), which is added to
+st.session_state["uploaded_roots"]; the run finder of every page reads that list. Folders of sessions idle
+for longer than the TTL are deleted when this page loads.
+"""
+import pandas as pd
+import streamlit as st
+
+from dashboard import uploads as U
+
+PAGE = "upload_page"
+st.set_page_config(page_title="Upload · dynamics", page_icon=":material/upload:", layout="wide")
+st.title("Upload your own runs")
+st.markdown(
+    "Drop one or more files: a **zipped run directory** of ours; our **metrics.parquet** (with its "
+    "`run.json`); a **long CSV** with columns `step, layer, metric, value` (optional `stderr`); a **W&B "
+    "history export** (CSV or Parquet with a `_step` column); or a **TensorBoard event file** "
+    "(`events.out.tfevents.*`). Add a JSON file with the config (e.g. `log.csv.json`, or a bare object like "
+    "`{\"depth\": 16, \"width\": 256}`) beside a CSV or Parquet file. Tags and columns named `layer_7/h_sq` or "
+    "`h_sq/7` become per-layer metrics; other names become network scalars.")
+st.caption("Uploads are visible in this browser session only and deleted after "
+           f"{U.ttl_seconds() / 3600:g} h without a visit.")
+U.clean_up()
+
+files = st.file_uploader("Run logs", accept_multiple_files=True, key=f"{PAGE}.files",
+                         help="zip, parquet, csv, json (config sidecar) or TensorBoard events.out.tfevents.* files")
+outcomes = U.process(files or [])
+if not outcomes:
+    st.info("Nothing uploaded yet in this session.")
+    st.stop()
+
+for o in reversed(outcomes):
+    if not o["ok"]:
+        st.error(f"`{o['file']}` was not imported: {o['error']}")
+        continue
+    side = f", config from `{o['sidecar']}`" if o.get("sidecar") else ""
+    st.success(f"`{o['file']}` imported as run `{o['run']}` ({o['format']}{side}); it now appears on every page.")
+    st.dataframe(pd.DataFrame(U.preview_rows(o["summary"])), hide_index=True)
+    if o["skipped"]:
+        st.markdown("**Skipped, and why:**\n" + "\n".join(f"- {s['what']}: {s['why']}" for s in o["skipped"]))
+    else:
+        st.caption("Nothing was skipped.")
+st.page_link("pages/1_Runs.py", label="Open the Runs page", icon=":material/table_chart:")

@@ -1,0 +1,131 @@
+"""`python -m dynamics limit --like RUN_DIR --out DIR`: the limit run of a finite run, written in the run format.
+
+`limit_like(run_dir, out, ...)` reads the finite run's config, solves the limit for the same setting
+(`nfd.solve_limit`: same data, probes, activation, parametrization, learning rate, steps and batch order)
+and writes a run of kind `limit`: run.json holds that config (with `depth` = the grid K, so τ = layer/depth
+stays right) plus a `limit` section (grid, particles, replicas, coupling, seed, what is covered);
+metrics.parquet carries the `stderr` column. `register(sub)` adds the subcommand to the CLI.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import probes as PR
+from .. import store
+from ..cli import prepare_run_dir
+from ..config import ConfigError, RunConfig
+from .nfd import COUPLINGS, LimitError, solve_limit
+
+__all__ = ["limit_like", "register", "COVERS", "NOT_COVERED"]
+
+COVERS = ("one-layer blocks; MSE loss; scalar output (C = 1); param depth-mup, mup, plain; readout phi or "
+          "linear; any subset of trained groups; every activation; coupling full (reused backward, the exact "
+          "width limit) or none (the limit of the decoupled net)")
+NOT_COVERED = ("two-layer blocks, cross-entropy, C > 1 and param sp are refused; test_loss, grad_norm, "
+               "a_move and the coupling_* metrics are not produced")
+DEFAULT_PARTICLES = 4096
+
+
+def limit_like(like: Path, out: Path, *, grid: int | None = None, particles: int = DEFAULT_PARTICLES,
+               coupling: str | None = None, seed: int = 0, device: str = "auto", replicas: int = 8,
+               name: str | None = None, overwrite: bool = False, progress: bool = False) -> Path:
+    """Solve the limit of the run in `like` and write it to out/name; returns the run directory.
+    coupling None follows the run's backward mode: reused -> full, decoupled -> none."""
+    meta = store.read_meta(Path(like))
+    try:
+        cfg = RunConfig.from_dict(meta["config"])
+    except (ConfigError, TypeError) as e:
+        raise LimitError(f"{like}: its config cannot be read back ({e}); --like needs a run made by "
+                         f"`python -m dynamics train`") from None
+    coupling = coupling or ("none" if cfg.backward == "decoupled" else "full")
+    K = grid or cfg.depth
+    cfg_k = dataclasses.replace(cfg, depth=K)
+    run_id = name or f"{meta['run_id']}_limit-{coupling}-K{K}-M{particles}-s{seed}"[-200:].lstrip("._=+-")
+    if not overwrite:  # a name collision fails before the solve; --overwrite replaces only after it
+        prepare_run_dir(str(out), run_id, cfg_k, False)
+    t0 = time.monotonic()
+    bar = _progress(cfg.steps + 1, progress)
+    try:
+        res = solve_limit(cfg, grid=K, particles=particles, coupling=coupling, seed=seed, device=device,
+                          replicas=replicas, on_step=lambda step, loss: (bar.update(1),
+                                                                         bar.set_postfix(loss=f"{loss:.4g}")))
+    finally:
+        bar.close()
+    run_dir = prepare_run_dir(str(out), run_id, cfg_k, overwrite)
+    section = {**res.info, "seed": seed, "like": meta["run_id"], "like_path": str(like),
+               "finite_depth": cfg.depth, "finite_width": cfg.width,
+               "layers": f"layer indices are on the K = {K} grid and config.depth = {K}, so tau = layer/depth",
+               "inputs_used": res.inputs, "covers": COVERS, "not_covered": NOT_COVERED,
+               "step0": "exact (init_kernels); neurons from particles; later steps: replica mean, stderr = "
+                        "replica std / sqrt(replicas)"}
+    dev = device if device != "auto" else ("cuda" if _cuda() else "cpu")
+    writer = store.RunWriter(run_dir, {
+        "run_id": run_dir.name, "kind": "limit", "config": cfg_k.to_dict(), "limit": section,
+        "probe_ids": list(range(cfg.probes)), "probe_source": "first training inputs",
+        "quantiles": list(PR.QUANTILES), "versions": _versions(), "device": dev,
+        "device_name": platform.processor(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "steps_done": res.info["steps_done"]}, stderr=True)
+    m = res.metrics
+    writer.add(store.METRICS, step=m["step"].to_numpy(), layer=m["layer"].to_numpy(), metric=m["metric"].to_numpy(),
+               value=m["value"].to_numpy(), stderr=m["stderr"].to_numpy())
+    for file, frame in ((store.KERNELS, res.kernels), (store.NEURONS, res.neurons)):
+        writer.add(file, **{c: frame[c].to_numpy() for c in frame.columns})
+    writer.finish(res.status, wall_seconds=round(time.monotonic() - t0, 3))
+    return run_dir
+
+
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+def _versions() -> dict:
+    from ..train import package_versions
+    return package_versions()
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, disable=not enabled, desc="limit", unit="step", file=sys.stderr,
+                dynamic_ncols=True, leave=False)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `python -m dynamics limit` to the CLI's subparsers."""
+    p = sub.add_parser("limit", help="the infinite-width (NFD) limit of a finite run, as a run of kind limit",
+                       description="Solve the infinite-width limit (THEORY §6, particle solver) for the setting "
+                                   "of a finite run and write OUT/NAME with the same metrics (plus Monte-Carlo "
+                                   f"stderr), kernels and neuron quantiles. Covers {COVERS}. Not covered: "
+                                   f"{NOT_COVERED}.")
+    p.add_argument("--like", required=True, help="finite run directory whose setting to mimic")
+    p.add_argument("--out", required=True, help="folder that receives the limit run directory")
+    p.add_argument("--grid", type=int, help="depth grid K (default: the run's depth, i.e. its width limit; "
+                                            "larger K approaches the depth-muP continuum)")
+    p.add_argument("--particles", type=int, default=DEFAULT_PARTICLES,
+                   help=f"particles M, split into --replicas independent groups (default: {DEFAULT_PARTICLES})")
+    p.add_argument("--replicas", type=int, default=8, help="independent replicas for the stderr (default: 8)")
+    p.add_argument("--coupling", choices=COUPLINGS, help="full: the exact width limit (transpose coupling "
+                   "kept); none: forward and backward decoupled (default: full for a reused run, none for "
+                   "a decoupled one)")
+    p.add_argument("--seed", type=int, default=0, help="particle noise seed (default: 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    p.add_argument("--name", help="run directory name (default: <like run>_limit-<coupling>-K<K>-M<M>-s<seed>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_limit)
+
+
+def _cmd_limit(args: argparse.Namespace) -> int:
+    run_dir = limit_like(Path(args.like), Path(args.out), grid=args.grid, particles=args.particles,
+                         coupling=args.coupling, seed=args.seed, device=args.device, replicas=args.replicas,
+                         name=args.name, overwrite=args.overwrite, progress=not args.quiet)
+    meta = store.read_meta(run_dir)
+    print(f"{meta['status']}: {run_dir}  ({meta['limit']['particles']} particles, grid {meta['limit']['grid']}, "
+          f"coupling {meta['limit']['coupling']}, {meta.get('wall_seconds')} s)")
+    return 0 if meta["status"] == "complete" else 1

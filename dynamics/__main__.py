@@ -17,8 +17,9 @@ from .data import DataError
 from .store import RunFormatError, read_meta
 
 from .experiments import ExperimentError
+from .imports import RunImportError
 
-USER_ERRORS = (ConfigError, DataError, RunFormatError, FileNotFoundError, ExperimentError)
+USER_ERRORS = (ConfigError, DataError, RunFormatError, FileNotFoundError, ExperimentError, RunImportError)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_experiment)
     from .sweep import register as register_sweep
     register_sweep(sub)
+    from .imports import register as register_import
+    register_import(sub)
+    from .limit.run import register as register_limit  # LimitError is a ConfigError: caught below
+    register_limit(sub)
     return parser
 
 

@@ -17,12 +17,12 @@ from .metrics import METRICS
 
 __all__ = ["RunConfig", "ConfigError", "METRICS", "ResNet", "scales",
            "read_meta", "read_metrics", "read_kernels", "read_neurons", "list_runs", "RunFormatError", "catalog",
-           "record"]
+           "record", "solve_limit"]
 
 _LAZY = {"ResNet": "model", "scales": "model",
          "read_meta": "store", "read_metrics": "store", "read_kernels": "store", "read_neurons": "store",
          "list_runs": "store", "RunFormatError": "store", "catalog": "sweep_catalog",
-         "record": "recorder"}  # the module is recorder.py, so dynamics.record stays the function
+         "record": "recorder", "solve_limit": "limit.nfd"}  # the module is recorder.py, so dynamics.record stays the function
 
 
 def __getattr__(name: str):

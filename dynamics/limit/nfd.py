@@ -16,16 +16,16 @@ i.e. regression on past answers + fresh noise + the transpose coupling Q_B (X·r
 covariances of past backward answers with the new residual (the Tensor-Programs term Σ_j g_j E[∂u/∂Ẑ^{Wᵀg_j}],
 by Stein's lemma). Wᵀg/√n is the same with (Q_A, Y) and (Q_B, X) swapped. `coupling="none"` drops the
 coupling and the projection: the backward pass then queries an independent W̃(0), the `decoupled` net. SGD
-adds ΔW_ℓ/√n = ηγ0 b Σ_{s,μ} χ_μ(s) ĝ_ℓ(x_μ,s) φ(h_{ℓ−1}(x_μ,s))ᵀ/n, held as a matrix D in the two bases, so
-the forward drift b·ΔW u/√n = b Q_Bᵀ D a and the backward drift b·ΔWᵀg/√n = b Q_Aᵀ Dᵀ(Q_B·g/M) are THEORY §6's
-sums. U (rows in R^d) and v are carried per particle: h_0 = U x/√d, ĝ_L = v φ'(h_L) (v for a linear readout),
-ΔU = ηγ0 Σ χ ĝ_0 xᵀ/√d, Δv = ηγ0 Σ χ φ(h_L), χ_μ = (y_μ − f_μ)/batch. The output is centred,
-f(x,t) = mean[v(t)φ(h_L(x,t)) − v(0)φ(h_L(x,0))]/γ0: the limit has f(x,0) = 0, and centring removes O(M^-½)
-noise that one-step differences would divide by η. With the projection Π_B^⊥, M particles sample a width-M
-network exactly in law (apart from centring) at cost O(M (TP)² K) instead of O(M² TP K); the limit is
-M → ∞. Errors: R independent replicas of M/R particles; value = replica mean, stderr = replica std/√R.
-Every replica draws its noise in a fixed order and shape, so both couplings see the same ε (common random
-numbers).
+adds ΔW_ℓ/√n = ηγ0 b Σ_{s,μ} χ_μ(s) ĝ_ℓ(x_μ,s) φ(h_{ℓ−1}(x_μ,s))ᵀ/n. With α, β the coordinates of
+φ(h_{ℓ−1}(x_μ,s)) in Q_A and of ĝ_ℓ(x_μ,s) in Q_B, D = ηγ0 Σ χ β αᵀ gives ΔW u/√n = b Q_Bᵀ D a and
+ΔWᵀg/√n = b Q_Aᵀ Dᵀ(Q_B·g/M); times the branch's b these are THEORY §6's (ηγ0β²/K) sums.
+U (rows in R^d) and v are carried per particle: h_0 = U x/√d, ĝ_L = v φ'(h_L) (v for a linear readout), ΔU =
+ηγ0 Σ χ ĝ_0 xᵀ/√d, Δv = ηγ0 Σ χ φ(h_L), χ_μ = (y_μ − f_μ)/batch. The output is centred, f(x,t) =
+mean[v(t)φ(h_L(x,t)) − v(0)φ(h_L(x,0))]/γ0: the limit has f(x,0) = 0, and centring removes O(M^-½) noise that
+one-step differences would divide by η. With the projection Π_B^⊥, M particles sample a width-M network exactly
+in law (apart from centring) at cost O(M (TP)² K) instead of O(M² TP K); the limit is M → ∞. Errors: R
+independent replicas of M/R particles; value = replica mean, stderr = replica std/√R. Every replica draws its
+noise in a fixed order and shape, so both couplings see the same ε (common random numbers).
 """
 from __future__ import annotations
 
@@ -197,7 +197,7 @@ def _query(side: _Side, other: _Side, x: Tensor, eps: Tensor, n: int, n_other: i
     coef = drift(a) if drift is not None and n_other else None         # (R, n_o, P)
     P = x.shape[-1]
     if couple and n_other:
-        C = (_coords(other.Z[:, :n_other], Qn) - _coords(Qo, eps)) / m                  # coupling weights, −projection of ε
+        C = (_coords(other.Z[:, :n_other], Qn) - _coords(Qo, eps)) / m  # coupling weights; −projection of ε
         both = _comb(Qo, C if coef is None else torch.cat([C, coef], -1))  # one pass over Qo
         Zn, extra = eps + both[..., :P], (both[..., P:] if coef is not None else None)
     else:
@@ -245,7 +245,13 @@ def solve_limit(cfg: RunConfig, *, grid: int | None = None, particles: int = 409
         raise LimitError(f"the limit needs about {need / 2**30:.1f} GiB for M·K·T·P = {M}·{K}·{T}·{P} history "
                          f"entries but {dev.type} has {have / 2**30:.1f} GiB available; lower --particles, "
                          f"--grid, --steps or the number of inputs (train_size, probes)")
-    return _Solver(cfg, data, inputs, batches, R, m, coupling, seed, dev, center).run(on_step)
+    res = _Solver(cfg, data, inputs, batches, R, m, coupling, seed, dev, center).run(on_step)
+    if m < 2 * T * P:
+        res.info["warning"] = (f"{m} particles per replica against 2·T·P = {2 * T * P} history directions per "
+                               f"block: each replica is an exact width-{m} network whose explored subspace fills "
+                               f"much of R^{m}, so expect its O(1/{m}) finite-width bias; raise --particles to "
+                               f"at least {2 * T * P * R} for a closer limit")
+    return res
 
 
 class _Solver:
@@ -275,7 +281,7 @@ class _Solver:
         def side() -> _Side:
             return _Side(torch.zeros(R, cap, m, **kw), torch.zeros(R, cap, m, **kw))
         self.fwd = [side() for _ in range(K)]                            # W_ℓ(0) queried with φ(h_{ℓ-1})
-        self.bwd = [side() for _ in range(K)]                            # W_ℓ(0)ᵀ (W̃_ℓ(0)ᵀ if none) with ĝ_ℓ
+        self.bwd = [side() for _ in range(K)]                            # W_ℓ(0)ᵀ (none: W̃_ℓ(0)ᵀ), ĝ_ℓ
         self.D = [torch.zeros(R, cap, cap, **kw) for _ in range(K)]      # ΔW_ℓ/(b√n) in (bwd, fwd) bases
         self.trained = set(cfg.trained)
 

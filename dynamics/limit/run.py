@@ -126,6 +126,8 @@ def _cmd_limit(args: argparse.Namespace) -> int:
                          coupling=args.coupling, seed=args.seed, device=args.device, replicas=args.replicas,
                          name=args.name, overwrite=args.overwrite, progress=not args.quiet)
     meta = store.read_meta(run_dir)
+    if "warning" in meta["limit"]:
+        print(f"warning: {meta['limit']['warning']}", file=sys.stderr)
     print(f"{meta['status']}: {run_dir}  ({meta['limit']['particles']} particles, grid {meta['limit']['grid']}, "
           f"coupling {meta['limit']['coupling']}, {meta.get('wall_seconds')} s)")
     return 0 if meta["status"] == "complete" else 1

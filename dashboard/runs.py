@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import loaders
+from dashboard import hosting, loaders
 from dashboard.state import seed_widget, set_url
 from dynamics.figures import RUN, TAU
 from dynamics.metrics import METRICS
@@ -53,13 +53,18 @@ class Run:
 
 # --- folders -------------------------------------------------------------------------------------
 def data_dir() -> Path:
-    """The bundled runs: $DYNAMICS_DATA_DIR, else the repo's data/ (read per call, so tests can set it)."""
-    return Path(os.environ.get(DATA_ENV) or REPO / "data")
+    """The bundled runs: $DYNAMICS_DATA_DIR, else the repo's data/ (read per call, so tests can set it).
+    A URL (file://, s3://, ...) is copied once into a local read-only cache (dashboard.hosting.mirror)."""
+    value = os.environ.get(DATA_ENV) or str(REPO / "data")
+    return hosting.mirror(value) if "://" in value else Path(value)
 
 
 def user_dir_input(page: str) -> str:
     """Sidebar box for the user's runs folder; URL ?dir=, else the session, else $DYNAMICS_RUNS."""
     key = f"{page}.user_dir"
+    if hosting.hosted():  # a shared instance: no box, ?dir= ignored; only the operator's $DYNAMICS_RUNS
+        set_url(dir=None)
+        return os.environ.get(USER_ENV, "").strip()
     if _PENDING_DIR in st.session_state:  # a folder chosen by code: becomes the box's value on every page
         st.session_state[_USER_DIR] = st.session_state[key] = st.session_state.pop(_PENDING_DIR)
     if key not in st.session_state:
@@ -135,8 +140,16 @@ def find_runs(roots: dict[str, Path]) -> tuple[list[Run], list[dict[str, Any]]]:
 def folders(page: str) -> dict[str, Path]:
     """The sidebar folder box, then the folders to search: {"bundled": data_dir(), "user": the box,
     "upload", "upload2", …: session_roots()}."""
+    hosting.banner()
+    if hosting.hosted():
+        from dashboard.uploads import keep_fresh
+        keep_fresh()  # every page sweeps expired session folders on a shared instance, not only Upload
     folder = user_dir_input(page)
-    roots = {"bundled": data_dir()}
+    try:
+        roots = {"bundled": data_dir()}
+    except (OSError, ValueError) as e:
+        st.error(f"Cannot read the bundled runs `{os.environ.get(DATA_ENV)}`: {e}")
+        roots = {}
     if folder:
         if Path(folder).expanduser().is_dir():
             roots["user"] = Path(folder)

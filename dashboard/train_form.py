@@ -5,6 +5,8 @@ The training runs in a background thread (one per run, kept in the module-level 
 while the user switches pages or changes views; while one is in flight, a fragment that reruns every
 second draws its st.progress bar, and when the run ends the whole page reruns once so the new run appears in the run picker (and the
 run folder becomes the sidebar's *Your runs folder*). Errors come back as one line, never a traceback.
+In hosted mode (dashboard.hosting) runs go only into the session's own temporary folder (the Upload page's,
+so they share its TTL and per-session visibility), within hosting.train_cap() and hosting.max_jobs().
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard import hosting
 from dashboard.runs import _USER_DIR, use_user_dir
 from dynamics.config import ACTIVATIONS, BACKWARDS, PARAMS, ConfigError, RunConfig
 from dynamics.store import RunFormatError
@@ -37,9 +40,17 @@ def _work(cfg: RunConfig, run_dir: Path, job: dict) -> None:
 def start(cfg: RunConfig, out: str) -> Path:
     """Start training cfg into a new run directory under `out` in a background thread; returns run_dir."""
     from dynamics.cli import prepare_run_dir
-    for name, cap in CAPS.items():
+    caps, where = CAPS, "the form's"
+    if hosting.hosted():
+        if hosting.train_cap() is None:
+            raise hosting.ReadOnlyError("training from the page is off on this shared instance")
+        caps, where = dict(zip(("width", "depth", "steps"), hosting.train_cap())), "this shared instance's"
+        if hosting.running_jobs(_JOBS) >= hosting.max_jobs():
+            raise hosting.ReadOnlyError("the server is busy training another run; try again when it ends")
+    hosting.refuse_write(out)
+    for name, cap in caps.items():
         if getattr(cfg, name) > cap:
-            raise ConfigError(f"{name}={getattr(cfg, name)} is above the form's cap {cap}; "
+            raise ConfigError(f"{name}={getattr(cfg, name)} is above {where} cap {cap}; "
                               "use `python -m dynamics train` for bigger runs")
     run_dir = prepare_run_dir(out, None, cfg, overwrite=False)
     job = _JOBS[str(run_dir)] = {"steps": cfg.steps, "step": -1, "loss": None, "done": False}
@@ -67,22 +78,43 @@ def train_form(page: str) -> None:
             act = c1.selectbox("act", ACTIVATIONS, index=ACTIVATIONS.index("relu"))
             param = c2.selectbox("param", PARAMS)
             backward = st.radio("backward", BACKWARDS, horizontal=True)
-            out = st.text_input("into folder", st.session_state.get(_USER_DIR) or "runs/")
+            if hosted := hosting.hosted():
+                cap = hosting.train_cap()
+                st.caption(f"Shared instance: at most {'×'.join(map(str, cap))} (width×depth×steps), into your "
+                           "session's temporary folder." if cap else "Training is off on this shared instance.")
+            out = st.text_input("into folder", "" if hosted else st.session_state.get(_USER_DIR) or "runs/",
+                                placeholder="your session's temporary folder" if hosted else "runs/")
             submitted = st.form_submit_button("Train")
         if submitted:
             try:
+                out = _hosted_out(out) if hosted else out
                 cfg = RunConfig(width=int(width), depth=int(depth), steps=int(steps), lr=float(lr), act=act,
                                 param=param, backward=backward, record_every=max(1, int(steps) // 20),
                                 test_every=max(1, int(steps) // 20), device="cpu")
                 run_dir = start(cfg, out.strip() or "runs/")
-            except (ConfigError, RunFormatError) as e:
+            except (ConfigError, RunFormatError, hosting.ReadOnlyError) as e:
                 st.error(f"Cannot train: {e}")
             else:
                 st.session_state.setdefault(_SESSION_JOBS, []).append(str(run_dir))
-                use_user_dir(out.strip() or "runs/")
+                if hosted:
+                    from dashboard.uploads import register
+                    register(Path(out))  # the session folder joins this session's run roots
+                else:
+                    use_user_dir(out.strip() or "runs/")
         running = any(not _JOBS[d]["done"] for d in st.session_state.get(_SESSION_JOBS, []) if d in _JOBS)
         # poll only while this session has a run in flight: an idle page must not rerun every second
         (st.fragment(_progress, run_every=1.0) if running else _progress)()
+
+
+def _hosted_out(typed: str) -> str:
+    """Hosted mode: the session's own folder; a typed folder is refused (served runs: as read-only)."""
+    from dashboard.uploads import session_root
+    own = session_root()
+    if typed.strip() and Path(typed.strip()).expanduser().resolve() != own.resolve():
+        hosting.refuse_write(typed.strip())
+        raise hosting.ReadOnlyError(f"only your session's temporary folder is writable on this shared "
+                                    f"instance; leave *into folder* empty (`{typed.strip()}` was given)")
+    return str(own)
 
 
 def _progress() -> None:

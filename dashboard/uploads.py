@@ -5,7 +5,8 @@ Each browser session gets its own folder `session-XXXX` (tempfile.mkdtemp) under
 by dynamics.imports, and the folder is appended to `st.session_state["uploaded_roots"]`, which every page's
 run finder reads (dashboard.runs.session_roots): the runs appear on every page of this session and of no
 other, since no other session knows the folder. Folders untouched for longer than the TTL (default 6 h,
-$DYNAMICS_UPLOAD_TTL_HOURS) are deleted when the Upload page loads. Uploaded bytes are staged in a hidden
+$DYNAMICS_UPLOAD_TTL_HOURS; 30 min in hosted mode) are deleted when the Upload page loads (in hosted mode:
+when any page loads; dashboard.hosting). Uploaded bytes are staged in a hidden
 folder inside the session folder (ignored by the run finder) and removed after the import.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import streamlit as st
 
+from dashboard import hosting
 from dashboard.runs import UPLOADED_ROOTS
 from dynamics.imports import RunImportError, import_file
 from dynamics.store import RunFormatError
@@ -34,10 +36,11 @@ def base_dir() -> Path:
 
 
 def ttl_seconds() -> float:
+    default = hosting.HOSTED_TTL_HOURS if hosting.hosted() else 6
     try:
-        return float(os.environ.get(TTL_ENV, 6)) * 3600
+        return float(os.environ.get(TTL_ENV, default)) * 3600
     except ValueError:
-        return 6 * 3600.0
+        return default * 3600.0
 
 
 def sweep_old(base: Path | None = None, ttl: float | None = None, keep: Path | None = None) -> list[Path]:
@@ -59,7 +62,13 @@ def sweep_old(base: Path | None = None, ttl: float | None = None, keep: Path | N
 
 
 def clean_up() -> None:
-    """The page's first call: sweep old session folders, keeping (and touching) this session's own."""
+    """The Upload page's first call: the hosted-mode banner, then keep_fresh()."""
+    hosting.banner()
+    keep_fresh()
+
+
+def keep_fresh() -> None:
+    """Sweep old session folders, keeping (and touching) this session's own."""
     root = st.session_state.get(_ROOT)
     if root and Path(root).is_dir():
         os.utime(root)
@@ -71,6 +80,7 @@ def session_root() -> Path:
     root = st.session_state.get(_ROOT)
     if root is None or not Path(root).is_dir():
         base = base_dir()
+        hosting.refuse_write(base)  # a misconfigured upload folder inside the served runs
         base.mkdir(parents=True, exist_ok=True)
         root = tempfile.mkdtemp(prefix=PREFIX, dir=base)
         st.session_state[_ROOT] = root
@@ -78,7 +88,7 @@ def session_root() -> Path:
     return Path(root)
 
 
-def _register(root: Path) -> None:
+def register(root: Path) -> None:
     roots = [r for r in st.session_state.get(UPLOADED_ROOTS, []) or [] if Path(r).is_dir()]
     if str(root) not in map(str, roots):
         roots.append(str(root))
@@ -143,13 +153,16 @@ def process(uploaded: list) -> list[dict[str, Any]]:
     done: dict[str, list] = st.session_state.setdefault(_DONE, {})
     new = [f for f in uploaded if f.file_id not in done]
     if new:
-        root = session_root()
+        try:
+            root = session_root()
+        except hosting.ReadOnlyError as e:
+            return [{"file": f.name, "ok": False, "error": str(e)} for f in new]
         key = "+".join(f.file_id for f in new)
         done[key] = import_uploads([(f.name, f.getvalue()) for f in new], root)
         for f in new:
             done.setdefault(f.file_id, [])
         if any(o["ok"] for o in done[key]):
-            _register(root)
+            register(root)
     return [o for outcomes in done.values() for o in outcomes]
 
 

@@ -1,0 +1,196 @@
+"""Load test of a hosted (shared, read-only) instance: N concurrent browser sessions for a while (issue 8).
+
+    python benchmarks/load_test.py [--sessions 10] [--duration 120] [--data DIR]
+
+Serves `streamlit run app.py` on 127.0.0.1 (a free port) with DYNAMICS_READONLY=1, the bundled runs (or --data),
+and session folders in a temporary folder. In one Debian Chromium
+(Playwright; never `playwright install`), N browser contexts each loop until the duration is over: upload a
+small CSV run with a unique name through the Upload page's file input, then switch pages through the sidebar
+(Runs, Trajectories, Coupling, home), timing each switch until the page's main element is drawn. On the Runs
+page a session reads the run table and checks that it sees all of its own uploads and
+none of another session's. Every page is checked for a Streamlit exception box. A thread samples the server's
+RSS every second. Counts the session folders left (they live until the hosted TTL). Prints latency p50/p95 per switch, errors, RSS min/max.
+Loopback only; every wait is bounded; the server is always stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'
+# sidebar link text -> (page title, (selector, how many) that means "drawn"; none of these is on the page before)
+PAGES = {"Runs": ("Runs", (CHART, 1)), "Trajectories": ("Trajectories", (CHART, 3)),
+         "Coupling": ("Transpose coupling", (f'[data-testid="stCode"], {CHART}', 1)),
+         "app": ("Feature-learning", ('[data-testid="stMetric"]', 1))}
+WAIT_MS = 120_000
+
+
+def _csv(tag: str) -> bytes:
+    rows = "".join(f"{s},{l},h_sq,{1 + l / 10 + s / 100 + len(tag) / 1000}\n" for s in (0, 10) for l in range(5))
+    return ("step,layer,metric,value\n" + rows + "0,-1,loss,1.0\n10,-1,loss,0.5\n").encode()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _session(browser, base: str, k: int, deadline: float, stats: dict) -> None:
+    from playwright.async_api import TimeoutError as PWTimeout
+    ctx = await browser.new_context(viewport={"width": 1300, "height": 1000})
+    page, mine, prefix = await ctx.new_page(), set(), f"lt-s{k:02d}-"
+    page.set_default_timeout(WAIT_MS)
+
+    async def check(where: str) -> None:
+        if await page.get_by_test_id("stException").count():
+            stats["errors"].append(f"session {k}: exception on {where}")
+
+    async def switch(label: str) -> None:
+        title, ready = PAGES[label]
+        t0 = time.monotonic()
+        await page.get_by_test_id("stSidebarNav").get_by_text(label, exact=True).click()
+        await page.locator("h1", has_text=title).first.wait_for()
+        await page.wait_for_function("([s, n]) => document.querySelectorAll(s).length >= n", arg=list(ready),
+                                     timeout=WAIT_MS)
+        stats["switch"].append(time.monotonic() - t0)
+        await check(label)
+
+    try:
+        t0 = time.monotonic()
+        await page.goto(f"{base}/Upload")
+        await page.locator('[data-testid="stFileUploader"] input[type=file]').wait_for(state="attached")
+        stats["first"].append(time.monotonic() - t0)
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            name = f"{prefix}u{n}"
+            if n > 1:
+                await page.get_by_test_id("stSidebarNav").get_by_text("Upload", exact=True).click()
+            t0 = time.monotonic()
+            await page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+                files=[{"name": f"{name}.csv", "mimeType": "text/csv", "buffer": _csv(name)}])
+            await page.get_by_text(re.compile(rf"imported as run {name}\b")).first.wait_for()
+            stats["upload"].append(time.monotonic() - t0)
+            mine.add(name)
+            await check("Upload")
+            for label in ("Runs", "Trajectories", "Coupling", "app"):
+                await switch(label)
+                if label == "Runs":  # the run table's cells (the grid's accessible cells; few rows: none hidden)
+                    table = page.get_by_test_id("stDataFrame").first
+                    try:  # the grid fills its accessible cells a moment after it is painted
+                        await table.locator('[role="gridcell"]', has_text=name).first.wait_for(state="attached",
+                                                                                         timeout=30_000)
+                    except PWTimeout:
+                        pass  # reported below as missing
+                    cells = await table.locator('[role="gridcell"]').all_text_contents()  # an offscreen table
+                    labels = {t.strip() for t in cells}
+                    foreign = {l for l in labels if l.startswith("lt-s") and not l.startswith(prefix)}
+                    if foreign or not mine <= labels:
+                        stats["errors"].append(f"session {k}: sees {sorted(foreign)}, misses {sorted(mine - labels)} "
+                                              f"(table: {sorted(labels)[:12]})")
+            stats["cycles"] += 1
+    except PWTimeout as e:
+        stats["errors"].append(f"session {k}: timeout ({str(e).splitlines()[0][:120]})")
+    finally:
+        await ctx.close()
+
+
+async def _drive(base: str, n: int, duration: float, stats: dict) -> None:
+    from playwright.async_api import async_playwright
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            deadline = time.monotonic() + duration
+            await asyncio.wait_for(asyncio.gather(*(_session(browser, base, k, deadline, stats) for k in range(n))),
+                                   timeout=duration + 4 * WAIT_MS / 1000)
+        finally:
+            await browser.close()
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return statistics.quantiles(xs, n=100, method="inclusive")[q - 1] if len(xs) > 1 else (xs or [float("nan")])[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sessions", type=int, default=10)
+    ap.add_argument("--duration", type=float, default=120.0, help="seconds of page switching and uploading")
+    ap.add_argument("--data", default=str(REPO / "data"), help="the bundled runs (default: the repo's data/)")
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="dynamics-load-"))
+    uploads, port = tmp / "uploads", _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAMICS_")} | {
+        "DYNAMICS_READONLY": "1", "DYNAMICS_DATA_DIR": a.data, "DYNAMICS_UPLOAD_DIR": str(uploads)}
+    log = (tmp / "streamlit.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.address", "127.0.0.1", "--server.port", str(port),
+                             "--browser.gatherUsageStats", "false"],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base, rss, stop = f"http://127.0.0.1:{port}", [], threading.Event()
+    stats = {"switch": [], "upload": [], "first": [], "errors": [], "cycles": 0}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"streamlit did not start:\n{(tmp / 'streamlit.log').read_text()}")
+                time.sleep(0.25)
+        def sample() -> None:
+            while not stop.wait(1.0):
+                rss.append(_rss_mb(proc.pid))
+        threading.Thread(target=sample, daemon=True).start()
+        t0 = time.monotonic()
+        asyncio.run(_drive(base, a.sessions, a.duration, stats))
+        wall = time.monotonic() - t0
+        left = sum(1 for _ in uploads.iterdir()) if uploads.is_dir() else 0
+    finally:
+        stop.set()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+    sw, up = stats["switch"], stats["upload"]
+    print(f"{a.sessions} sessions, {a.duration:g} s of load ({wall:.0f} s wall), {stats['cycles']} full cycles, "
+          f"{len(sw)} page switches, {len(up)} uploads")
+    print(f"first page: max {max(stats['first'], default=float('nan')):.1f} s")
+    print(f"page switch: p50 {_pct(sw, 50):.2f} s, p95 {_pct(sw, 95):.2f} s, max {max(sw, default=float('nan')):.2f} s")
+    print(f"upload until imported: p50 {_pct(up, 50):.2f} s, p95 {_pct(up, 95):.2f} s")
+    print(f"errors: {len(stats['errors'])}" + "".join(f"\n  {e}" for e in stats["errors"][:20]))
+    print(f"server RSS: min {min(rss, default=float('nan')):.0f} MB, max {max(rss, default=float('nan')):.0f} MB "
+          f"({len(rss)} samples)")
+    print(f"session folders left: {left} (one per session until the hosted TTL sweeps them)")
+    print(f"server log: {tmp / 'streamlit.log'}")
+    sys.exit(1 if stats["errors"] else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Hosted mode: the switch, the caps and the guards that make the dashboard safe as a shared instance.
+
+Hosted mode is on when the environment says `DYNAMICS_READONLY=1` (the Docker image sets it), else when
+`.streamlit/secrets.toml` (or Streamlit Community Cloud's secrets box) holds `[dynamics] readonly = true`.
+(Not config.toml: Streamlit warns about sections it does not know there.) In hosted mode:
+
+- the bundled runs ($DYNAMICS_DATA_DIR), the configured runs folder ($DYNAMICS_RUNS) and the remote-runs
+  cache are read-only: `refuse_write(path)` is the one check every write path (train form, uploads) makes;
+- the sidebar's runs-folder box is not drawn and `?dir=` is ignored (no stranger points the server at paths);
+- the train form trains only into the session's own temporary folder (the upload folder of dashboard.uploads,
+  so it is swept by the same TTL), within `train_cap()` (width × depth × steps, default 256×16×200,
+  `DYNAMICS_TRAIN_CAP=WxDxS`, `0` turns training off) and with at most `max_jobs()` runs in flight server-wide;
+- session folders expire 30 minutes after the session's last page view (`DYNAMICS_UPLOAD_TTL_HOURS`
+  overrides) and every page load sweeps them: Streamlit has no session-end hook, so a closed tab's uploads
+  live until the TTL (a weakref finalizer on session state did not fire in the load test, so none is used);
+- `banner()` says so at the top of every page.
+
+`DYNAMICS_DATA_DIR` may be a URL (file://, or any pyarrow.fs URL such as s3://bucket/sweep): `mirror(url)`
+copies the run files once per process into a local cache ($DYNAMICS_CACHE_DIR, else the temp folder's
+`dynamics-remote`), refusing more than `DYNAMICS_REMOTE_MAX_MB` (default 500). Only file:// is tested here.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import streamlit as st
+
+READONLY_ENV, CAP_ENV, JOBS_ENV = "DYNAMICS_READONLY", "DYNAMICS_TRAIN_CAP", "DYNAMICS_TRAIN_JOBS"
+CACHE_ENV, REMOTE_MB_ENV = "DYNAMICS_CACHE_DIR", "DYNAMICS_REMOTE_MAX_MB"
+DEFAULT_CAP = (256, 16, 200)      # width, depth, steps: a CPU run of seconds
+HOSTED_TTL_HOURS = 0.5            # session folders of a shared instance live 30 min after the last visit
+RUN_FILES = {"run.json", "metrics.parquet", "kernels.parquet", "neurons.parquet", "sweep.json"}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+class ReadOnlyError(PermissionError):
+    """A write that a shared (hosted) instance refuses; the message is one line for st.error."""
+
+
+class RemoteRunsError(OSError):
+    """A remote runs root that cannot be mirrored (too big); an OSError, as callers of data_dir() catch."""
+
+
+def hosted() -> bool:
+    """$DYNAMICS_READONLY if set (1/true/yes/on, or 0/false/no/off), else secrets [dynamics] readonly."""
+    env = os.environ.get(READONLY_ENV)
+    if env is not None and env.strip().lower() in _TRUE | _FALSE:
+        return env.strip().lower() in _TRUE
+    if not st.secrets.load_if_toml_exists():  # no secrets file: no error element, no exception
+        return False
+    section = st.secrets.get("dynamics") or {}
+    return str(section.get("readonly", False)).strip().lower() in _TRUE
+
+
+def train_cap() -> tuple[int, int, int] | None:
+    """(width, depth, steps) caps of the train form in hosted mode; None = training off ($DYNAMICS_TRAIN_CAP
+    = "WxDxS", or "0"/"off"). A malformed value falls back to the default rather than lifting the cap."""
+    raw = os.environ.get(CAP_ENV, "").strip().lower()
+    if raw in {"0", "off", "none"}:
+        return None
+    try:
+        w, d, s = (int(v) for v in raw.replace("×", "x").split("x"))
+        return (w, d, s) if min(w, d, s) > 0 else None
+    except ValueError:
+        return DEFAULT_CAP
+
+
+def max_jobs() -> int:
+    """Training runs in flight at once over all sessions (hosted mode; $DYNAMICS_TRAIN_JOBS, default 1)."""
+    try:
+        return max(1, int(os.environ.get(JOBS_ENV, 1)))
+    except ValueError:
+        return 1
+
+
+def protected_roots() -> list[Path]:
+    """Folders a hosted instance serves and never writes: bundled runs, $DYNAMICS_RUNS, the remote cache."""
+    from dashboard.runs import DATA_ENV, REPO, USER_ENV
+    roots = [REPO / "data", cache_dir()]
+    for env in (DATA_ENV, USER_ENV):
+        value = os.environ.get(env, "").strip()
+        if value and "://" not in value:
+            roots.append(Path(value).expanduser())
+    return [r.resolve() for r in roots]
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def refuse_write(path: str | Path) -> None:
+    """Raise ReadOnlyError when hosted mode is on and `path` is (inside) a served, read-only folder."""
+    if not hosted():
+        return
+    p = Path(path).expanduser().resolve()
+    for root in protected_roots():
+        if _inside(p, root) or _inside(root, p):
+            raise ReadOnlyError(f"`{path}` is read-only on this shared instance; runs you train or upload go to "
+                                "your session's own temporary folder")
+
+
+def banner() -> None:
+    """One line at the top of every page (called by the shared run loader and the Upload page)."""
+    if not hosted():
+        return
+    from dashboard.uploads import ttl_seconds
+    cap = train_cap()
+    train = f"training is capped at {'×'.join(map(str, cap))} (width×depth×steps)" if cap else "training is off"
+    st.info(f"**Shared read-only instance.** The runs shown here cannot be changed; your uploads and "
+            f"trained runs are visible to your browser session only and deleted {ttl_seconds() / 60:g} minutes "
+            f"after your last visit; {train}.", icon=":material/public:")
+
+
+# --- remote runs roots --------------------------------------------------------------------------
+_MIRRORS: dict[str, Path] = {}
+_MIRROR_LOCK = threading.Lock()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "dynamics-remote")
+
+
+def mirror(url: str) -> Path:
+    """A local read-only copy of the runs under `url` (pyarrow.fs: file://, s3://, gs://, hdfs://), made once
+    per process: run.json and the Parquet files of each run, at most $DYNAMICS_REMOTE_MAX_MB (default 500).
+    Raises OSError / ValueError with a one-line message (the page shows it)."""
+    with _MIRROR_LOCK:
+        if url in _MIRRORS and _MIRRORS[url].is_dir():
+            return _MIRRORS[url]
+        from pyarrow import fs as pafs
+        filesystem, base = pafs.FileSystem.from_uri(url)
+        base = base.rstrip("/")
+        infos = [i for i in filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
+                 if i.type == pafs.FileType.File and i.base_name in RUN_FILES]
+        limit = float(os.environ.get(REMOTE_MB_ENV, 500)) * 2**20
+        total = sum(i.size or 0 for i in infos)
+        if total > limit:
+            raise RemoteRunsError(f"{url} holds {total / 2**20:.0f} MB of run files, over the {limit / 2**20:g} MB "
+                             f"cap (${REMOTE_MB_ENV})")
+        dest = cache_dir() / hashlib.sha256(url.encode()).hexdigest()[:16]
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".mirror-", dir=cache_dir()))
+        try:
+            for info in infos:
+                rel = info.path[len(base):].lstrip("/")
+                target = tmp / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with filesystem.open_input_stream(info.path) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+            shutil.rmtree(dest, ignore_errors=True)
+            tmp.rename(dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _MIRRORS[url] = dest
+        return dest
+
+
+def running_jobs(jobs: dict[str, dict]) -> int:
+    """How many of the train form's jobs are still in flight (dashboard.train_form._JOBS)."""
+    return sum(not j.get("done") for j in jobs.values())

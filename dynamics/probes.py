@@ -110,6 +110,15 @@ class _Side:
     def rank(self) -> torch.Tensor:
         return (self.Q.abs().sum(1) > 0).sum(-1).to(self.Q.dtype)  # (L,)
 
+    def rebuild(self, V: torch.Tensor, W0: torch.Tensor) -> None:
+        """Replace the history by the span of V (L, n, k) in one Householder QR (stable without a second
+        pass); directions with |R_ii| below 1e-10 of their column's norm are dropped as in `add`."""
+        Q, R = torch.linalg.qr(V)                            # (L, n, k), (L, k, k)
+        keep = R.diagonal(dim1=1, dim2=2).abs() > 1e-10 * V.norm(dim=1).clamp_min(1e-300)
+        self.Q = Q * keep[:, None, :]
+        Wt = W0.mT if self.transpose else W0
+        self.M = (Wt @ self.Q.to(W0.dtype)).double() / V.shape[1] ** 0.5
+
     def add(self, v: torch.Tensor, W0: torch.Tensor) -> None:
         r = self.perp(self.perp(v))                          # (L, n, q) twice: classical GS is then stable
         Qn, R = torch.linalg.qr(r)                           # (L, n, q), (L, q, q)
@@ -171,10 +180,8 @@ class CouplingTracker:
         self.raw.append((u, g))
         if self.window and len(self.raw) > self.window:     # slide: rebuild the bases from the window
             del self.raw[0]
-            self._reset()
-            for ru, rg in self.raw:
-                self.fwd.add(ru, self.W0)
-                self.bwd.add(rg, self.W0)
+            self.fwd.rebuild(torch.cat([ru for ru, _ in self.raw], 2), self.W0)
+            self.bwd.rebuild(torch.cat([rg for _, rg in self.raw], 2), self.W0)
         sq = lambda t: t.pow(2).sum(1)                        # (L, n, P) -> (L, P) squared norms
         acc = torch.cumsum(self.branch * c_fwd, dim=0)       # (L, n, P) Σ_{k≤ℓ} branch·(2)_k
         return {"coupling_fwd": (sq(c_fwd).mean(-1) / n, 1),

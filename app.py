@@ -7,9 +7,11 @@ $DYNAMICS_DATA_DIR (default data/), the user's runs from the sidebar folder box 
 import streamlit as st
 
 from dashboard import runs as R
+from dashboard.claims import show_claims
 
 st.set_page_config(page_title="dynamics", page_icon=":material/monitoring:", layout="wide")
 st.title("Feature-learning dynamics of deep ResNets")
+show_claims()  # "Claims vs measured" from the data folder's claims.json (python -m dynamics reproduce)
 st.markdown(
     "This tool trains depth-μP residual networks, records how every layer's features and gradients move "
     "during training, and compares them with the network's infinite-width, infinite-depth limit, following "

@@ -249,6 +249,9 @@ def main() -> None:
         print(f"loader+figures, cold (s): {fmt(view['cold'])}")
         print(f"loader+figures, warm (s): {fmt(view['warm'])}")
         print(f"  imports {view['import_s']:.2f} s; peak RSS of that process {view['peak_rss_MB']:.0f} MB")
+        print(f"RESULT view_cold_s={view['cold']['total']:.3f}")  # for benchmarks/run_all.py
+        print(f"RESULT view_warm_s={view['warm']['total']:.3f}")
+        print(f"RESULT view_peak_rss_MB={view['peak_rss_MB']:.0f}")
         print(f"pandas baseline: read whole metrics.parquet {base['read_all_s']:.2f} s, + filter one metric "
               f"{base['read_and_filter_s']:.2f} s, peak RSS {base['peak_rss_MB']:.0f} MB")
         if not args.no_browser:

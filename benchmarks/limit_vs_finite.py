@@ -69,6 +69,7 @@ def speed(a, base: RunConfig) -> None:
         t = {k: statistics.median(v) for k, v in times.items()}
         print(f"{M:>10}" + "".join(f"{t[k]:>14.2f}" for k in lims) + f"{t['f32']:>12.2f}{t['f64']:>12.2f}"
               + "".join(f"{t[k] / t['f32']:>10.2f}{t[k] / t['f64']:>8.2f}" for k in lims))
+        print(f"RESULT limit_over_finite32_M{M}={t[lims[0]] / t['f32']:.3f}")  # for benchmarks/run_all.py
 
 
 def cost_vs_T(a, base: RunConfig) -> None:

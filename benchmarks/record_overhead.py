@@ -56,6 +56,9 @@ def main() -> None:
     for name, ts in times.items():
         t = statistics.median(ts)
         print(f"{name:<26}{t:>10.2f}{t / t0:>8.2f}")
+    for name, ts in times.items():  # machine-readable lines for benchmarks/run_all.py
+        if name != "unrecorded":
+            print(f"RESULT record_{name.replace('=', '').replace(' ', '_')}_ratio={statistics.median(ts) / t0:.3f}")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ def main() -> None:
     print(f"one by one (torch default threads): {s:.1f} s   one by one (1 thread): {s1:.1f} s   "
           f"{a.workers}-worker sweep: {p:.1f} s")
     print(f"ratio sweep / one by one: {p / s:.2f} (default threads), {p / s1:.2f} (1 thread); target ≤ 0.6")
+    print(f"RESULT sweep_over_serial_1thread={p / s1:.3f}")  # for benchmarks/run_all.py
 
 
 if __name__ == "__main__":

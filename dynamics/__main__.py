@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_import(sub)
     from .limit.run import register as register_limit  # LimitError is a ConfigError: caught below
     register_limit(sub)
+    from .reproduce import register as register_reproduce
+    register_reproduce(sub)
     return parser
 
 

@@ -181,17 +181,18 @@ def _clean(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-@pytest.mark.parametrize("page, charts", [(TRAJ, 4), (LIMIT, 1), (COUPLING, 0), (SCALING, 1)])
+@pytest.mark.parametrize("page, charts", [(TRAJ, 4), (LIMIT, 1), (COUPLING, 2), (SCALING, 1)])
 def test_every_page_renders_the_bundled_runs(data_env, page, charts):
     data_env(BUNDLED)
     at = _page(page)
     _clean(at)
     assert len(_charts(at)) == charts
-    if page == COUPLING:  # bundled runs predate the coupling measurements: say so and how to fix it
-        assert "predates coupling measurements; retrain it" in at.info[0].value
-        assert at.code[0].value.startswith("python -m dynamics train --width 256")
-    if page in (LIMIT, SCALING):
-        assert "python -m dynamics limit --like data/" in at.code[0].value
+    if page == COUPLING:  # the bundled runs carry the coupling metrics: drawn over depth and over steps
+        assert _titles(at)[0].startswith("coupling_fwd over depth") and not at.code
+    if page == LIMIT:  # the bundled limit run is found, so no "make a limit run" command is shown
+        assert not at.code and _titles(at)[0].startswith("h_sq over depth")
+    if page == SCALING:  # one width and depth only: the error panels say what they need
+        assert any("two or more widths" in i.value for i in at.info)
 
 
 def test_trajectories_draws_heatmap_profile_curves_and_fan(runs_dir, data_env):

@@ -1,0 +1,105 @@
+"""The home page's "Claims vs measured" table: reads the claims.json that `python -m dynamics reproduce` writes
+(found in the data folder or one level below it, e.g. data/reproduce/claims.json) and shows, per claim, the
+paper's statement, the measured figure with its 95% interval, the verdict in words, and a link to the page
+that shows it. Used by app.py: `show_claims()`.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import runs as R
+
+CLAIMS_JSON = "claims.json"
+MAX_LINKED_RUNS = 8
+COMMAND = "python -m dynamics reproduce --profile cpu --out data/reproduce"
+PAGE_LABELS = {"pages/2_Trajectories.py": "Trajectories", "pages/3_Limit.py": "Limit", "pages/4_Coupling.py": "Coupling",
+               "pages/5_Scaling.py": "Scaling"}
+VERDICT_WORDS = {"agrees": "✅ agrees with the paper",
+                 "disagrees": "❌ DISAGREES with the paper",
+                 "inconclusive": "➖ inconclusive: the data allow either answer"}
+
+
+def find_claims(root: Path) -> Path | None:
+    """root/claims.json, else the newest root/*/claims.json; None when there is none."""
+    direct = root / CLAIMS_JSON
+    if direct.is_file():
+        return direct
+    try:
+        found = [p for p in root.glob(f"*/{CLAIMS_JSON}") if p.is_file()]
+    except OSError:
+        return None
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _load(path: str, mtime: int) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _num(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3g}"
+
+
+def measured_text(claim: dict) -> str:
+    """'−0.98 (95% CI −1.1 to −0.86)'; the interval is said to be missing when it is."""
+    lo, hi = (claim.get("ci") or [None, None])[:2]
+    ci = f"95% CI {_num(lo)} to {_num(hi)}" if lo is not None and hi is not None else "no interval"
+    paper = claim.get("paper_value")
+    expect = f"; paper: {_num(paper)}" if paper is not None else \
+        {"vanishes": "; paper: negative", "persists": "; paper: not negative"}.get(claim.get("rule"), "")
+    return f"{_num(claim.get('measured'))} ({ci}{expect})"
+
+
+def verdict_text(claim: dict) -> str:
+    words = VERDICT_WORDS.get(claim.get("verdict"), f"? {claim.get('verdict')}")
+    return f"{words}: {claim['why']}" if claim.get("why") else words
+
+
+def show_claims() -> None:
+    """The table, or the command that makes it when no claims.json is found."""
+    st.subheader("Claims vs measured")
+    try:
+        path = find_claims(R.data_dir())
+    except OSError:
+        path = None
+    if path is None:
+        st.markdown(f"No measured claims yet. Make them with `{COMMAND}` (synthetic data on CPU; "  # not st.info:
+                    "`--profile smoke` takes a minute or two but its numbers are not results).")  # that means "no runs"
+        return
+    try:
+        doc = _load(str(path), path.stat().st_mtime_ns)
+        claims = list(doc["claims"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        st.error(f"Cannot read {path}: {e}")
+        return
+    counts = {v: sum(c.get("verdict") == v for c in claims) for v in VERDICT_WORDS}
+    st.markdown(f"Measured by this tool (profile `{doc.get('profile', '?')}`, {doc.get('created', '?')}) from "
+                f"the runs it wrote; each figure is a fitted log-log slope. **{counts['agrees']} agree, "
+                f"{counts['disagrees']} disagree, {counts['inconclusive']} inconclusive.**")
+    if doc.get("profile") == "smoke":
+        st.warning("These claims come from the `smoke` profile: tiny sizes for tests, not results.")
+    head = st.columns([4, 3, 3, 1.4])
+    for col, title in zip(head, ("Paper's statement", "Measured slope", "Verdict", "Shown in")):
+        col.markdown(f"**{title}**")
+    for c in claims:
+        cols = st.columns([4, 3, 3, 1.4])
+        cols[0].markdown(f"{c.get('statement', '')} ({c.get('section', '')})")
+        cols[1].markdown(f"{c.get('quantity', '')}: {measured_text(c)}")
+        cols[2].markdown(verdict_text(c))
+        page = c.get("page")
+        if page and (R.REPO / page).exists():
+            cols[3].page_link(page, label=PAGE_LABELS.get(page, page), query_params=_view(path, c))
+    st.caption(f"From `{path}`. Runs and points files sit beside it; rerun the command to reproduce.")
+
+
+def _view(path: Path, claim: dict) -> dict:
+    """URL state for the linked page: the claim's runs folder in the sidebar box and (some of) its runs."""
+    runs_dir = path.parent / "runs"
+    if not runs_dir.is_dir():
+        return {}
+    present = [r for r in claim.get("runs") or [] if (runs_dir / r).is_dir()][:MAX_LINKED_RUNS]
+    return {"dir": str(runs_dir), **({"runs": present} if present else {})}

@@ -1,0 +1,117 @@
+"""`python -m dynamics reproduce`: the smoke profile end to end (claims.json from the runs it wrote, every figure
+recomputable from its points file, a rerun reuses the runs) and the home page's "Claims vs measured" table."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dynamics import store
+from dynamics.__main__ import main
+from dynamics.fits import fit_loglog
+from dynamics.reproduce import CLAIMS_JSON, reproduce
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+FIELDS = ("statement", "measured", "ci", "verdict", "page", "runs", "points", "x", "y")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    lines: list[str] = []
+    doc = reproduce(out, profile="smoke", device="cpu", log=lines.append)
+    return out, doc, lines
+
+
+@pytest.mark.slow
+def test_smoke_writes_claims_for_every_experiment(smoke):
+    out, doc, lines = smoke
+    assert json.loads((out / CLAIMS_JSON).read_text()) == doc
+    assert len(lines) == 5 and all(line.startswith(f"[{i}/5]") for i, line in enumerate(lines, 1))  # progress
+    ids = {c["id"] for c in doc["claims"]}
+    assert {"init-width", "init-depth", "coupling-init-width", "coupling-init-depth", "train-limit-full",
+            "train-limit-none", "coupling-train-depth", "gia-depth-mup", "blocks-amove", "lr-transfer"} <= ids
+    present = {r["run_id"]: r["status"] for r in store.list_runs(out / "runs")}
+    for c in doc["claims"]:
+        assert all(k in c for k in FIELDS), c["id"]
+        assert c["verdict"] in ("agrees", "disagrees", "inconclusive")
+        assert (Path(APP).parent / c["page"]).exists()
+        assert all(present.get(r) in ("complete", "diverged") for r in c["runs"]), c["id"]
+
+
+@pytest.mark.slow
+def test_every_figure_is_recomputed_from_its_points(smoke):
+    out, doc, _ = smoke
+    for c in doc["claims"]:
+        pts = pd.read_parquet(out / c["points"])
+        for k, v in c["where"].items():
+            pts = pts[pts[k] == v]
+        assert len(pts) == c["n_points"], c["id"]
+        fit = fit_loglog(pts[c["x"]], pts[c["y"]])
+        assert c["measured"] == pytest.approx(fit.slope, nan_ok=True), c["id"]
+        assert c["ci"] == pytest.approx([v if v == v else None for v in fit[1:]], nan_ok=True), c["id"]
+
+
+@pytest.mark.slow
+def test_rerun_reuses_runs(smoke):
+    out, doc, _ = smoke
+    mtimes = {p.parent.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*/run.json")}
+    again = reproduce(out, profile="smoke", device="cpu", log=lambda m: None)
+    assert {p.parent.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*/run.json")} == mtimes
+    assert [c["measured"] for c in again["claims"]] == [c["measured"] for c in doc["claims"]]
+    assert sum(again["timings_s"].values()) < sum(doc["timings_s"].values())
+
+
+def test_gpu_profile_without_cifar_is_a_one_line_error(tmp_path, capsys):
+    assert main(["reproduce", "--profile", "gpu", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "CIFAR-10" in err and "--data-dir" in err
+
+
+CLAIMS = {"profile": "cpu", "created": "2026-11-29T00:00:00+00:00", "claims": [
+    {"id": "init-depth", "section": "§3", "statement": "finite depth vs the continuum: O(1/L)",
+     "quantity": "slope of log err_h_sq vs log depth", "paper_value": -1.0, "rule": "rate", "measured": -0.98,
+     "ci": [-1.02, -0.95], "verdict": "agrees", "why": "the 95% interval contains the paper's slope -1",
+     "page": "pages/3_Limit.py"},
+    {"id": "coupling-train-depth", "section": "§5", "statement": "during training the per-block coupling is O(L^-2)",
+     "quantity": "slope of log train_coupling_fwd vs log depth", "paper_value": -2.0, "rule": "rate",
+     "measured": -1.04, "ci": [-1.2, -0.9], "verdict": "disagrees",
+     "why": "the 95% interval excludes the paper's slope -2", "page": "pages/4_Coupling.py"},
+    {"id": "gia-plain", "section": "§7", "statement": "plain nets: reused and decoupled stay apart",
+     "quantity": "slope of log gia_gap vs log depth", "paper_value": None, "rule": "persists", "measured": None,
+     "ci": [None, None], "verdict": "inconclusive", "why": "no confidence interval", "page": "pages/5_Scaling.py"}]}
+
+
+def _home(monkeypatch, folder: Path) -> AppTest:
+    monkeypatch.delenv("DYNAMICS_RUNS", raising=False)
+    monkeypatch.setenv("DYNAMICS_DATA_DIR", str(folder))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    return at
+
+
+def test_home_page_shows_claims_table_with_disagreement_in_words(tmp_path, monkeypatch):
+    (tmp_path / "reproduce" / "runs" / "r1").mkdir(parents=True)  # a claim's run beside claims.json
+    claims = json.loads(json.dumps(CLAIMS))
+    claims["claims"][1]["runs"] = ["r1", "gone"]
+    (tmp_path / "reproduce" / CLAIMS_JSON).write_text(json.dumps(claims))
+    at = _home(monkeypatch, tmp_path)
+    assert at.subheader[0].value == "Claims vs measured"  # the first thing on the page after the title
+    text = " ".join(m.value for m in at.markdown)
+    assert "1 agree, 1 disagree, 1 inconclusive" in text
+    assert "DISAGREES with the paper" in text and "excludes the paper's slope -2" in text
+    assert "O(L^-2)" in text and "-1.04 (95% CI -1.2 to -0.9; paper: -2)" in text
+    assert "n/a (no interval; paper: not negative)" in text
+    links = [(e.proto.label, e.proto.page) for e in at.get("page_link")][:3]  # the page's own links follow
+    assert links == [("Limit", "Limit"), ("Coupling", "Coupling"), ("Scaling", "Scaling")]
+    link = at.get("page_link")[1].proto  # opens the Coupling page on the claim's runs folder and run
+    assert "dir=" in link.query_string and "runs=r1" in link.query_string and "gone" not in link.query_string
+
+
+def test_home_page_without_claims_says_which_command(tmp_path, monkeypatch):
+    at = _home(monkeypatch, tmp_path)
+    assert any("No measured claims yet" in m.value and "python -m dynamics reproduce --profile cpu" in m.value
+               for m in at.markdown)

@@ -18,9 +18,9 @@ MAX_LINKED_RUNS = 8
 COMMAND = "python -m dynamics reproduce --profile cpu --out data/reproduce"
 PAGE_LABELS = {"pages/2_Trajectories.py": "Trajectories", "pages/3_Limit.py": "Limit", "pages/4_Coupling.py": "Coupling",
                "pages/5_Scaling.py": "Scaling"}
-VERDICT_WORDS = {"agrees": "✅ agrees with the paper",
-                 "disagrees": "❌ DISAGREES with the paper",
-                 "inconclusive": "➖ inconclusive: the data allow either answer"}
+VERDICT_WORDS = {"agrees": ":green[:material/check_circle:] agrees with the paper",
+                 "disagrees": ":red[:material/cancel:] DISAGREES with the paper",
+                 "inconclusive": ":orange[:material/help:] inconclusive: the data allow either answer"}
 
 
 def find_claims(root: Path) -> Path | None:

@@ -29,6 +29,8 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.serving import stop_server  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -171,13 +173,7 @@ def main() -> None:
         left = sum(1 for _ in uploads.iterdir()) if uploads.is_dir() else 0
     finally:
         stop.set()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
+        stop_server(proc, log)
     sw, up = stats["switch"], stats["upload"]
     print(f"{a.sessions} sessions, {a.duration:g} s of load ({wall:.0f} s wall), {stats['cycles']} full cycles, "
           f"{len(sw)} page switches, {len(up)} uploads")

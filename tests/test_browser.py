@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tests.serving import stop_server
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -71,13 +72,7 @@ def server(runs_dir, tmp_path):
             time.sleep(0.25)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
+        stop_server(proc, log)
 
 
 def _wait_for_chart(page, title: str) -> None:

@@ -23,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import hosting
 from dashboard.runs import DATA_ENV
+from tests.serving import stop_server
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
@@ -258,11 +259,5 @@ def test_the_image_command_serves_and_its_health_check_passes(runs_dir, tmp_path
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=5) as r:
             assert r.read() == b"ok"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
+        stop_server(proc, log)
     assert "not a valid config option" not in (tmp_path / "serve.log").read_text()

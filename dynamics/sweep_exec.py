@@ -236,6 +236,10 @@ def _local(tasks: list[Task], workers: int) -> Iterator[tuple[Task, dict]]:
                 for proc in list((getattr(pool, "_processes", None) or {}).values()):
                     proc.terminate()
             pool.shutdown(wait=ok, cancel_futures=True)
+        for t in retry:  # a dead worker could not remove its tmp dir: clear it before the rerun
+            if "://" not in t.out:
+                for p in Path(t.out).glob(f".{t.name}.tmp-*"):
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         pending = retry
 
 

@@ -230,6 +230,19 @@ def metric_catalog(runs: list[Run]) -> tuple[dict[str, tuple[bool, list[int]]], 
     return {m: (found[m][0], sorted(found[m][1])) for m in order}, errors
 
 
+
+def layered_catalog(runs: list[Run]) -> tuple[dict[str, tuple[bool, list[int]]], list[str]]:
+    """metric_catalog of `runs` with its problems shown, and the per-layer metrics among them; a page with
+    none says how to record some and stops."""
+    catalog, errors = metric_catalog(runs)
+    show_problems(errors)
+    layered = [m for m, (net, _) in catalog.items() if not net]
+    if not layered:
+        st.info("The chosen runs hold no per-layer metrics (only network scalars such as the loss, on the Runs "
+                "page). Record some with `python -m dynamics train ... --out runs/`.")
+        st.stop()
+    return catalog, layered
+
 def metric_frame(runs: list[Run], metric: str) -> tuple[pd.DataFrame, list[str]]:
     """Tidy rows of one metric over runs: run, step, layer, tau = layer/depth, value[, stderr]."""
     parts, errors = [], []

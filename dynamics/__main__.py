@@ -27,9 +27,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import train, resolve_device
     cfg = config_from_args(args)
     resolve_device(cfg.device)
-    load_task(cfg)  # data problems surface before anything is written
+    data = load_task(cfg)  # data problems surface before anything is written
     run_dir = prepare_run_dir(args.out, args.name, cfg, args.overwrite)
-    train(cfg, run_dir, progress=not args.quiet)
+    train(cfg, run_dir, progress=not args.quiet, data=data)
     meta = read_meta(run_dir)
     print(f"{meta['status']}: {run_dir}  ({meta.get('steps_done')} steps, {meta.get('wall_seconds')} s)")
     return 0 if meta["status"] == "complete" else 1

@@ -121,9 +121,10 @@ class _Recorder:
 def coupling_window(cfg: RunConfig) -> int:
     """Recorded steps kept in the coupling histories: cfg.coupling_window, or all records while the history
     stays under n/2 columns (0 means all and becomes that cap when it binds)."""
+    if cfg.coupling_window:
+        return cfg.coupling_window
     records = cfg.steps // cfg.record_every + 2
-    cap = max(1, cfg.width // (2 * cfg.probes))
-    return min(cfg.coupling_window or records, records, cap) if cfg.coupling_window == 0 else cfg.coupling_window
+    return min(records, max(1, cfg.width // (2 * cfg.probes)))
 
 
 def _maybe(t: torch.Tensor | None, k: int | None, dev: torch.device) -> torch.Tensor | None:
@@ -138,16 +139,18 @@ def build(cfg: RunConfig, data: Dataset, dev: torch.device) -> ResNet:
 
 
 def train(cfg: RunConfig, run_dir: Path, *, record_probes: bool = True, progress: bool = False,
-          on_step: Callable[[int, float], None] | None = None, run_id: str | None = None) -> Path:
+          on_step: Callable[[int, float], None] | None = None, run_id: str | None = None,
+          data: tuple[Dataset, Dataset | None] | None = None) -> Path:
     """Train per cfg and write the run to run_dir (created; must not hold a run). Returns run_dir.
 
     record_probes=False skips the probe metrics (losses are still written): the benchmark's baseline.
     on_step(step, loss) is called after every step (the dashboard's progress bar uses it).
+    data: load_task(cfg)'s result when the caller already has it (the CLI loads it to fail early).
     """
     t_start = time.monotonic()
     dev = resolve_device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
-    data, test = load_task(cfg)
+    data, test = data if data is not None else load_task(cfg)
     model = build(cfg, data, dev)
     meta = {"run_id": run_id or Path(run_dir).name, "kind": "finite", "config": cfg.to_dict(),
             "probe_ids": list(range(cfg.probes)), "probe_source": "first training inputs",

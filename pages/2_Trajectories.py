@@ -23,13 +23,7 @@ fmt = W.image_format(PAGE)
 if not chosen:
     st.info("Pick one or more runs in the sidebar.")
     st.stop()
-catalog, errors = R.metric_catalog(chosen)
-R.show_problems(errors)
-layered = [m for m, (net, _) in catalog.items() if not net]
-if not layered:
-    st.info("The chosen runs hold no per-layer metrics (only network scalars such as the loss, on the Runs "
-            "page). Record some with `python -m dynamics train ... --out runs/`.")
-    st.stop()
+catalog, layered = R.layered_catalog(chosen)
 
 metric = W.metric_choice(PAGE, layered, "h_move")
 steps = list(catalog[metric][1])

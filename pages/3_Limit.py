@@ -30,12 +30,7 @@ shown = chosen + ([ref] if ref else [])
 if not shown:
     st.info("Pick one or more finite runs in the sidebar.")
     st.stop()
-catalog, errors = R.metric_catalog(shown)
-R.show_problems(errors)
-layered = [m for m, (net, _) in catalog.items() if not net]
-if not layered:
-    st.info("The chosen runs hold no per-layer metrics; record some with `python -m dynamics train ... --out runs/`.")
-    st.stop()
+catalog, layered = R.layered_catalog(shown)
 metric = W.metric_choice(PAGE, layered, "h_sq")
 steps = list(catalog[metric][1])
 step = W.choose(PAGE, "step", "Step", steps, steps[0], widget=st.select_slider) if len(steps) > 1 else steps[0]

@@ -30,7 +30,7 @@ from . import store
 from .cli import add_config_flags, default_run_id
 from .config import ConfigError, RunConfig, parse_batch, parse_trained
 from .sweep_exec import (DONE, MANIFEST, SweepError, Task, _connect, _cores, _dask, _Dest, _local,
-                         _require_dask, run_task)
+                         _require_dask, run_task, warm_local_pool)
 
 __all__ = ["SweepError", "Task", "Sweep", "parse_grid", "plan_sweep", "run_sweep", "run_task", "register"]
 
@@ -164,6 +164,8 @@ def run_sweep(sweep: Sweep, *, backend: str = "local", workers: int | None = Non
                             "wall_seconds": None, "attempted": False} for t in sweep.tasks}
         todo = [t for t in sweep.tasks if entries[t.name]["status"] not in DONE]
         todo.sort(key=_cost, reverse=True)  # longest first: the last runs to finish are short ones
+        if backend == "local" and todo:
+            warm_local_pool()  # the workers' torch import now runs beside the driver's bookkeeping
         cluster = _connect(workers, address) if backend == "dask" and todo else None  # fails before writing
         try:
             dest.clean([t.name for t in todo if entries[t.name]["status"] is not None])

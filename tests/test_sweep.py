@@ -333,8 +333,11 @@ def test_a_dead_worker_breaks_no_run(tmp_path):
 
     def kill_a_worker(res):
         if not killed:
-            workers = psutil.Process().children()
-            workers = [p for p in workers if "spawn_main" in " ".join(p.cmdline())]
+            # spawn: the driver's children; forkserver: the server's children (forks share its cmdline)
+            kids = psutil.Process().children()
+            servers = [p for p in kids if "forkserver" in " ".join(p.cmdline())]
+            workers = [w for s in servers for w in s.children()] + \
+                      [p for p in kids if "spawn_main" in " ".join(p.cmdline())]
             assert workers, "no pool worker found"
             workers[0].kill()
             killed.append(workers[0].pid)

@@ -65,7 +65,7 @@ class ExperimentError(ValueError):
     """An experiment cannot run as asked; the message says why."""
 
 
-def _run(cfg: RunConfig, root: Path, log: Callable[[str], None]) -> Path:
+def run_or_reuse(cfg: RunConfig, root: Path, log: Callable[[str], None]) -> Path:
     """Train cfg into root/<deterministic id> unless a complete or diverged run is already there."""
     from .train import train
     run_dir = root / default_run_id(cfg)
@@ -118,7 +118,7 @@ def _coupling_sweep(axis: str, out: Path, profile: str, device: str, log) -> pd.
     for width, depth in points:
         for seed in range(s["seeds"]):
             cfg = dataclasses.replace(base, width=width, depth=depth, seed=seed)
-            run = _run(cfg, out / "runs", log)
+            run = run_or_reuse(cfg, out / "runs", log)
             if store.read_meta(run)["status"] != "complete":
                 continue
             rows.append({"width": width, "depth": depth, "seed": seed, "run_id": run.name,
@@ -151,7 +151,7 @@ def _gia_sweep(out: Path, profile: str, device: str, log) -> pd.DataFrame:
                 loss = {}
                 for backward in ("reused", "decoupled"):
                     cfg = dataclasses.replace(base, depth=depth, seed=seed, backward=backward)
-                    run = _run(cfg, out / "runs", log)
+                    run = run_or_reuse(cfg, out / "runs", log)
                     meta = store.read_meta(run)
                     df = store.read_metrics(run, metrics=["loss", "test_loss"], steps=[cfg.steps])
                     loss[backward] = (meta["status"], df.set_index("metric").value.to_dict())

@@ -13,6 +13,7 @@ a tidy OUT/points-<name>.parquet, and the claims: every figure in claims.json is
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from datetime import datetime, timezone
@@ -24,10 +25,10 @@ import pandas as pd
 
 from . import store
 from .config import RunConfig
-from .experiments import ExperimentError, _run, run_experiment
+from .experiments import ExperimentError, run_experiment, run_or_reuse
 from .fits import fit_loglog, profile_error
 
-__all__ = ["PROFILES", "reproduce", "register", "CLAIMS_JSON"]
+__all__ = ["PROFILES", "reproduce", "compare_claims", "register", "CLAIMS_JSON"]
 
 PROFILES = ("cpu", "gpu", "smoke")
 CLAIMS_JSON = "claims.json"
@@ -119,7 +120,7 @@ def _init(out: Path, s: dict, base: RunConfig, log) -> list[dict]:
     ref = None
     for width in s["widths"]:
         for seed in range(s["seeds"]):
-            run = _run(dataclasses.replace(cfg0, width=width, seed=seed), out / "runs", log)
+            run = run_or_reuse(dataclasses.replace(cfg0, width=width, seed=seed), out / "runs", log)
             # step 0 of a limit run is exact (init_kernels) and depends on neither width nor seed nor M
             ref = ref or _limit(run, out / "runs", s["depth"], 32, "full", "cpu")
             err = {m: profile_error(*_profile(run, m, 0), *_profile(ref, m, 0)) for m in ("h_sq", "g_sq")}
@@ -199,7 +200,7 @@ def _training(out: Path, s: dict, base: RunConfig, log) -> list[dict]:
     for backward, coupling in (("reused", "full"), ("decoupled", "none")):
         ref = None
         for L in s["train_depths"]:
-            run = _run(dataclasses.replace(cfg0, depth=L, backward=backward), out / "runs", log)
+            run = run_or_reuse(dataclasses.replace(cfg0, depth=L, backward=backward), out / "runs", log)
             ref = ref or _limit(run, out / "runs", s["ref_grid"], s["particles"], coupling, base.device)
             err = profile_error(*_profile(run, "h_move", s["train_steps"]), *_profile(ref, "h_move", s["train_steps"]))
             rows.append({"coupling": coupling, "depth": L, "width": s["train_width"], "err_h_move": err,
@@ -222,7 +223,7 @@ def _blocks(out: Path, s: dict, base: RunConfig, log) -> list[dict]:
                                record_every=s["block_steps"], test_every=s["block_steps"], record_coupling="off")
     for alpha in s["alphas"]:
         for L in s["block_depths"]:
-            run = _run(dataclasses.replace(cfg0, depth=L, inner_lr_exponent=alpha), out / "runs", log)
+            run = run_or_reuse(dataclasses.replace(cfg0, depth=L, inner_lr_exponent=alpha), out / "runs", log)
             a = store.read_metrics(run, metrics=["a_move"], steps=[s["block_steps"]]).value.mean()
             rows.append({"alpha": alpha, "depth": L, "a_move": a, "run_id": run.name})
     pa_ = pd.DataFrame(rows)
@@ -239,7 +240,7 @@ def _blocks(out: Path, s: dict, base: RunConfig, log) -> list[dict]:
         for seed in range(s["lr_seeds"]):
             losses = {}
             for lr in s["lrs"]:
-                run = _run(dataclasses.replace(cfg1, depth=L, lr=lr, seed=seed), out / "runs", log)
+                run = run_or_reuse(dataclasses.replace(cfg1, depth=L, lr=lr, seed=seed), out / "runs", log)
                 df = store.read_metrics(run, metrics=["loss"], steps=[s["lr_steps"]])
                 loss = float(df.value.iloc[0]) if len(df) and store.read_meta(run)["status"] == "complete" else math.inf
                 losses[lr] = loss if math.isfinite(loss) else math.inf
@@ -304,6 +305,32 @@ def reproduce(out: Path, *, profile: str = "cpu", device: str = "auto", data_dir
     return doc
 
 
+def compare_claims(ref: dict, new: dict) -> list[dict]:
+    """Does `new` (a rerun) reproduce `ref`? Per claim of ref: new's figure must lie in ref's 95% interval
+    (a claim without an interval must come back without a figure or with the same one), and the verdict should
+    match. Claims missing from the rerun count as not reproduced."""
+    if ref.get("profile") != new.get("profile"):
+        raise ExperimentError(f"the reference is a {ref.get('profile')!r} run and this one {new.get('profile')!r}; "
+                              "compare runs of one profile")
+    got = {c["id"]: c for c in new["claims"]}
+    rows = []
+    for c in ref["claims"]:
+        n = got.get(c["id"])
+        m_new = None if n is None else n["measured"]
+        lo, hi = c["ci"]
+        if n is None:
+            ok = False
+        elif lo is None or hi is None:
+            ok = (m_new is None) == (c["measured"] is None) and (
+                m_new is None or math.isclose(m_new, c["measured"], rel_tol=1e-9, abs_tol=1e-12))
+        else:
+            ok = m_new is not None and lo <= m_new <= hi
+        rows.append({"id": c["id"], "ref_measured": c["measured"], "ref_ci": [lo, hi], "measured": m_new,
+                     "within_ci": ok, "ref_verdict": c["verdict"],
+                     "verdict": None if n is None else n["verdict"]})
+    return rows
+
+
 def _task(base: RunConfig, profile: str, data_dir: str | None) -> RunConfig:
     if profile != "gpu":
         return base
@@ -338,10 +365,17 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="folder for runs/, points-*.parquet and claims.json")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--data-dir", help="gpu profile: folder holding the CIFAR-10 binary batches")
+    p.add_argument("--compare", metavar="CLAIMS", help="a claims.json (or its folder) from an earlier run of this "
+                   "profile, e.g. data/reproduce: check that every figure of this run lies in that run's 95%% "
+                   "interval; exit status 1 if one does not")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args) -> int:
+    ref = _read_claims(Path(args.compare)) if args.compare else None  # a bad path fails before any training
+    if ref is not None and ref.get("profile") != args.profile:
+        raise ExperimentError(f"--compare: {args.compare} holds a {ref.get('profile')!r} run; rerun with "
+                              f"--profile {ref.get('profile')} to compare against it")
     doc = reproduce(Path(args.out), profile=args.profile, device=args.device, data_dir=args.data_dir)
     for c in doc["claims"]:
         lo, hi = c["ci"]
@@ -349,4 +383,29 @@ def _cmd(args) -> int:
         m = "nan" if c["measured"] is None else f"{c['measured']:.3g}"
         print(f"{c['verdict']:>12}  {c['id']:<22} {m:>8} {ci:<20} {c['statement']}")
     print(f"claims: {Path(args.out) / CLAIMS_JSON}  ({doc['wall_s']} s)")
-    return 0
+    if ref is None:
+        return 0
+    rows = compare_claims(ref, doc)
+    print(f"\nagainst {args.compare}: is each figure inside the earlier run's 95% interval?")
+    for r in rows:
+        lo, hi = r["ref_ci"]
+        ci = f"[{lo:.3g}, {hi:.3g}]" if lo is not None and hi is not None else "[no interval]"
+        m = "missing" if r["measured"] is None and r["verdict"] is None else (
+            "nan" if r["measured"] is None else f"{r['measured']:.3g}")
+        same = "" if r["verdict"] == r["ref_verdict"] else f"  (verdict {r['ref_verdict']} -> {r['verdict']})"
+        print(f"{'yes' if r['within_ci'] else 'NO':>4}  {r['id']:<22} {m:>8} in {ci}{same}")
+    bad = [r["id"] for r in rows if not r["within_ci"]]
+    print(f"reproduced {len(rows) - len(bad)} of {len(rows)} claims" + (f"; not: {', '.join(bad)}" if bad else ""))
+    return 1 if bad else 0
+
+
+def _read_claims(path: Path) -> dict:
+    f = path / CLAIMS_JSON if path.is_dir() else path
+    try:
+        doc = json.loads(f.read_text())
+        doc["claims"]  # noqa: B018  (a claims.json has them)
+    except FileNotFoundError:
+        raise ExperimentError(f"--compare: {f} does not exist; give a claims.json or the folder holding one") from None
+    except (ValueError, KeyError, TypeError):
+        raise ExperimentError(f"--compare: {f} is not a claims.json written by `python -m dynamics reproduce`") from None
+    return doc

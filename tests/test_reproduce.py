@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 from dynamics import store
 from dynamics.__main__ import main
 from dynamics.fits import fit_loglog
-from dynamics.reproduce import CLAIMS_JSON, reproduce
+from dynamics.experiments import ExperimentError
+from dynamics.reproduce import CLAIMS_JSON, compare_claims, reproduce
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 FIELDS = ("statement", "measured", "ci", "verdict", "page", "runs", "points", "x", "y")
@@ -63,6 +64,44 @@ def test_rerun_reuses_runs(smoke):
     assert {p.parent.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*/run.json")} == mtimes
     assert [c["measured"] for c in again["claims"]] == [c["measured"] for c in doc["claims"]]
     assert sum(again["timings_s"].values()) < sum(doc["timings_s"].values())
+
+
+@pytest.mark.slow
+def test_a_rerun_from_scratch_reproduces_every_claim(smoke, tmp_path, capsys):
+    """The must-hold of issue 9: same seeds, a fresh folder (no run reused) -> every figure in the first run's
+    95% interval, the same verdicts; the CLI says so and exits 0."""
+    out, doc, _ = smoke
+    assert main(["reproduce", "--profile", "smoke", "--device", "cpu", "--out", str(tmp_path / "again"),
+                 "--compare", str(out)]) == 0
+    again = json.loads((tmp_path / "again" / CLAIMS_JSON).read_text())
+    rows = compare_claims(doc, again)
+    assert len(rows) == len(doc["claims"]) and all(r["within_ci"] for r in rows)
+    assert [r["verdict"] for r in rows] == [r["ref_verdict"] for r in rows]
+    assert f"reproduced {len(rows)} of {len(rows)} claims" in capsys.readouterr().out
+
+
+def test_compare_flags_a_figure_outside_its_interval_and_a_missing_claim():
+    new = json.loads(json.dumps(CLAIMS))
+    assert all(r["within_ci"] for r in compare_claims(CLAIMS, new))  # itself
+    new["claims"][0]["measured"] = -1.03  # just outside [-1.02, -0.95]
+    new["claims"][2]["measured"] = 0.5  # a figure where the reference had none
+    del new["claims"][1]
+    rows = {r["id"]: r for r in compare_claims(CLAIMS, new)}
+    assert [rows[k]["within_ci"] for k in ("init-depth", "coupling-train-depth", "gia-plain")] == [False] * 3
+    assert rows["coupling-train-depth"]["verdict"] is None
+    with pytest.raises(ExperimentError, match="compare runs of one profile"):
+        compare_claims(CLAIMS, dict(new, profile="smoke"))
+
+
+@pytest.mark.parametrize("content, says", [(None, "does not exist"), ("{]", "is not a claims.json"),
+                                           ("CLAIMS", "--profile cpu")])
+def test_compare_with_a_bad_reference_is_one_line_before_any_run(tmp_path, capsys, content, says):
+    ref = tmp_path / "ref.json"
+    if content is not None:
+        ref.write_text(json.dumps(CLAIMS) if content == "CLAIMS" else content)
+    assert main(["reproduce", "--profile", "smoke", "--out", str(tmp_path / "o"), "--compare", str(ref)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and says in err and not (tmp_path / "o" / "runs").exists()
 
 
 def test_gpu_profile_without_cifar_is_a_one_line_error(tmp_path, capsys):

@@ -11,11 +11,13 @@
    and serialised to JSON as st.plotly_chart does), cold and then warm (st.cache_data hits), and, as the
    baseline, pandas reading the whole metrics.parquet and filtering one metric. Each reports its peak RSS.
 3. Unless --no-browser: serves `streamlit run app.py` on that folder and, in Debian's Chromium (Playwright;
-   never `playwright install`), opens the Trajectories page cold, reloads it (server cache warm), switches
-   the metric to another one (cold) and back (cached), and opens it in a fresh browser context (no browser
-   cache: plotly.js is fetched and compiled again). Reports the time until all four charts are drawn and the
-   app is idle, the time until the server's last websocket frame (its share), and the Streamlit process's
-   RSS (now and peak).
+   never `playwright install`), opens the Trajectories page cold (it opens on its heatmap tab; the other
+   views are lazy tabs), reloads it (server cache warm), switches the metric to another one (cold) and back
+   (cached), goes to the Runs page and back through the sidebar's page links (the app stays loaded, as when
+   a user moves between pages), opens each other tab once (cold for that view) and the heatmap again, and
+   opens the page in a fresh browser context (no browser cache: plotly.js is fetched and compiled again).
+   Reports the time until the view's chart is drawn and the app is idle, the time until the server's last
+   websocket frame (its share), and the Streamlit process's RSS (now and peak).
 """
 from __future__ import annotations
 
@@ -190,11 +192,11 @@ def browser(root: Path, metric: str, other: str) -> dict:
             page.on("websocket", lambda ws: ws.on("framereceived", lambda _: frames.append(time.perf_counter())))
 
             def drawn(title: str, start) -> tuple[float, float]:
-                """(seconds until four charts with `title` are drawn and the app idle, until the last frame)."""
+                """(seconds until a chart titled `title` is drawn and the app idle, until the last frame)."""
                 t = time.perf_counter()
                 start()
                 page.wait_for_function(
-                    "([sel, t]) => document.querySelectorAll(sel).length >= 4 && [...document.querySelectorAll("
+                    "([sel, t]) => document.querySelectorAll(sel).length >= 1 && [...document.querySelectorAll("
                     "'.js-plotly-plot .gtitle')].some(e => e.textContent.includes(t)) && "
                     "!document.querySelector('[data-testid=\"stStatusWidget\"]')", arg=[charts, title],
                     timeout=180_000)
@@ -205,18 +207,33 @@ def browser(root: Path, metric: str, other: str) -> dict:
                 page.get_by_test_id("stSelectbox").filter(has_text="Metric").click()
                 page.get_by_role("option", name=re.compile(f"^{name}")).click()
 
+            def nav(name: str):  # the sidebar's page links: Streamlit switches pages without reloading
+                page.locator('[data-testid="stSidebarNavLink"]', has_text=name).first.click()
+
+            def tab(name: str):
+                page.get_by_role("tab", name=name).click()
+
+            heat, heat_other = f"{metric}: {RUN_ID}", f"{other}: {RUN_ID}"  # the page opens on the heatmap tab
             url = f"{base}/Trajectories?runs={RUN_ID}&metric={metric}"
-            out["cold_open_s"], out["cold_open_server_s"] = drawn(f"{metric} over steps", lambda: page.goto(url))
+            out["cold_open_s"], out["cold_open_server_s"] = drawn(heat, lambda: page.goto(url))
             out["rss_after_cold_MB"] = _rss(proc.pid)[0]
-            out["reload_cached_s"], out["reload_cached_server_s"] = drawn(f"{metric} over steps", page.reload)
-            out["switch_to_new_metric_s"], _ = drawn(f"{other} over steps", lambda: pick(other))
-            out["switch_back_cached_s"], out["switch_back_cached_server_s"] = drawn(
-                f"{metric} over steps", lambda: pick(metric))
+            out["reload_cached_s"], out["reload_cached_server_s"] = drawn(heat, page.reload)
+            out["switch_to_new_metric_s"], _ = drawn(heat_other, lambda: pick(other))
+            out["switch_back_cached_s"], out["switch_back_cached_server_s"] = drawn(heat, lambda: pick(metric))
+            nav("Runs")
+            page.wait_for_function("() => [...document.querySelectorAll('h1')].some(e => e.textContent === 'Runs') "
+                                   "&& !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+            out["navigate_to_page_cached_s"], _ = drawn(heat, lambda: nav("Trajectories"))
+            for name, title in (("Over depth", f"{metric} over depth"), ("Over steps", f"{metric} over steps"),
+                                ("Neurons", f"{RUN_ID}: quantiles")):
+                out[f"tab_{name.lower().replace(' ', '_')}_s"], _ = drawn(title, lambda: tab(name))
+            out["tab_back_to_heatmap_s"], _ = drawn(heat, lambda: tab("Layer × step"))
             fresh = b.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             t = time.perf_counter()
             fresh.goto(url)
-            fresh.wait_for_function("(sel) => document.querySelectorAll(sel).length >= 4", arg=charts,
-                                    timeout=180_000)
+            fresh.wait_for_function("([sel, t]) => document.querySelectorAll(sel).length >= 1 && "
+                                    "[...document.querySelectorAll('.js-plotly-plot .gtitle')].some(e => "
+                                    "e.textContent.includes(t))", arg=[charts, heat], timeout=180_000)
             out["fresh_browser_cached_s"] = time.perf_counter() - t
             b.close()
         out["rss_end_MB"], out["rss_peak_MB"] = _rss(proc.pid)

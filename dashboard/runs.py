@@ -113,8 +113,8 @@ def _catalog(path: str, mtime: int) -> dict[str, tuple[bool, tuple[int, ...]]]:
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def _metric_rows(path: str, metric: str, mtime: int) -> pd.DataFrame:
-    return read_metrics(path, metrics=[metric])
+def _metric_rows(path: str, metric: str, mtime: int, steps: tuple[int, ...] | None = None) -> pd.DataFrame:
+    return read_metrics(path, metrics=[metric], steps=steps)
 
 
 def find_runs(roots: dict[str, Path]) -> tuple[list[Run], list[dict[str, Any]]]:
@@ -243,12 +243,13 @@ def layered_catalog(runs: list[Run]) -> tuple[dict[str, tuple[bool, list[int]]],
         st.stop()
     return catalog, layered
 
-def metric_frame(runs: list[Run], metric: str) -> tuple[pd.DataFrame, list[str]]:
-    """Tidy rows of one metric over runs: run, step, layer, tau = layer/depth, value[, stderr]."""
+def metric_frame(runs: list[Run], metric: str, steps: tuple[int, ...] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Tidy rows of one metric over runs (only `steps` when given, pruned on read): run, step, layer,
+    tau = layer/depth, value[, stderr]."""
     parts, errors = [], []
     for r in runs:
         try:
-            df = _metric_rows(r.path, metric, _mtime(r.path))
+            df = _metric_rows(r.path, metric, _mtime(r.path), steps)
         except RunFormatError as e:
             errors.append(f"`{r.label}`: {e}")
             continue

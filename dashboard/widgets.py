@@ -50,6 +50,17 @@ def metric_choice(page: str, metrics: Sequence[str], default: str) -> str:
                   format_func=lambda m: f"{m}: {caption(m)}" if caption(m) else m)
 
 
+def view_tabs(page: str, labels: Sequence[str], param: str = "view") -> list:
+    """Lazy tabs, one view each: only the open tab's code runs and only its chart reaches the browser, so a page
+    opens with one chart drawn instead of all. The open tab lives in ?view= (absent for the first). Use as
+    `for tab in view_tabs(...)`: `if tab.open: with tab: ...`."""
+    key = f"{page}.{param}"
+    seed_widget(key, param, labels, labels[0])
+    tabs = st.tabs(list(labels), key=key, on_change="rerun")
+    set_url(**{param: None if st.session_state[key] == labels[0] else st.session_state[key]})
+    return tabs
+
+
 def image_format(page: str) -> str:
     """Sidebar choice of the format the chart toolbar's camera button saves (PNG or SVG)."""
     return st.sidebar.radio("Chart download format", ["png", "svg"], horizontal=True, key=f"{page}.img",

@@ -7,8 +7,8 @@ import streamlit as st
 
 from dashboard import runs as R
 from dashboard.state import seed_widget, set_url
+from dashboard.widgets import show_chart
 from dynamics.figures import RUN, depth_profile_figure, metric_over_steps_figure
-from dynamics.store import STEP
 
 PAGE = "runs_page"
 st.set_page_config(page_title="Runs · dynamics", page_icon=":material/monitoring:", layout="wide")
@@ -48,24 +48,24 @@ seed_widget(key, "log_y", [False, True], False)
 log_y = st.toggle("log y axis", key=key)
 set_url(log_y=log_y or None)
 
-data, errors = R.metric_frame(chosen, metric)
-R.show_problems(errors)
 if network:
     set_url(step=None)
-    shown = data
+    shown, errors = R.metric_frame(chosen, metric)
     fig = metric_over_steps_figure(shown, metric=metric, caption=R.caption(metric), log_y=log_y,
                                    title=f"{metric} over steps")
-else:
+    name = metric
+else:  # one step of a per-layer metric: read only that step (a big run holds millions of rows)
     key = f"{PAGE}.step"
     seed_widget(key, "step", steps, steps[-1])
     step = st.select_slider("Step", steps, key=key) if len(steps) > 1 else steps[0]
     set_url(step=step)
-    shown = data[data[STEP] == step]
-    missing = sorted(set(data[RUN]) - set(shown[RUN]))
+    shown, errors = R.metric_frame(chosen, metric, steps=(step,))
+    unreadable = {r.label for r in chosen if any(e.startswith(f"`{r.label}`") for e in errors)}
+    missing = sorted({r.label for r in chosen} - set(shown[RUN]) - unreadable)
     if missing:
         st.caption(f"Not recorded at step {step}: {', '.join(missing)}.")
     fig = depth_profile_figure(shown, metric=metric, caption=R.caption(metric), log_y=log_y,
                                title=f"{metric} over depth at step {step}")
-st.plotly_chart(fig)
-st.download_button("Download these data (CSV)", shown.to_csv(index=False).encode(),
-                   file_name=f"{metric}.csv" if network else f"{metric}_step{step}.csv", mime="text/csv")
+    name = f"{metric}_step{step}"
+R.show_problems(errors)
+show_chart(fig, shown, name, key=f"{PAGE}.chart")

@@ -125,30 +125,45 @@ def test_runs_page_state_round_trips_through_the_url(server, tmp_path):
     print("browser timings (s):", {k: round(v, 2) for k, v in timings.items()})
 
 
+def _wait_for_title(page, title: str) -> None:
+    page.wait_for_function(
+        "([sel, t]) => [...document.querySelectorAll(sel)].some(e => e.textContent.includes(t))",
+        arg=[TITLE, title], timeout=90_000)
+
+
 def test_trajectories_page_state_round_trips_through_the_url(server, tmp_path):
+    """Lazy tabs: the page opens on the heatmap alone; the open tab, like every widget, lives in the URL."""
+    painted = '[data-testid="stPlotlyChart"] .heatmaplayer image, [data-testid="stPlotlyChart"] .hm image'
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             page.goto(f"{server}/Trajectories")
+            _wait_for_title(page, "h_sq: w128-d4")
+            assert page.locator(painted).count() == 1  # the heatmap is painted ...
+            assert page.locator('[data-testid="stPlotlyChart"]').count() == 1  # ... and no other view is sent
+            page.get_by_role("tab", name="Over steps").click()
+            page.wait_for_function("() => location.search.includes('view=Over')", timeout=15_000)
             _wait_for_chart(page, "h_sq over steps")
-            assert page.locator(CHART).count() >= 4  # heatmap, profile, curves, quantile fan
             page.get_by_test_id("stSelectbox").filter(has_text="Metric").click()
             page.get_by_role("option", name=re.compile(r"^g_sq")).click()
             page.wait_for_function("() => location.search.includes('metric=g_sq')", timeout=15_000)
             _wait_for_chart(page, "g_sq over steps")
             url = page.url
-            assert "runs=w128-d4" in url and "tau=0.5" in url and "step=20" in url
+            assert "runs=w128-d4" in url and "tau=0.5" in url and re.search(r"view=Over(\+|%20)steps", url)
 
-            fresh = browser.new_context(viewport={"width": 1400, "height": 3000}).new_page()
+            fresh = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
             fresh.goto(url)
-            _wait_for_chart(fresh, "g_sq over depth at step 20")
-            fresh.wait_for_function(f"() => document.querySelectorAll('{CHART}').length >= 4", timeout=30_000)
+            _wait_for_chart(fresh, "g_sq over steps")
+            assert fresh.get_by_role("tab", name="Over steps").get_attribute("aria-selected") == "true"
             assert fresh.get_by_role("combobox", name="Metric").input_value().startswith("g_sq")
-            assert fresh.locator('[data-testid="stPlotlyChart"] .heatmaplayer image, '
-                                 '[data-testid="stPlotlyChart"] .hm image').count() >= 1  # the heatmap is painted
+            assert fresh.locator('[data-testid="stPlotlyChart"]').count() == 1
             fresh.wait_for_timeout(800)
             fresh.screenshot(path=str(tmp_path / "trajectories.png"))
             shutil.copyfile(tmp_path / "trajectories.png", "/tmp/trajectories.png")
+            fresh.get_by_role("tab", name="Layer × step").click()
+            _wait_for_title(fresh, "g_sq: w128-d4")
+            fresh.wait_for_function("() => !location.search.includes('view=')", timeout=15_000)  # the default
+            assert fresh.locator(painted).count() == 1
         finally:
             browser.close()

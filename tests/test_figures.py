@@ -67,7 +67,7 @@ def test_builders_name_missing_columns(builder, frame):
 
 
 # --- reductions (dynamics.figures.reduce) -----------------------------------------------------------------
-from dynamics.figures import (SMOOTH, WEBGL_POINTS, bin_grid, chance_figure, chart_config, ema_debiased,  # noqa: E402
+from dynamics.figures import (SMOOTH, WEBGL_LINE_POINTS, WEBGL_POINTS, bin_grid, chance_figure, chart_config, ema_debiased,  # noqa: E402
                               error_scaling_figure, heatmap_figure, layer_curves_figure, lr_transfer_figure,
                               minmax_downsample, quantile_fan_figure)
 from dynamics.fits import fit_groups, fit_loglog, profile_error  # noqa: E402
@@ -161,7 +161,8 @@ def test_layer_curves_one_trace_per_layer_and_faint_raw_under_smoothing():
     raw, smooth = fig.data[:2]
     assert raw.showlegend is False and "0.25" in raw.line.color and smooth.name == "a ℓ=0 (τ=0)"
     np.testing.assert_allclose(smooth.y, np.arange(5) * 0.9)
-    big = layer_curves_figure(_curves_frame(n=WEBGL_POINTS + 1), metric="h_move")
+    assert layer_curves_figure(_curves_frame(n=WEBGL_POINTS + 1), metric="h_move").data[0].type == "scatter"
+    big = layer_curves_figure(_curves_frame(n=WEBGL_LINE_POINTS + 1), metric="h_move")  # lines: SVG up to here
     assert big.data[0].type == "scattergl"
 
 

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -100,6 +101,17 @@ def test_url_reproduces_the_view(runs_dir, data_env):
     assert at.select_slider(key="runs_page.step").value == 10
 
 
+def test_a_per_layer_metric_is_read_at_the_shown_step_only(runs_dir):
+    """The Runs page draws one step of a per-layer metric: the other steps are pruned on read, not in pandas."""
+    from dashboard.runs import find_runs, metric_frame
+    runs, _ = find_runs({"bundled": runs_dir})
+    one, errors = metric_frame(runs, "h_sq", steps=(10,))
+    every, _ = metric_frame(runs, "h_sq")
+    assert not errors and set(one["step"]) == {10} and len(every) == every["step"].nunique() * len(one) > len(one)
+    pd.testing.assert_frame_equal(one.reset_index(drop=True),
+                                  every[every["step"] == 10].reset_index(drop=True))
+
+
 def test_invalid_url_values_fall_back_to_defaults(runs_dir, data_env):
     data_env(runs_dir)
     at = _runs_page({"runs": "nope", "metric": "no_such_metric", "step": "7"})
@@ -156,6 +168,7 @@ def test_config_diff_shows_only_differing_fields():
 
 
 # --- Trajectories, Limit, Coupling, Scaling ----------------------------------------------------------------
+TRAJ_VIEWS = ["Layer × step", "Over depth", "Over steps", "Neurons"]
 TRAJ, LIMIT, COUPLING, SCALING = ("pages/2_Trajectories.py", "pages/3_Limit.py", "pages/4_Coupling.py",
                                   "pages/5_Scaling.py")
 BUNDLED = Path(__file__).resolve().parents[1] / "data"
@@ -181,12 +194,14 @@ def _clean(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-@pytest.mark.parametrize("page, charts", [(TRAJ, 4), (LIMIT, 1), (COUPLING, 2), (SCALING, 1)])
+@pytest.mark.parametrize("page, charts", [(TRAJ, 1), (LIMIT, 1), (COUPLING, 2), (SCALING, 1)])
 def test_every_page_renders_the_bundled_runs(data_env, page, charts):
     data_env(BUNDLED)
     at = _page(page)
     _clean(at)
     assert len(_charts(at)) == charts
+    if page == TRAJ:  # lazy tabs: only the open view (the heatmap) is computed and drawn
+        assert [t.label for t in at.tabs] == TRAJ_VIEWS and _titles(at)[0].startswith("h_move: ")
     if page == COUPLING:  # the bundled runs carry the coupling metrics: drawn over depth and over steps
         assert _titles(at)[0].startswith("coupling_fwd over depth") and not at.code
     if page == LIMIT:  # the bundled limit run is found, so no "make a limit run" command is shown
@@ -195,38 +210,50 @@ def test_every_page_renders_the_bundled_runs(data_env, page, charts):
         assert any("two or more widths" in i.value for i in at.info)
 
 
+def _view(at: AppTest, label: str) -> AppTest:
+    """Open a tab of the Trajectories page, as a click on it does (the tabs rerun the page)."""
+    at.session_state["traj_page.view"] = label
+    return at.run()
+
+
 def test_trajectories_draws_heatmap_profile_curves_and_fan(runs_dir, data_env):
     data_env(runs_dir)
     at = _page(TRAJ)
     _clean(at)
-    assert _titles(at) == ["h_sq: w128-d4", "h_sq over depth at step 20", "h_sq over steps",
-                           "w128-d4: quantiles of h_ℓ at step 20"]
-    heat, prof, curves, fan = _charts(at)
+    charts = {}
+    for label, title in zip(TRAJ_VIEWS, ["h_sq: w128-d4", "h_sq over depth at step 20", "h_sq over steps",
+                                         "w128-d4: quantiles of h_ℓ at step 20"]):
+        _clean(_view(at, label))
+        assert _titles(at) == [title], label  # one view at a time: the others are neither read nor sent
+        charts[label] = _charts(at)[0]
+        assert at.query_params.get("view") == (None if label == TRAJ_VIEWS[0] else label)
+        assert len(at.get("download_button")) == 1
+    heat, prof, curves, fan = charts.values()
     assert heat["data"][0]["type"] == "heatmap" and len(_array(heat["data"][0]["x"])) == 3
     assert heat["layout"]["yaxis"]["title"]["text"] == "depth time τ = ℓ/L"
     assert _names(prof) == ["w128-d4", "w64-d4"]
     assert len(curves["data"]) == 10  # 2 runs × 5 depth times
     assert "median" in _names(fan)
     assert at.query_params["metric"] == "h_sq" and at.query_params["step"] == "20"
-    assert at.query_params["tau"] == ["0.0", "0.25", "0.5", "0.75", "1.0"]
-    assert len(at.get("download_button")) >= 4
+    assert at.query_params["tau"] == ["0.0", "0.25", "0.5", "0.75", "1.0"]  # set while its tab was open
     assert at.info == [] and any("No limit run" in c.value for c in at.caption)
 
 
 def test_trajectories_widgets_reach_the_url_and_the_url_reproduces_the_view(runs_dir, data_env):
     data_env(runs_dir)
-    at = _page(TRAJ)
+    at = _page(TRAJ, {"view": "Over steps"})
     at.selectbox(key="traj_page.metric").select("g_sq").run()
     at.multiselect(key="traj_page.tau").set_value([0.5]).run()
     at.select_slider(key="traj_page.smooth").set_value(0.9).run()
     at.toggle(key="traj_page.log_y").set_value(True).run()
     _clean(at)
-    query = {k: at.query_params[k] for k in ("runs", "metric", "tau", "smooth", "log_y", "step")}
+    query = {k: at.query_params[k] for k in ("runs", "metric", "tau", "smooth", "log_y", "view")}
     assert query["metric"] == "g_sq" and query["tau"] == "0.5" and query["smooth"] == "0.9"
+    assert query["view"] == "Over steps"
     fresh = _page(TRAJ, query)
     _clean(fresh)
-    assert _titles(fresh)[2] == "g_sq over steps (EMA 0.9)"
-    curves = _charts(fresh)[2]
+    assert _titles(fresh) == ["g_sq over steps (EMA 0.9)"]
+    curves = _charts(fresh)[0]
     assert len(curves["data"]) == 4 and curves["data"][0]["showlegend"] is False  # raw (faint) + smoothed
     assert curves["layout"]["yaxis"]["type"] == "log"
     assert fresh.selectbox(key="traj_page.metric").value == "g_sq"
@@ -238,12 +265,15 @@ def test_trajectories_reduces_a_big_run_on_the_server(tmp_path, data_env):
     data_env(tmp_path)
     at = _page(TRAJ, {"metric": "h_sq"})
     _clean(at)
-    heat, prof, curves, fan = _charts(at)
+    (heat,) = _charts(at)
     z = heat["data"][0]["z"]
-    assert len(_array(heat["data"][0]["x"])) <= 500 and len(_array(heat["data"][0]["y"])) <= 500
-    assert len(z) <= 500 if isinstance(z, list) else True
+    n_x, n_y = len(_array(heat["data"][0]["x"])), len(_array(heat["data"][0]["y"]))
+    assert 250 <= n_x <= 300 and n_y == 121  # 601 layers pooled by 5 (≤ 129 rows)
+    assert len(z) <= 300 if isinstance(z, list) else True
+    assert any(f"2,500 recorded steps × 601 layers drawn as {n_x} × 121 cells" in c.value for c in at.caption)
+    prof, curves = (_charts(_view(at, label))[0] for label in TRAJ_VIEWS[1:3])
     assert all(len(_array(t["x"])) <= 2000 for t in curves["data"])
-    assert {t["type"] for t in curves["data"]} == {"scattergl"}
+    assert {t["type"] for t in curves["data"]} == {"scatter"}  # lines of 2,000 points: SVG draws them faster
     assert len(_array(prof["data"][0]["x"])) == 601
 
 
@@ -311,7 +341,7 @@ def test_missing_and_damaged_files_are_messages_on_every_page(runs_dir, data_env
         at = _page(page, {"runs": ["w64-d4", "w128-d4"]})
         assert not at.exception, (page, [e.value for e in at.exception])
         assert any("w64-d4" in w.value and "Parquet" in w.value for w in at.warning), page
-    at = _page(TRAJ, {"runs": ["w128-d4", "w64-d4"]})  # w128-d4 first: its (missing) quantiles are shown
+    at = _page(TRAJ, {"runs": ["w128-d4", "w64-d4"], "view": "Neurons"})  # w128-d4 first: its quantiles
     assert any("no single-neuron quantiles" in i.value for i in at.info)
 
 
@@ -320,7 +350,7 @@ def test_session_roots_add_runs_to_every_picker(tmp_path, runs_dir, data_env):
     data_env(tmp_path / "empty")
     at = _page(TRAJ, session={"uploaded_roots": [str(runs_dir)]})
     _clean(at)
-    assert len(_charts(at)) == 4 and at.query_params["runs"] == ["w128-d4", "w64-d4"]
+    assert len(_charts(at)) == 1 and at.query_params["runs"] == ["w128-d4", "w64-d4"]
 
 
 def test_train_form_trains_a_tiny_run_in_the_background(tmp_path, runs_dir, data_env):

@@ -10,13 +10,15 @@ n and L, learning-rate transfer), `reduce` (downsampling, smoothing, grid poolin
 """
 from __future__ import annotations
 
-from ._style import PALETTE, RUN, SMOOTH, STEP_TITLE, TAU, TAU_TITLE, WEBGL_POINTS, chart_config
+from ._style import (PALETTE, RUN, SMOOTH, STEP_TITLE, TAU, TAU_TITLE, WEBGL_LINE_POINTS, WEBGL_POINTS,
+                     chart_config)
 from .profiles import chance_figure, depth_profile_figure, metric_over_steps_figure
 from .reduce import bin_grid, ema_debiased, minmax_downsample, minmax_indices
 from .scaling import ERROR, error_scaling_figure, lr_transfer_figure
 from .trajectories import heatmap_figure, layer_curves_figure, quantile_fan_figure
 
-__all__ = ["RUN", "TAU", "SMOOTH", "ERROR", "TAU_TITLE", "STEP_TITLE", "PALETTE", "WEBGL_POINTS", "chart_config",
+__all__ = ["RUN", "TAU", "SMOOTH", "ERROR", "TAU_TITLE", "STEP_TITLE", "PALETTE", "WEBGL_POINTS", "WEBGL_LINE_POINTS",
+           "chart_config",
            "depth_profile_figure", "metric_over_steps_figure", "chance_figure", "heatmap_figure",
            "layer_curves_figure", "quantile_fan_figure", "error_scaling_figure", "lr_transfer_figure",
            "bin_grid", "ema_debiased", "minmax_downsample", "minmax_indices"]

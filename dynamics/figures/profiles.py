@@ -50,13 +50,13 @@ def chance_figure(df: pd.DataFrame, chance: pd.DataFrame | None, *, x: str, metr
     traces = []
     for k, (run, part) in enumerate(df.groupby(RUN, sort=False)):
         colour, part = PALETTE[k % len(PALETTE)], part.sort_values(x)
-        traces.append(_scatter(len(part))(
+        traces.append(_scatter(len(part), "lines+markers")(
             x=part[x], y=part[VALUE], name=str(run), legendgroup=str(run), mode="lines+markers",
             line=dict(color=colour), marker=dict(size=5),
             hovertemplate=f"{run}<br>{label}=%{{x:.4g}}<br>value=%{{y:.4g}}<extra></extra>"))
         ref = None if chance is None else chance[chance[RUN] == run].sort_values(x)
         if ref is not None and not ref.empty:
-            traces.append(_scatter(len(ref))(
+            traces.append(_scatter(len(ref), "lines")(
                 x=ref[x], y=ref[VALUE], name=f"{run} chance", legendgroup=str(run), mode="lines",
                 line=dict(color=colour, dash="dot", width=1.5),
                 hovertemplate=f"{run} chance<br>{label}=%{{x:.4g}}<br>value=%{{y:.4g}}<extra></extra>"))

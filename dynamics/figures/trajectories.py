@@ -57,7 +57,7 @@ def layer_curves_figure(df: pd.DataFrame, *, metric: str, caption: str = "", log
             part = part.sort_values(STEP)
             colour = sample_colorscale("Viridis", [min(max(float(tau), 0.0), 1.0) * 0.9])[0]
             name, dash = f"{run} ℓ={layer} (τ={tau:.3g})", DASHES[r % len(DASHES)]
-            kind = _scatter(len(part))
+            kind = _scatter(len(part), "lines")
             hover = f"{name}<br>step=%{{x}}<br>value=%{{y:.4g}}<extra></extra>"
             if smoothed:
                 traces.append(kind(x=part[STEP], y=part[VALUE], mode="lines", legendgroup=name, showlegend=False,

@@ -196,6 +196,8 @@ def _init_local_worker(counter, threads: int) -> None:
     with counter.get_lock():
         _WORKER_INDEX, counter.value = counter.value, counter.value + 1
     torch.set_num_threads(threads)
+    import pyarrow
+    pyarrow.set_cpu_count(threads)  # Parquet encoding threads: the workers share the cores, as torch's do
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the driver, which stops the pool
     ppid = os.getppid()
 

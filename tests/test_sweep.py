@@ -355,3 +355,14 @@ def test_dask_local_cluster_when_no_address(tmp_path, local_sweep):
     local_out, _ = local_sweep
     for e in m["runs"]:
         assert store.read_metrics(tmp_path / e["name"]).equals(store.read_metrics(local_out / e["name"]))
+
+
+def test_planning_a_synthetic_sweep_leaves_torch_to_the_workers(tmp_path):
+    """The driver stays light (the forkserver imports torch once, beside it); a data file is still checked."""
+    repo = Path(__file__).resolve().parents[1]
+    code = (f"import sys; sys.path.insert(0, {str(repo)!r}); from dynamics.sweep import plan_sweep; "
+            f"plan_sweep({TINY!r}, 'task=teacher,mixture depth=2,4', {str(tmp_path)!r}); "
+            "assert 'torch' not in sys.modules, 'planning imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    with pytest.raises(Exception, match="data file"):
+        plan_sweep(TINY, f"task=file:{tmp_path / 'missing.npz'}", tmp_path / "out")

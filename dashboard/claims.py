@@ -97,9 +97,11 @@ def show_claims() -> None:
 
 
 def _view(path: Path, claim: dict) -> dict:
-    """URL state for the linked page: the claim's runs folder in the sidebar box and (some of) its runs."""
+    """URL state for the linked page: the claim's runs folder in the sidebar box, (some of) its runs, and the
+    claim's own view settings (e.g. metric and tab)."""
+    extra = {k: str(v) for k, v in (claim.get("view") or {}).items()}
     runs_dir = path.parent / "runs"
     if not runs_dir.is_dir():
-        return {}
+        return extra
     present = [r for r in claim.get("runs") or [] if (runs_dir / r).is_dir()][:MAX_LINKED_RUNS]
-    return {"dir": str(runs_dir), **({"runs": present} if present else {})}
+    return {"dir": str(runs_dir), **({"runs": present} if present else {}), **extra}

@@ -14,6 +14,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "h_move": ("feature movement |h_ℓ(t)−h_ℓ(0)|²/n", "0..L"),
     "g_move": ("gradient movement |ĝ_ℓ(t)−ĝ_ℓ(0)|²/n", "0..L"),
     "fg_cov": ("feature–gradient covariance φ(h_ℓ)·ĝ_ℓ/n", "0..L"),
+    "fg_eigmin": ("smallest eigenvalue of the joint covariance of [φ(h_ℓ(x)), ĝ_ℓ(x)] over the probes (2P×2P)",
+                  "0..L"),
     "diversity": ("layer increment L·|h_ℓ−h_{ℓ−1}|²/n", "1..L"),
     "a_move": ("inner feature movement |a_ℓ(t)−a_ℓ(0)|²/n (two-layer blocks)", "1..L"),
     "coupling_fwd": ("forward transpose coupling ‖(2)‖²/n of W(0)φ/√n (THEORY §5)", "1..L"),

@@ -48,6 +48,14 @@ def _fg_cov(s: ProbeState, s0: ProbeState, depth: int) -> torch.Tensor:
     return (s.phi_h * s.g_hat).mean(dim=(1, 2))
 
 
+def _fg_eigmin(s: ProbeState, s0: ProbeState, depth: int) -> torch.Tensor:
+    """λ_min of the 2P×2P Gram of the stacked vectors [φ(h_ℓ(x_μ)); ĝ_ℓ(x_μ)]/n, per layer (in float64): how
+    far features and gradients are from degenerate (the paper's Fig. 3 tracks it over training). For P = 1
+    it is the closed form (a+b)/2 − √(((a−b)/2)² + c²) with a = phi_sq, b = g_sq, c = fg_cov."""
+    v = torch.cat([s.phi_h, s.g_hat], dim=1).double()  # (L+1, 2P, n)
+    return torch.linalg.eigvalsh(v @ v.transpose(1, 2) / v.shape[-1])[:, 0].to(s.h.dtype)
+
+
 def _diversity(s: ProbeState, s0: ProbeState, depth: int) -> torch.Tensor:
     return _msq(s.h[1:] - s.h[:-1]) * depth
 
@@ -62,6 +70,7 @@ FUNCTIONS: dict[str, Fn] = {
     "h_move": lambda s, s0, L: _msq(s.h - s0.h),
     "g_move": lambda s, s0, L: _msq(s.g_hat - s0.g_hat),
     "fg_cov": _fg_cov,
+    "fg_eigmin": _fg_eigmin,
     "diversity": _diversity,
     "a_move": lambda s, s0, L: _msq(s.a - s0.a) if s.a is not None else None,
 }

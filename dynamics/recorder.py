@@ -7,7 +7,7 @@ mode with forward hooks on those blocks, takes h_0 = the first block's input and
 g_scale · ∂f₁/∂h_ℓ (default g_scale = n, the μP normalisation γ0·n with γ0 = 1; pass √n for a standard
 parametrization). The metrics, kernels and neuron quantiles are then the very functions of dynamics.probes
 (FUNCTIONS, kernels, neuron_quantiles), so the names and formulas are those of our own runs. φ is unknown in
-general: phi_sq, fg_cov and the Phi kernel are recorded only when `act` is given (one of our activation
+general: phi_sq, fg_cov, fg_eigmin and the Phi kernel are recorded only when `act` is given (one of our activation
 names or a callable). h_move and g_move are relative to the first recorded step.
 
 The run is of kind `imported` (source "record" in run.json): its numbers are ours, but its config is not a
@@ -39,7 +39,7 @@ from . import store
 
 __all__ = ["record", "Recorder"]
 
-_PHI_METRICS = ("phi_sq", "fg_cov")
+_PHI_METRICS = ("phi_sq", "fg_cov", "fg_eigmin")
 
 
 def record(model: torch.nn.Module, *, probe: torch.Tensor, out: str | Path, name: str,

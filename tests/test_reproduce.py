@@ -34,7 +34,8 @@ def test_smoke_writes_claims_for_every_experiment(smoke):
     assert len(lines) == 5 and all(line.startswith(f"[{i}/5]") for i, line in enumerate(lines, 1))  # progress
     ids = {c["id"] for c in doc["claims"]}
     assert {"init-width", "init-depth", "coupling-init-width", "coupling-init-depth", "train-limit-full",
-            "train-limit-none", "coupling-train-depth", "gia-depth-mup", "blocks-amove", "lr-transfer"} <= ids
+            "train-limit-none", "coupling-train-depth", "gia-depth-mup", "blocks-amove", "lr-transfer",
+            "fg-eigmin-width"} <= ids
     present = {r["run_id"]: r["status"] for r in store.list_runs(out / "runs")}
     for c in doc["claims"]:
         assert all(k in c for k in FIELDS), c["id"]
@@ -104,6 +105,21 @@ def test_compare_with_a_bad_reference_is_one_line_before_any_run(tmp_path, capsy
     assert "\n" not in err and says in err and not (tmp_path / "o" / "runs").exists()
 
 
+def test_the_bundled_claims_recompute_from_bundled_points_and_link_to_bundled_runs():
+    """data/reproduce as a clone gets it: every figure refits from its points file, every claim with runs can
+    open at least one of them (the home page links there), and no claim is from the smoke profile."""
+    bundle = Path(APP).parent / "data" / "reproduce"
+    doc = json.loads((bundle / CLAIMS_JSON).read_text())
+    assert doc["profile"] == "cpu" and len(doc["claims"]) >= 14
+    for c in doc["claims"]:
+        pts = pd.read_parquet(bundle / c["points"])
+        for k, v in c["where"].items():
+            pts = pts[pts[k] == v]
+        assert c["measured"] == pytest.approx(fit_loglog(pts[c["x"]], pts[c["y"]]).slope, nan_ok=True), c["id"]
+        if c["runs"]:
+            assert any((bundle / "runs" / r / "run.json").exists() for r in c["runs"]), c["id"]
+
+
 def test_gpu_profile_without_cifar_is_a_one_line_error(tmp_path, capsys):
     assert main(["reproduce", "--profile", "gpu", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
@@ -136,6 +152,7 @@ def test_home_page_shows_claims_table_with_disagreement_in_words(tmp_path, monke
     (tmp_path / "reproduce" / "runs" / "r1").mkdir(parents=True)  # a claim's run beside claims.json
     claims = json.loads(json.dumps(CLAIMS))
     claims["claims"][1]["runs"] = ["r1", "gone"]
+    claims["claims"][1]["view"] = {"metric": "coupling_fwd"}  # the claim's own view settings join the link
     (tmp_path / "reproduce" / CLAIMS_JSON).write_text(json.dumps(claims))
     at = _home(monkeypatch, tmp_path)
     assert at.subheader[0].value == "Claims vs measured"  # the first thing on the page after the title
@@ -148,6 +165,7 @@ def test_home_page_shows_claims_table_with_disagreement_in_words(tmp_path, monke
     assert links == [("Limit", "Limit"), ("Coupling", "Coupling"), ("Scaling", "Scaling")]
     link = at.get("page_link")[1].proto  # opens the Coupling page on the claim's runs folder and run
     assert "dir=" in link.query_string and "runs=r1" in link.query_string and "gone" not in link.query_string
+    assert "metric=coupling_fwd" in link.query_string
 
 
 def test_home_page_without_claims_says_which_command(tmp_path, monkeypatch):

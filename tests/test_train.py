@@ -109,3 +109,25 @@ def test_classification_with_cross_entropy(tmp_path):
     run = train(RunConfig(**{**SMALL, "task": "mixture", "loss": "xent", "classes": 3}), tmp_path / "r")
     loss = _metric(run, "loss").value.to_numpy()
     assert loss[0] == pytest.approx(np.log(3), rel=0.05)  # logits are O(1/√n) at init under μP
+
+
+def test_fg_eigmin_is_the_smallest_eigenvalue_of_the_feature_gradient_covariance(tmp_path):
+    """P = 1: the 2×2 closed form from the recorded phi_sq, g_sq, fg_cov; P = 4: numpy on the probe pass."""
+    run = train(RunConfig(**{**SMALL, "probes": 1, "act": "tanh"}), tmp_path / "one")
+    m = {k: _metric(run, k).set_index(["step", "layer"]).value for k in ("phi_sq", "g_sq", "fg_cov", "fg_eigmin")}
+    a, b, c = m["phi_sq"], m["g_sq"], m["fg_cov"]
+    closed = (a + b) / 2 - np.sqrt(((a - b) / 2) ** 2 + c ** 2)
+    np.testing.assert_allclose(m["fg_eigmin"].to_numpy(), closed.loc[m["fg_eigmin"].index].to_numpy(), rtol=1e-9)
+    assert (m["fg_eigmin"] > 0).all() and m["fg_eigmin"].index.get_level_values("step").nunique() == 4
+
+    from dynamics.probes import FUNCTIONS, probe_pass
+    cfg = RunConfig(**{**SMALL, "act": "relu"})
+    data, _ = load_task(cfg)
+    model = build(cfg, data, torch.device("cpu"))
+    s = probe_pass(model, data.x[:4])
+    got = FUNCTIONS["fg_eigmin"](s, s, cfg.depth).numpy()
+    phi = np.maximum(s.h.numpy(), 0.0)  # relu, computed here rather than taken from the state
+    g = s.g_hat.numpy()
+    for layer in range(cfg.depth + 1):
+        v = np.concatenate([phi[layer], g[layer]])  # (2P, n)
+        assert got[layer] == pytest.approx(np.linalg.eigvalsh(v @ v.T / cfg.width).min(), rel=1e-9, abs=1e-12)

@@ -52,8 +52,8 @@ def metric_choice(page: str, metrics: Sequence[str], default: str) -> str:
 
 def view_tabs(page: str, labels: Sequence[str], param: str = "view") -> list:
     """Lazy tabs, one view each: only the open tab's code runs and only its chart reaches the browser, so a page
-    opens with one chart drawn instead of all. The open tab lives in ?view= (absent for the first). Use as
-    `for tab in view_tabs(...)`: `if tab.open: with tab: ...`."""
+    opens with one chart drawn instead of all. The open tab lives in ?view= (absent for the first). Each
+    returned tab has `.open`: `if tab.open: with tab: ...`."""
     key = f"{page}.{param}"
     seed_widget(key, param, labels, labels[0])
     tabs = st.tabs(list(labels), key=key, on_change="rerun")

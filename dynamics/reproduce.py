@@ -193,8 +193,10 @@ def _fg_eigmin(out: Path, runs: pd.DataFrame) -> dict:
     probes = store.read_meta(out / "runs" / low.run_id)["config"]["probes"]
     return _claim("fg-eigmin-width", "§7", "the feature–gradient covariance stays non-degenerate during training: "
                   "its smallest eigenvalue is bounded away from 0 uniformly in width (Fig. 3)", pts,
-                  _save(out, "fg-eigmin", pts), "width", "fg_eigmin_min", rate=None, rule="persists", page=TRAJ_PAGE,
-                  runs=list(pts.run_id), view={"metric": "fg_eigmin", "view": "Over steps"}, detail=f"λ_min of the 2P×2P covariance of [φ(h_ℓ), ĝ_ℓ] over P = {probes} "
+                  _save(out, "fg-eigmin", pts), "width", "fg_eigmin_min", rate=None, rule="persists",
+                  page=TRAJ_PAGE,
+                  runs=list(pts.run_id), view={"metric": "fg_eigmin", "view": "Over steps"},
+                  detail=f"λ_min of the 2P×2P covariance of [φ(h_ℓ), ĝ_ℓ] over P = {probes} "
                   f"probes, minimised over layers and steps 0..{int(pts.steps.max())}; smallest seen "
                   f"{low.fg_eigmin_min:.3g} (width {int(low.width)}, seed {int(low.seed)})")
 
@@ -431,5 +433,6 @@ def _read_claims(path: Path) -> dict:
     except FileNotFoundError:
         raise ExperimentError(f"--compare: {f} does not exist; give a claims.json or the folder holding one") from None
     except (ValueError, KeyError, TypeError):
-        raise ExperimentError(f"--compare: {f} is not a claims.json written by `python -m dynamics reproduce`") from None
+        raise ExperimentError(f"--compare: {f} is not a claims.json written by "
+                              "`python -m dynamics reproduce`") from None
     return doc

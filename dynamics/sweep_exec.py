@@ -2,8 +2,8 @@
 
 `run_task(task)` trains one grid point into a hidden tmp dir and publishes it under its final name (a
 rename for a local folder; an upload with run.json last for a pyarrow.fs URL); it never raises for a
-failing run. `_local` runs tasks on a forkserver (or spawn) process pool, `_dask` on a Dask cluster; both yield
-(task, result) as runs finish, and the driver in sweep.py turns those into the manifest and the bar.
+failing run. `_local` runs tasks on a forkserver (or spawn) process pool, `_dask` on a Dask cluster; both
+yield (task, result) as runs finish, and the driver in sweep.py turns those into the manifest and the bar.
 """
 from __future__ import annotations
 
@@ -209,8 +209,9 @@ def _init_local_worker(counter, threads: int) -> None:
 
 
 def _local(tasks: list[Task], workers: int) -> Iterator[tuple[Task, dict]]:
-    """A process pool (see _context). A worker that dies (killed, out of memory, a crash in native code) breaks the pool and
-    every task in it: those are rerun once in a fresh pool, and fail if they break a pool again."""
+    """A process pool (see _context). A worker that dies (killed, out of memory, a crash in native code)
+    breaks the pool and every task in it: those are rerun once in a fresh pool, and fail if they break a pool
+    again."""
     from concurrent.futures import as_completed
     from concurrent.futures.process import BrokenProcessPool
     broke = {t.name: 0 for t in tasks}

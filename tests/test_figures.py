@@ -67,9 +67,9 @@ def test_builders_name_missing_columns(builder, frame):
 
 
 # --- reductions (dynamics.figures.reduce) -----------------------------------------------------------------
-from dynamics.figures import (SMOOTH, WEBGL_LINE_POINTS, WEBGL_POINTS, bin_grid, chance_figure, chart_config, ema_debiased,  # noqa: E402
-                              error_scaling_figure, heatmap_figure, layer_curves_figure, lr_transfer_figure,
-                              minmax_downsample, quantile_fan_figure)
+from dynamics.figures import (SMOOTH, WEBGL_LINE_POINTS, WEBGL_POINTS, bin_grid, chance_figure,  # noqa: E402
+                              chart_config, ema_debiased, error_scaling_figure, heatmap_figure,
+                              layer_curves_figure, lr_transfer_figure, minmax_downsample, quantile_fan_figure)
 from dynamics.fits import fit_groups, fit_loglog, profile_error  # noqa: E402
 from dynamics.store import LAYER, QUANTILE  # noqa: E402
 

@@ -120,6 +120,28 @@ def test_the_bundled_claims_recompute_from_bundled_points_and_link_to_bundled_ru
             assert any((bundle / "runs" / r / "run.json").exists() for r in c["runs"]), c["id"]
 
 
+@pytest.mark.slow
+def test_gpu_profile_runs_end_to_end_on_cifar_files_at_smoke_sizes(tmp_path, monkeypatch):
+    """No GPU and no CIFAR-10 here: the gpu profile's wiring (CIFAR-10 with cross-entropy for the two-layer-block
+    and learning-rate experiments, synthetic elsewhere) runs at the smoke sizes on files in the real binary
+    layout (label byte, then 3072 pixel bytes), on the CPU."""
+    import numpy as np
+    from dynamics import experiments, reproduce as R
+    from dynamics.data import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES
+    rng = np.random.default_rng(0)
+    for name in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE):  # 5 × 220 training records: train_size 1024 fits
+        rec = np.concatenate([rng.integers(0, 10, (220, 1)), rng.integers(0, 256, (220, 3072))], axis=1)
+        rec.astype(np.uint8).tofile(tmp_path / name)
+    monkeypatch.setitem(R._SIZES, "gpu", R._SIZES["smoke"])
+    monkeypatch.setitem(experiments._SIZES, "gpu", experiments._SIZES["smoke"])
+    doc = reproduce(tmp_path / "out", profile="gpu", device="cpu", data_dir=str(tmp_path), log=lambda m: None)
+    assert doc["profile"] == "gpu" and {"blocks-amove", "lr-transfer", "fg-eigmin-width"} <= {
+        c["id"] for c in doc["claims"]}
+    tasks = {store.read_meta(tmp_path / "out" / "runs" / r)["config"]["task"]
+             for c in doc["claims"] if c["id"] in ("blocks-amove", "lr-transfer") for r in c["runs"]}
+    assert tasks == {"cifar10"}
+
+
 def test_gpu_profile_without_cifar_is_a_one_line_error(tmp_path, capsys):
     assert main(["reproduce", "--profile", "gpu", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()

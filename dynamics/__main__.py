@@ -9,11 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 from .cli import Parser, add_config_flags, config_from_args, prepare_run_dir
-from .config import ConfigError
-from .data import DataError
+from .config import ConfigError, DataError
 from .store import RunFormatError, read_meta
 
 from .experiments import ExperimentError
@@ -86,13 +83,21 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
-    except (MemoryError, torch.OutOfMemoryError) as e:
+    except Exception as e:
+        if not _out_of_memory(e):
+            raise
         print(f"{parser.prog}: error: out of memory ({e}); lower --width, --depth, --batch or --probes",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def _out_of_memory(e: Exception) -> bool:
+    """Host or GPU memory ran out (torch is imported lazily: a command that never loaded it cannot hit its OOM)."""
+    torch = sys.modules.get("torch")
+    return isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.OutOfMemoryError))
 
 
 if __name__ == "__main__":

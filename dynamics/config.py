@@ -25,6 +25,11 @@ class ConfigError(ValueError):
     """A setting is invalid; the message names the field and what is allowed."""
 
 
+class DataError(ValueError):
+    """One-line, user-facing message saying what is wrong with the data and how to fix it (raised by
+    dynamics.data; defined here, beside ConfigError, so the CLI can catch it without importing torch)."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     # architecture (THEORY §1)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import RunConfig
+from .config import DataError, RunConfig  # noqa: F401  (DataError: raised here)
 
 TEACHER_HIDDEN = 64        # k: hidden units of the teacher network
 MIXTURE_SEPARATION = 2.0   # |class mean| in units of the per-coordinate noise std
@@ -28,10 +28,6 @@ CIFAR_TEST_FILE = "test_batch.bin"
 _CIFAR_HELP = ("get the CIFAR-10 binary version (cifar-10-binary.tar.gz from "
                "https://www.cs.toronto.edu/~kriz/cifar.html), extract it and pass --data-dir "
                "pointing at the cifar-10-batches-bin folder")
-
-
-class DataError(ValueError):
-    """One-line, user-facing message saying what is wrong with the data and how to fix it."""
 
 
 @dataclass(frozen=True)

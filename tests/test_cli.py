@@ -1,6 +1,7 @@
 """The CLI: flags named after the config, one clear line for every bad input, nothing half-written."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +56,10 @@ def test_unwritable_out(tmp_path, capsys):
 def test_module_entry_point_help():
     r = subprocess.run([sys.executable, "-m", "dynamics", "train", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--train-size" in r.stdout and "--record-every" in r.stdout
+
+
+def test_the_command_line_parser_leaves_torch_unloaded():
+    """`python -m dynamics --help`, `sweep`'s driver, `import`: only training and solving load torch (≈2 s)."""
+    code = ("import sys; from dynamics.__main__ import build_parser; build_parser(); "
+            "assert 'torch' not in sys.modules, 'building the parser imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=Path(__file__).resolve().parents[1])

@@ -1,8 +1,29 @@
 """The limit engine: width-limit kernels at initialisation (THEORY §3; kernels.py) and the training-time
-particle solver (THEORY §6; nfd.py, written as a run by run.py)."""
-from dynamics.limit.kernels import (continuum_kernels, dual_V, dual_Vprime, init_kernels, phi, phi_prime,
-                                    sde_particles)
+particle solver (THEORY §6; nfd.py, written as a run by run.py).
 
-from dynamics.limit.nfd import LimitError, LimitResult, solve_limit
+The package itself is light (the CLI registers `limit` without loading torch); the solver's and the
+kernels' names load their modules on first use (PEP 562).
+"""
+from __future__ import annotations
 
-__all__ = ["LimitError", "LimitResult", "solve_limit", "continuum_kernels", "dual_V", "dual_Vprime", "init_kernels", "phi", "phi_prime", "sde_particles"]
+import importlib
+
+from dynamics.config import ConfigError
+
+COUPLINGS = ("full", "none")
+
+
+class LimitError(ConfigError):
+    """The limit engine does not cover a setting, or it would not fit; the message says what to change."""
+
+
+_LAZY = {"LimitResult": "nfd", "solve_limit": "nfd", "continuum_kernels": "kernels", "dual_V": "kernels",
+         "dual_Vprime": "kernels", "init_kernels": "kernels", "phi": "kernels", "phi_prime": "kernels",
+         "sde_particles": "kernels"}
+__all__ = ["COUPLINGS", "LimitError", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"dynamics.limit.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -42,23 +42,19 @@ from torch import Tensor
 
 from .. import probes as PR
 from .. import store
-from ..config import ConfigError, RunConfig
+from ..config import RunConfig
 from ..data import Dataset, load_task
+from . import COUPLINGS, LimitError
 from .kernels import init_kernels, phi, phi_prime
 
 __all__ = ["LimitError", "LimitResult", "COUPLINGS", "check_covered", "plan_inputs", "estimate_bytes",
            "solve_limit"]
 
-COUPLINGS = ("full", "none")
 MAX_INPUTS = 256        # distinct inputs the solver conditions on (probes ∪ every batch input used)
 _DROP = 1e-24           # a residual with |r|² below this × |u|² is round-off: the query is in the span
 _REL = 1e-20            # ... and one below this × its own |r|² is a dependent column of the same step
 _COND = 1e-8            # Cholesky-QR only when every pivot keeps this share of its column (else MGS)
 _REORTH = 1e-8          # project a second time when |r|² < this × |x|² (CGS2; one pass loses ~eps|x|/|r|)
-
-
-class LimitError(ConfigError):
-    """The limit engine does not cover a setting, or it would not fit; the message says what to change."""
 
 
 @dataclass

@@ -16,11 +16,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import probes as PR
 from .. import store
 from ..cli import prepare_run_dir
 from ..config import ConfigError, RunConfig
-from .nfd import COUPLINGS, LimitError, solve_limit
+from . import COUPLINGS, LimitError  # torch loads with the solver, in limit_like: `limit --help` stays fast
 
 __all__ = ["limit_like", "register", "COVERS", "NOT_COVERED"]
 
@@ -37,6 +36,8 @@ def limit_like(like: Path, out: Path, *, grid: int | None = None, particles: int
                name: str | None = None, overwrite: bool = False, progress: bool = False) -> Path:
     """Solve the limit of the run in `like` and write it to out/name; returns the run directory.
     coupling None follows the run's backward mode: reused -> full, decoupled -> none."""
+    from .. import probes as PR
+    from .nfd import solve_limit
     meta = store.read_meta(Path(like))
     try:
         cfg = RunConfig.from_dict(meta["config"])

@@ -26,16 +26,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tests.serving import serve_app, stop_server  # noqa: E402
 RUN_ID = "big"
 
 
@@ -163,23 +162,10 @@ def _rss(pid: int) -> tuple[float, float]:
 
 def browser(root: Path, metric: str, other: str) -> dict:
     from playwright.sync_api import sync_playwright
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "DYNAMICS_RUNS"} | {"DYNAMICS_DATA_DIR": str(root)}
-    log = open(root / "streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    base, out = f"http://127.0.0.1:{port}", {}
+    proc, base, log = serve_app(env, root / "streamlit.log", timeout=60)
+    out = {}
     try:
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.25)
         out["rss_idle_MB"] = _rss(proc.pid)[0]
         charts = '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'
         with sync_playwright() as p:
@@ -238,9 +224,7 @@ def browser(root: Path, metric: str, other: str) -> dict:
             b.close()
         out["rss_end_MB"], out["rss_peak_MB"] = _rss(proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+        stop_server(proc, log)
     return out
 
 

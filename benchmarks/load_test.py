@@ -18,19 +18,16 @@ import argparse
 import asyncio
 import os
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.serving import stop_server  # noqa: E402
+from tests.serving import serve_app, stop_server  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -45,12 +42,6 @@ WAIT_MS = 120_000
 def _csv(tag: str) -> bytes:
     rows = "".join(f"{s},{l},h_sq,{1 + l / 10 + s / 100 + len(tag) / 1000}\n" for s in (0, 10) for l in range(5))
     return ("step,layer,metric,value\n" + rows + "0,-1,loss,1.0\n10,-1,loss,0.5\n").encode()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_mb(pid: int) -> float:
@@ -143,26 +134,16 @@ def main() -> None:
     ap.add_argument("--data", default=str(REPO / "data"), help="the bundled runs (default: the repo's data/)")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dynamics-load-"))
-    uploads, port = tmp / "uploads", _free_port()
+    uploads = tmp / "uploads"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAMICS_")} | {
         "DYNAMICS_READONLY": "1", "DYNAMICS_DATA_DIR": a.data, "DYNAMICS_UPLOAD_DIR": str(uploads)}
-    log = (tmp / "streamlit.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.address", "127.0.0.1", "--server.port", str(port),
-                             "--browser.gatherUsageStats", "false"],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base, rss, stop = f"http://127.0.0.1:{port}", [], threading.Event()
+    try:
+        proc, base, log = serve_app(env, tmp / "streamlit.log", timeout=60)
+    except RuntimeError as e:
+        sys.exit(f"streamlit did not start: {e}")
+    rss, stop = [], threading.Event()
     stats = {"switch": [], "upload": [], "first": [], "errors": [], "cycles": 0}
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"streamlit did not start:\n{(tmp / 'streamlit.log').read_text()}")
-                time.sleep(0.25)
         def sample() -> None:
             while not stop.wait(1.0):
                 rss.append(_rss_mb(proc.pid))

@@ -10,15 +10,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from tests.serving import stop_server
+from tests.serving import serve_app, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -39,37 +35,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(runs_dir, tmp_path):
     """`streamlit run app.py` on a free port with the fixture runs as the bundled data; always stopped."""
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "DYNAMICS_RUNS"} | {"DYNAMICS_DATA_DIR": str(runs_dir)}
-    log = (tmp_path / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    try:  # generous: CI machines may be shared and slow
+        proc, base, log = serve_app(env, tmp_path / "streamlit.log", timeout=60)
+    except RuntimeError as e:
+        pytest.fail(str(e))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited ({proc.returncode}):\n{(tmp_path / 'streamlit.log').read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit not healthy in 60 s:\n{(tmp_path / 'streamlit.log').read_text()}")
-            time.sleep(0.25)
         yield base
     finally:
         stop_server(proc, log)

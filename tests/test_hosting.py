@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import hosting
 from dashboard.runs import DATA_ENV
-from tests.serving import stop_server
+from tests.serving import free_port, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
@@ -229,17 +228,11 @@ def test_dockerfile_slim_cpu_torch_non_root_health_check_hosted():
     assert ".streamlit/secrets.toml" in ignored and ".git" in ignored
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_the_image_command_serves_and_its_health_check_passes(runs_dir, tmp_path):
     """The Dockerfile's CMD and HEALTHCHECK, run here with the image's ENV (loopback and a free port in place
     of 0.0.0.0:8501). No Docker engine on this machine: the build itself is not exercised."""
-    d, port = _dockerfile(), _free_port()
+    d, port = _dockerfile(), free_port()
     cmd = [a.replace("0.0.0.0", "127.0.0.1").replace("8501", str(port)) for a in json.loads(d["CMD"][0])]
     env_pairs = dict(kv.split("=", 1) for r in d["ENV"] for kv in shlex.split(r))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAMICS_")} | env_pairs | {

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 import streamlit as st
 
-from dashboard.runs import caption
+from dashboard.runs import caption, layered_catalog
 from dashboard.state import seed_range, seed_widget, set_url
 from dynamics.figures import chart_config
 
@@ -48,6 +48,14 @@ def step_range(page: str, steps: Sequence[int], label: str = "Step range") -> tu
 def metric_choice(page: str, metrics: Sequence[str], default: str) -> str:
     return choose(page, "metric", "Metric", list(metrics), default if default in metrics else metrics[0],
                   format_func=lambda m: f"{m}: {caption(m)}" if caption(m) else m)
+
+
+def layered_metric(page: str, runs: Sequence, default: str) -> tuple[str, list[int]]:
+    """The per-layer metric picker over `runs` and that metric's recorded steps; a page whose runs hold no
+    per-layer metric says so and stops (runs.layered_catalog)."""
+    catalog, layered = layered_catalog(list(runs))
+    metric = metric_choice(page, layered, default)
+    return metric, list(catalog[metric][1])
 
 
 def view_tabs(page: str, labels: Sequence[str], param: str = "view") -> list:

@@ -24,10 +24,7 @@ fmt = W.image_format(PAGE)
 if not chosen:
     st.info("Pick one or more runs in the sidebar.")
     st.stop()
-catalog, layered = R.layered_catalog(chosen)
-
-metric = W.metric_choice(PAGE, layered, "h_move")
-steps = list(catalog[metric][1])
+metric, steps = W.layered_metric(PAGE, chosen, "h_move")
 c1, c2 = st.columns([1, 3], vertical_alignment="center")
 log_y = W.toggle(PAGE, "log_y", "log values", where=c1)
 with c2:

@@ -30,9 +30,7 @@ shown = chosen + ([ref] if ref else [])
 if not shown:
     st.info("Pick one or more finite runs in the sidebar.")
     st.stop()
-catalog, layered = R.layered_catalog(shown)
-metric = W.metric_choice(PAGE, layered, "h_sq")
-steps = list(catalog[metric][1])
+metric, steps = W.layered_metric(PAGE, shown, "h_sq")
 step = W.choose(PAGE, "step", "Step", steps, steps[0], widget=st.select_slider) if len(steps) > 1 else steps[0]
 log_y = W.toggle(PAGE, "log_y", "log values")
 if ref and (diff := other_differences([ref, *chosen], ("width", "depth", "seed"))):

@@ -24,7 +24,7 @@ from dashboard import hosting, loaders
 from dashboard.state import seed_widget, set_url
 from dynamics.figures import RUN, TAU
 from dynamics.metrics import METRICS
-from dynamics.store import LAYER, METRIC, RUN_JSON, STEP, RunFormatError, list_runs, read_metrics
+from dynamics.runs.store import LAYER, METRIC, RUN_JSON, STEP, RunFormatError, list_runs, read_metrics
 
 DATA_ENV, USER_ENV = "DYNAMICS_DATA_DIR", "DYNAMICS_RUNS"
 REPO = Path(__file__).resolve().parents[1]

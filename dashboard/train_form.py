@@ -18,7 +18,7 @@ import streamlit as st
 from dashboard import hosting
 from dashboard.runs import _USER_DIR, use_user_dir
 from dynamics.config import ACTIVATIONS, BACKWARDS, PARAMS, ConfigError, RunConfig
-from dynamics.store import RunFormatError
+from dynamics.runs.store import RunFormatError
 
 CAPS = {"width": 512, "depth": 64, "steps": 1000}
 _JOBS: dict[str, dict] = {}                 # run_dir -> {"steps", "step", "loss", "done", "status", "error"}
@@ -29,7 +29,7 @@ def _work(cfg: RunConfig, run_dir: Path, job: dict) -> None:
     try:
         from dynamics.train import train   # torch loads only when someone trains
         train(cfg, run_dir, on_step=lambda step, loss: job.update(step=step, loss=loss))
-        from dynamics.store import read_meta
+        from dynamics.runs.store import read_meta
         job["status"] = read_meta(run_dir)["status"]
     except Exception as e:  # noqa: BLE001 (shown on the page as one line)
         job["error"] = f"{type(e).__name__}: {e}"

@@ -17,6 +17,7 @@ import streamlit as st
 
 from dashboard import hosting
 from dashboard.runs import _USER_DIR, use_user_dir
+from dashboard.uploads import register, session_root
 from dynamics.config import ACTIVATIONS, BACKWARDS, PARAMS, ConfigError, RunConfig
 from dynamics.runs.store import RunFormatError
 
@@ -97,7 +98,6 @@ def train_form(page: str) -> None:
             else:
                 st.session_state.setdefault(_SESSION_JOBS, []).append(str(run_dir))
                 if hosted:
-                    from dashboard.uploads import register
                     register(Path(out))  # the session folder joins this session's run roots
                 else:
                     use_user_dir(out.strip() or "runs/")
@@ -108,7 +108,6 @@ def train_form(page: str) -> None:
 
 def _hosted_out(typed: str) -> str:
     """Hosted mode: the session's own folder; a typed folder is refused (served runs: as read-only)."""
-    from dashboard.uploads import session_root
     own = session_root()
     if typed.strip() and Path(typed.strip()).expanduser().resolve() != own.resolve():
         hosting.refuse_write(typed.strip())

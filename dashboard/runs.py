@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import hosting, loaders
+from dashboard import evidence, hosting, loaders
 from dashboard.settings import DATA_ENV, REPO, UPLOADED_ROOTS, USER_ENV
 from dashboard.uploads import keep_fresh
 from dashboard.state import seed_widget, set_url
@@ -137,7 +137,8 @@ def find_runs(roots: dict[str, Path]) -> tuple[list[Run], list[dict[str, Any]]]:
 
 
 def folders(page: str) -> dict[str, Path]:
-    """The sidebar folder box, then the folders to search: {"bundled": data_dir(), "user": the box,
+    """The sidebar folder box, then the folders to search: {"bundled": data_dir(), "claims": the runs beside
+    its claims.json, "user": the box,
     "upload", "upload2", …: session_roots()}."""
     hosting.banner()
     if hosting.hosted():
@@ -145,6 +146,9 @@ def folders(page: str) -> dict[str, Path]:
     folder = user_dir_input(page)
     try:
         roots = {"bundled": data_dir()}
+        claimed = evidence.runs_folder(evidence.find_claims(roots["bundled"]))
+        if claimed is not None:  # the runs the claims table links to (data/reproduce/runs)
+            roots["claims"] = claimed
     except (OSError, ValueError) as e:
         st.error(f"Cannot read the bundled runs `{os.environ.get(DATA_ENV)}`: {e}")
         roots = {}

@@ -86,6 +86,9 @@ def _layout(fig: go.Figure, *, x_title: str, y_title: str, log_y: bool, title: s
                       margin=dict(l=70, r=20, t=60 if title else 30, b=50))
     # on a log axis within one decade plotly labels ticks by their leading digit only ("9, 8, 7");
     # an explicit tickformat makes it print the values
-    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", tickformat=".3~g" if log_x else None)
-    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", tickformat=".3~g" if log_y else None)
+    # exponentformat "e": dimensionless values read 5e-5, never with SI prefixes ("50µ", "800p")
+    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", tickformat=".3~g" if log_x else None,
+                     exponentformat="e")
+    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", tickformat=".3~g" if log_y else None,
+                     exponentformat="e")
     return fig

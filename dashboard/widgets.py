@@ -11,7 +11,8 @@ import streamlit as st
 
 from dashboard.runs import caption, layered_catalog
 from dashboard.state import seed_range, seed_widget, set_url
-from dynamics.figures import chart_config
+from dashboard.selection import style
+from dynamics.figures import chart_config, restyle_runs
 
 SMOOTHING = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
 
@@ -78,6 +79,7 @@ def image_format(page: str) -> str:
 def show_chart(fig, data: pd.DataFrame, name: str, *, key: str, fmt: str = "png") -> None:
     """The figure (its toolbar's camera saves `name`.png or .svg) and a CSV download of `data`, the frame
     drawn, built only when the button is clicked."""
+    restyle_runs(fig, *style())  # each run's short name and colour, the same on every page
     st.plotly_chart(fig, config=chart_config(name, fmt), key=f"{key}.chart")
     st.download_button("CSV of this chart", lambda: data.to_csv(index=False).encode(), file_name=f"{name}.csv",
                        mime="text/csv", key=f"{key}.csv", on_click="ignore")

@@ -92,3 +92,26 @@ def _layout(fig: go.Figure, *, x_title: str, y_title: str, log_y: bool, title: s
     fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", tickformat=".3~g" if log_y else None,
                      exponentformat="e")
     return fig
+
+
+def restyle_runs(fig: go.Figure, names: dict[str, str], colours: dict[str, str]) -> go.Figure:
+    """Give each run's traces its short name and its colour, the same on every chart (the dashboard computes
+    both over all runs found). A trace belongs to a run when its legendgroup (else its name) is the run's
+    label; its name's leading label is replaced by the short name ("<label> chance" -> "<short> chance"),
+    its line, marker and fill take the run's colour. Hover texts keep the full label. Returns `fig`."""
+    for t in fig.data:
+        run = getattr(t, "legendgroup", None) or getattr(t, "name", None)
+        if run not in names and run not in colours:
+            continue
+        if t.name and t.name.startswith(run) and run in names:
+            t.name = names[run] + t.name[len(run):]
+        colour = colours.get(run)
+        if colour is None or t.type not in ("scatter", "scattergl"):
+            continue
+        if t.line is not None and t.line.width != 0:
+            t.line.color = colour
+        if t.marker is not None:
+            t.marker.color = colour
+        if t.fill in ("tonexty", "toself", "tozeroy"):
+            t.fillcolor = _rgba(colour, 0.2)
+    return fig

@@ -167,6 +167,8 @@ def series(path: str, mtime_ns: int, metric: str, depth: int, layers: tuple[int,
         xs, ys = steps[ok], y[ok]
         idx = minmax_indices(ys, max_points)
         part = pd.DataFrame({LAYER: layer, TAU: layer / max(depth, 1), STEP: xs[idx], VALUE: ys[idx]})
+        if g[STDERR] is not None:  # a limit run's Monte-Carlo error, for its band
+            part[STDERR] = g[STDERR][rows, k][ok][idx]
         if smooth > 0:  # smooth at full resolution, then sample where the raw line was kept
             part[SMOOTH] = ema_debiased(ys, smooth)[idx]
         parts.append(part)
@@ -223,6 +225,19 @@ def curves(runs: Sequence, metric: str, taus: Sequence[float], step_range: tuple
         layers = tuple(sorted({int(round(t * L)) for t in taus}))
         return series(r.path, mtime(r.path), metric, L, layers, tuple(step_range), smooth)
     return _over_runs(runs, load)
+
+
+def layer_taus(runs: Sequence, metric: str, first_layer: int = 0) -> list[float]:
+    """The depth times τ = ℓ/L at which `runs` recorded `metric` (layers ≥ first_layer), from the data, not
+    from the depth a run.json claims (a run may record fewer layers); sorted, rounded to 4 digits."""
+    out = set()
+    for r in runs:
+        try:
+            layers = grid(r.path, mtime(r.path), metric)["layers"]
+        except RunFormatError:
+            continue
+        out |= {round(int(l) / depth_of(r), 4) for l in layers if l >= first_layer}
+    return sorted(out)
 
 
 def same_setting(run, ref) -> list[str]:

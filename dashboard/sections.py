@@ -59,8 +59,9 @@ def matched_limit(run: Run, candidates: Sequence[Run]) -> Run | None:
     return same[0] if same else None
 
 
-def quantile_fan(page: str, run: Run, all_runs: Sequence[Run], step: int, fmt: str) -> None:
-    """Quantiles of h_ℓ over one neuron at `step` (the nearest recorded), one probe, against a limit run."""
+def quantile_fan(page: str, run: Run, all_runs: Sequence[Run], step: int, fmt: str, against: Run | None = None) -> None:
+    """Quantiles of h_ℓ over one neuron at `step` (the nearest recorded), one probe, against a limit run
+    (`against`, else one picked here)."""
     try:
         n_steps, probes = D.neuron_index(run.path, D.mtime(run.path, NEURONS))
     except RunFormatError as e:
@@ -76,8 +77,9 @@ def quantile_fan(page: str, run: Run, all_runs: Sequence[Run], step: int, fmt: s
     c1, c2 = st.columns(2)
     probe = choose(page, "probe", "Probe input", [-1, *probes], probes[0], widget=c1.selectbox,
                    url_default=False, format_func=lambda p: "mean over probes" if p < 0 else f"probe {p}")
-    lim = choose(page, "limit", "Against the limit run", [NONE, *[c.label for c in cands]],
-                 default.label if default else NONE, widget=c2.selectbox, url_default=False)
+    lim = against.label if against is not None else choose(
+        page, "limit", "Against the limit run", [NONE, *[c.label for c in cands]], default.label if default else NONE,
+        widget=c2.selectbox, url_default=False)
     df = D.neurons(run.path, D.mtime(run.path, NEURONS), D.depth_of(run), at, probe)
     ref, note = None, ""
     if lim != NONE:

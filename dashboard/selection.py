@@ -22,14 +22,13 @@ import streamlit as st
 
 from dashboard.settings import UPLOADED_ROOTS
 from dashboard.state import seed_widget, set_url
-from dynamics.figures import PALETTE
+from dynamics.figures import LIMIT_COLOUR, PALETTE
 
 SELECTION = "dashboard.selection"      # labels picked in this session, shared by every page
 _FOUND = "dashboard.found_runs"        # labels of every run found on the last page load
 _STYLE = "dashboard.run_style"         # (short names, colours) by label
 _SEEN = "dashboard.seen_run_paths"     # run paths this session has seen (to select new uploads/trained runs once)
 _TRAIN_JOBS = "dashboard.train_jobs"   # dashboard.train_form's list of this session's trained run dirs
-LIMIT_COLOUR = "#222222"
 _HASH = re.compile(r"^[0-9a-f]{6,}$")
 
 

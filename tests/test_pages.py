@@ -204,15 +204,15 @@ def test_every_page_renders_the_bundled_runs(data_env, page, charts):
         assert [t.label for t in at.tabs] == TRAJ_VIEWS and _titles(at)[0].startswith("h_move: ")
     if page == COUPLING:  # the bundled runs carry the coupling metrics: drawn over depth and over steps
         assert _titles(at)[0].startswith("coupling_fwd over depth") and not at.code
-    if page == LIMIT:  # the bundled limit run is found, so no "make a limit run" command is shown
-        assert not at.code and _titles(at)[0].startswith("h_sq over depth")
+    if page == LIMIT:  # the bundled limit run is found: finite vs limit over steps, where they differ (h_move)
+        assert not at.code and _titles(at)[0].startswith("h_move over steps")
     if page == SCALING:  # one width and depth only: the error panels say what they need
         assert any("two or more widths" in i.value for i in at.info)
 
 
-def _view(at: AppTest, label: str) -> AppTest:
-    """Open a tab of the Trajectories page, as a click on it does (the tabs rerun the page)."""
-    at.session_state["traj_page.view"] = label
+def _view(at: AppTest, label: str, page: str = "traj_page") -> AppTest:
+    """Open a tab of a page, as a click on it does (the tabs rerun the page)."""
+    at.session_state[f"{page}.view"] = label
     return at.run()
 
 
@@ -283,26 +283,35 @@ def test_limit_page_says_what_is_missing_then_overlays_a_limit_run(runs_dir, dat
     _clean(at)
     assert "No limit runs found" in at.info[0].value
     assert at.code[0].value == f"python -m dynamics limit --like {runs_dir / 'w128-d4'} --out runs/"
-    assert len(_charts(at)) == 1  # the finite runs are still drawn
 
     from conftest import write_limit_run
     write_limit_run(runs_dir)
-    at = _page(LIMIT)
+    at = _page(LIMIT, {"view": "Over depth"})
     _clean(at)
     assert not at.info or "No limit" not in at.info[0].value
     overlay = _charts(at)[0]
     names = [t["name"] for t in overlay["data"]]
-    assert names == ["w128-d4", "w64-d4", "limit-w64-d4 +stderr", "limit-w64-d4 −stderr", "limit-w64-d4"]
+    band = "limit-w64-d4 ±1 stderr (Monte-Carlo)"
+    assert names == ["w128-d4", "w64-d4", "limit-w64-d4 +stderr", band, "limit-w64-d4 (SDE / NFD prediction)"]
+    assert _names(overlay) == ["w128-d4", "w64-d4", band, "limit-w64-d4 (SDE / NFD prediction)"]  # all three kinds
     assert overlay["data"][3]["fill"] == "tonexty" and overlay["data"][4]["line"]["dash"] == "dash"
     assert at.query_params["limit"] == "limit-w64-d4"
-    assert _titles(at)[1:] == ["error vs width"]  # two widths at one depth: only the width panel
+    _clean(_view(at, "Over steps", "limit_page"))  # the default tab: trajectories at three depth times
+    traj = _charts(at)[0]
+    assert [a["text"] for a in traj["layout"]["annotations"]][:3] == ["τ ≈ 0.25", "τ ≈ 0.5", "τ ≈ 1"]
+    assert _names(traj) == ["w128-d4", "w64-d4", band, "limit-w64-d4 (SDE / NFD prediction)"]
+    dashed = [t for t in traj["data"] if t["name"].endswith("prediction)")]
+    assert len(dashed) == 3 and {t["line"]["dash"] for t in dashed} == {"dash"}
+    assert {t["xaxis"] for t in dashed} == {"x", "x2", "x3"} and len(_array(dashed[0]["x"])) == 3  # 3 steps
+    _clean(_view(at, "Error vs n, L", "limit_page"))
+    assert _titles(at)[0].startswith("error vs width")  # two widths at one depth: only the width panel
 
 
 def test_limit_and_scaling_pages_fit_error_slopes(scaling_dir, data_env):
     data_env(scaling_dir)
-    at = _page(LIMIT)
+    at = _page(LIMIT, {"view": "Error vs n, L", "metric": "h_sq", "step": "0"})
     _clean(at)
-    assert _titles(at) == ["h_sq over depth at step 0", "error vs width", "error vs depth"]
+    assert _titles(at) == ["error vs width at step 0", "error vs depth at step 0"]
     at = _page(SCALING)
     _clean(at)
     assert _titles(at)[:2] == ["h_sq at step 0: error vs width", "h_sq at step 0: error vs depth"]

@@ -17,6 +17,8 @@ SMOOTH = "smoothed"      # debiased-EMA column beside the raw `value` (figures.r
 TAU_TITLE = "depth time τ = ℓ/L"
 STEP_TITLE = "step"
 PALETTE = qualitative.Plotly
+LIMIT_COLOUR = "#222222"  # limit runs: one dark colour on every chart, whatever else is drawn
+PREDICTION = " (SDE / NFD prediction)"  # appended to a limit run's name: the infinite-width, -depth limit
 WEBGL_POINTS = 1000      # a trace drawing more markers than this uses WebGL (Scattergl) ...
 WEBGL_LINE_POINTS = 20_000  # ... a lines-only trace only beyond this: one SVG path of a few thousand points
                             # draws ~3× faster than a WebGL context (measured in Chromium, 10 × 2,000 points)
@@ -51,12 +53,17 @@ def _scatter(n_points: int, mode: str):
     return go.Scattergl if n_points > (WEBGL_POINTS if "markers" in mode else WEBGL_LINE_POINTS) else go.Scatter
 
 
-def _band_traces(x: pd.Series, y: pd.Series, err: pd.Series, *, name: str, colour: str) -> list[go.Scatter]:
-    """value ± stderr as a filled band: an invisible upper edge, then the lower edge filled up to it."""
-    common = dict(mode="lines", line=dict(width=0), legendgroup=name, showlegend=False, hoverinfo="skip")
-    upper = go.Scatter(x=x, y=y + err, name=f"{name} +stderr", **common)
-    lower = go.Scatter(x=x, y=y - err, name=f"{name} −stderr", fill="tonexty",
-                       fillcolor=_rgba(colour, 0.2), **common)
+BAND_NAME = "±1 stderr (Monte-Carlo)"  # legend entry of a limit run's band
+
+
+def _band_traces(x: pd.Series, y: pd.Series, err: pd.Series, *, name: str, colour: str,
+                 legend: bool = False) -> list[go.Scatter]:
+    """value ± stderr as a filled band: an invisible upper edge, then the lower edge filled up to it (in the
+    legend as BAND_NAME when `legend`)."""
+    common = dict(mode="lines", line=dict(width=0), legendgroup=name, hoverinfo="skip")
+    upper = go.Scatter(x=x, y=y + err, name=f"{name} +stderr", showlegend=False, **common)
+    lower = go.Scatter(x=x, y=y - err, name=f"{name} {BAND_NAME}" if legend else f"{name} −stderr", fill="tonexty",
+                       showlegend=legend, fillcolor=_rgba(colour, 0.2), **common)
     return [upper, lower]
 
 
@@ -68,13 +75,14 @@ def _run_curves(df: pd.DataFrame, x: str, x_label: str, dashed: Collection[str] 
     traces: list[go.Scatter] = []
     for k, (run, part) in enumerate(df.groupby(RUN, sort=False)):
         part = part.sort_values(x)
-        colour = PALETTE[k % len(PALETTE)]
-        if STDERR in part and part[STDERR].notna().any():
-            traces += _band_traces(part[x], part[VALUE], part[STDERR].fillna(0.0), name=str(run), colour=colour)
         limit = run in dashed
+        colour = LIMIT_COLOUR if limit else PALETTE[k % len(PALETTE)]
+        if STDERR in part and part[STDERR].notna().any():
+            traces += _band_traces(part[x], part[VALUE], part[STDERR].fillna(0.0), name=str(run), colour=colour,
+                                   legend=limit)
         mode = "lines" if limit or len(part) > 60 else "lines+markers"
         traces.append(_scatter(len(part), mode)(
-            x=part[x], y=part[VALUE], name=str(run), legendgroup=str(run), mode=mode,
+            x=part[x], y=part[VALUE], name=f"{run}{PREDICTION if limit else ''}", legendgroup=str(run), mode=mode,
             line=dict(color=colour, dash="dash" if limit else None), marker=dict(size=5),
             hovertemplate=f"{run}<br>{x_label}=%{{x:.4g}}<br>value=%{{y:.4g}}<extra></extra>"))
     return traces
@@ -99,9 +107,13 @@ def restyle_runs(fig: go.Figure, names: dict[str, str], colours: dict[str, str])
     both over all runs found). A trace belongs to a run when its legendgroup (else its name) is the run's
     label; its name's leading label is replaced by the short name ("<label> chance" -> "<short> chance"),
     its line, marker and fill take the run's colour. Hover texts keep the full label. Returns `fig`."""
+    by_length = sorted(names, key=len, reverse=True)
     for t in fig.data:
         run = getattr(t, "legendgroup", None) or getattr(t, "name", None)
-        if run not in names and run not in colours:
+        if run not in names and run not in colours:  # e.g. "<label> ℓ=3 (τ=0.5)": only the name is shortened
+            prefix = next((lab for lab in by_length if t.name and t.name.startswith(lab + " ")), None)
+            if prefix:
+                t.name = names[prefix] + t.name[len(prefix):]
             continue
         if t.name and t.name.startswith(run) and run in names:
             t.name = names[run] + t.name[len(run):]

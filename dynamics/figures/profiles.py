@@ -3,15 +3,18 @@ bands), over steps (network scalars), and beside a chance level (the coupling me
 """
 from __future__ import annotations
 
-from typing import Collection
+from typing import Collection, Sequence
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dynamics.runs.store import STEP, VALUE
+from plotly.subplots import make_subplots
 
-from ._style import PALETTE, RUN, STEP_TITLE, TAU, TAU_TITLE, _check_columns, _layout, _metric_title, \
-    _run_curves, _scatter
+from dynamics.runs.store import STDERR, STEP, VALUE
+
+from ._style import LIMIT_COLOUR, PALETTE, PREDICTION, RUN, STEP_TITLE, TAU, TAU_TITLE, _band_traces, \
+    _check_columns, _layout, _metric_title, _run_curves, _scatter
 
 
 def depth_profile_figure(df: pd.DataFrame, *, metric: str, caption: str = "", log_y: bool = False,
@@ -63,3 +66,41 @@ def chance_figure(df: pd.DataFrame, chance: pd.DataFrame | None, *, x: str, metr
     fig = go.Figure(traces)
     return _layout(fig, x_title=TAU_TITLE if x == TAU else STEP_TITLE, y_title=_metric_title(metric, caption),
                    log_x=log_x, log_y=log_y, title=title)
+
+
+def limit_steps_figure(df: pd.DataFrame, *, taus: Sequence[float], metric: str, caption: str = "",
+                       limit_runs: Collection[str] = (), log_y: bool = False, title: str | None = None) -> go.Figure:
+    """Finite runs against the limit over training: one panel per depth time τ, `metric` over steps in each;
+    finite runs solid, limit runs (the SDE / NFD prediction) dashed with their ±1 stderr Monte-Carlo band.
+
+    `df`: columns run, tau, step, value, optionally stderr; each row goes to the panel of the nearest of `taus`
+    (a run of depth L contributes its layer nearest τ·L). Legend: each run once, the band once.
+    """
+    _check_columns(df, (RUN, TAU, STEP, VALUE), "limit_steps_figure")
+    taus = list(taus) or sorted(df[TAU].unique())
+    fig = make_subplots(rows=1, cols=len(taus), shared_yaxes=True, horizontal_spacing=0.03,
+                        subplot_titles=[f"τ ≈ {t:.3g}" for t in taus])
+    panel = np.abs(df[TAU].to_numpy(float)[:, None] - np.asarray(taus, float)[None, :]).argmin(axis=1) \
+        if len(df) else np.zeros(0, int)
+    shown: set[str] = set()
+    for k, (run, part) in enumerate(df.assign(_panel=panel).groupby(RUN, sort=False)):
+        limit = run in limit_runs
+        colour = LIMIT_COLOUR if limit else PALETTE[k % len(PALETTE)]
+        for p, cell in part.groupby("_panel", sort=True):
+            cell = cell.sort_values(STEP)
+            if limit and STDERR in cell and cell[STDERR].notna().any():
+                for t in _band_traces(cell[STEP], cell[VALUE], cell[STDERR].fillna(0.0), name=str(run),
+                                      colour=colour, legend=f"{run} band" not in shown):
+                    fig.add_trace(t, row=1, col=int(p) + 1)
+                shown.add(f"{run} band")
+            fig.add_trace(go.Scatter(
+                x=cell[STEP], y=cell[VALUE], mode="lines" if limit or len(cell) > 60 else "lines+markers",
+                name=f"{run}{PREDICTION if limit else ''}", legendgroup=str(run), showlegend=run not in shown,
+                line=dict(color=colour, dash="dash" if limit else None), marker=dict(size=5),
+                hovertemplate=f"{run}<br>τ={taus[int(p)]:.3g}<br>step=%{{x}}<br>value=%{{y:.4g}}<extra></extra>"),
+                row=1, col=int(p) + 1)
+            shown.add(run)
+    _layout(fig, x_title="", y_title=_metric_title(metric, caption), log_y=log_y, title=title)
+    fig.update_xaxes(title_text=STEP_TITLE)
+    fig.update_yaxes(title_text=None)
+    return fig.update_yaxes(title_text=_metric_title(metric, caption), row=1, col=1)

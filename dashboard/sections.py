@@ -113,3 +113,23 @@ def other_differences(runs: Sequence[Run], allowed: Sequence[str]) -> list[str]:
     from dashboard.runs import config_diff
     skip = set(allowed) | {"device", "dtype", "record_every", "test_every"}
     return [c for c in config_diff(list(runs)).columns if c not in skip] if len(runs) > 1 else []
+
+
+def log_gaps(data, log_y: bool, excess: bool) -> None:
+    """On a log axis, say which runs' values cannot be drawn (≤ 0) instead of dropping them silently. `data`:
+    run, value[, value_chance]; with `excess` the drawn value is value − value_chance."""
+    if not log_y or data.empty:
+        return
+    from dashboard.selection import style
+    names = style()[0]
+    y = data["value"] - data["value_chance"] if excess and "value_chance" in data else data["value"]
+    notes = []
+    for run, bad in (y <= 0).groupby(data["run"], sort=False):
+        if bad.any():
+            zeros = bool((y[bad.index][bad] == 0).all())
+            notes.append(f"`{names.get(run, run)}`: {int(bad.sum())} of {len(bad)} values "
+                         f"{'are exactly 0' if zeros else 'are 0 or below'}")
+    if notes:
+        st.caption("Not drawn on the log axis: " + "; ".join(notes) + ". Exact zeros mean no coupling at all "
+                   "(a decoupled run never uses W's transpose); an excess below 0 means under the chance level. "
+                   "Switch the log axis off to see them.")

@@ -203,7 +203,7 @@ def test_every_page_renders_the_bundled_runs(data_env, page, charts):
     if page == TRAJ:  # lazy tabs: only the open view (the heatmap) is computed and drawn
         assert [t.label for t in at.tabs] == TRAJ_VIEWS and _titles(at)[0].startswith("h_move: ")
     if page == COUPLING:  # the bundled runs carry the coupling metrics: drawn over depth and over steps
-        assert _titles(at)[0].startswith("coupling_fwd over depth") and not at.code
+        assert _titles(at)[0].startswith("coupling_fwd excess over depth") and not at.code
     if page == LIMIT:  # the bundled limit run is found: finite vs limit over steps, where they differ (h_move)
         assert not at.code and _titles(at)[0].startswith("h_move over steps")
     if page == SCALING:  # one width and depth only: the error panels say what they need
@@ -326,20 +326,44 @@ def test_limit_and_scaling_pages_fit_error_slopes(scaling_dir, data_env):
     assert any(t["name"].startswith("diverged") for t in lr["data"])
 
 
-def test_coupling_page_draws_measured_beside_chance(runs_dir, data_env):
+def test_coupling_page_draws_excess_over_chance_with_the_chance_band(runs_dir, data_env):
     data_env(runs_dir)
     at = _page(COUPLING)
     _clean(at)
     assert not at.info
     depth, steps = _charts(at)
-    assert _names(depth) == ["w128-d4", "w128-d4 chance", "w64-d4", "w64-d4 chance"]
-    assert depth["data"][1]["line"]["dash"] == "dot"
-    np.testing.assert_allclose(_array(depth["data"][0]["x"]), [0.25, 0.5, 0.75, 1.0])  # blocks 1..L
+    assert _names(depth) == ["w128-d4 chance level (shaded)", "w128-d4 excess", "w64-d4 chance level (shaded)",
+                             "w64-d4 excess"]
+    band, excess = depth["data"][1], depth["data"][2]
+    assert band["fill"] == "tonexty" and depth["layout"]["yaxis"]["title"]["text"].startswith("coupling_fwd − chance")
+    np.testing.assert_allclose(_array(excess["x"]), [0.25, 0.5, 0.75, 1.0])  # blocks 1..L
+    measured = at.get("download_button")  # the CSV holds measured and chance side by side
     assert steps["layout"]["xaxis"]["title"]["text"] == "step"
+    assert any("projection noise" in c.value for c in at.caption)
+    at.radio(key="coupling_page.show").set_value("measured").run()
+    _clean(at)
+    prof = _charts(at)[0]
+    assert _names(prof)[1] == "w128-d4" and at.query_params["show"] == "measured"
+    raw = _array(prof["data"][2]["y"]) - _array(excess["y"])
+    np.testing.assert_allclose(raw, _array(band["y"]), rtol=1e-6)  # excess = measured − chance, row by row
     at.selectbox(key="coupling_page.metric").select("coupling_acc").run()
     _clean(at)
     assert _names(_charts(at)[0]) == ["w128-d4", "w64-d4"]  # no chance level recorded for coupling_acc
-    assert at.query_params["metric"] == "coupling_acc"
+    assert at.query_params["metric"] == "coupling_acc" and len(measured)
+
+
+def test_coupling_page_explains_values_a_log_axis_cannot_draw(runs_dir, data_env):
+    from dynamics.runs.store import read_metrics, write_parquet_atomic
+    import pyarrow as pa
+    f = runs_dir / "w64-d4" / "metrics.parquet"
+    df = read_metrics(runs_dir / "w64-d4")
+    df.loc[df["metric"] == "coupling_fwd", "value"] = 0.0  # as a decoupled run records
+    write_parquet_atomic(f, pa.Table.from_pandas(df, preserve_index=False))
+    data_env(runs_dir)
+    at = _page(COUPLING, {"show": "measured", "log_y": "True"})
+    _clean(at)
+    notes = [c.value for c in at.caption if c.value.startswith("Not drawn on the log axis")]
+    assert len(notes) == 2 and "`w64-d4`: 4 of 4 values are exactly 0" in notes[0]
 
 
 def test_missing_and_damaged_files_are_messages_on_every_page(runs_dir, data_env):

@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 from dynamics.runs.store import STDERR, STEP, VALUE
 
 from ._style import LIMIT_COLOUR, PALETTE, PREDICTION, RUN, STEP_TITLE, TAU, TAU_TITLE, _band_traces, \
-    _check_columns, _layout, _metric_title, _run_curves, _scatter
+    _check_columns, _layout, _metric_title, _rgba, _run_curves, _scatter
 
 
 def depth_profile_figure(df: pd.DataFrame, *, metric: str, caption: str = "", log_y: bool = False,
@@ -42,29 +42,49 @@ def metric_over_steps_figure(df: pd.DataFrame, *, metric: str, caption: str = ""
 
 
 def chance_figure(df: pd.DataFrame, chance: pd.DataFrame | None, *, x: str, metric: str, caption: str = "",
-                  log_x: bool = False, log_y: bool = False, title: str | None = None) -> go.Figure:
-    """A measured metric per run (solid) with its chance level (dotted, same colour) over `x` (tau or step).
+                  log_x: bool = False, log_y: bool = False, title: str | None = None,
+                  excess: bool = False) -> go.Figure:
+    """A measured metric per run over `x` (tau or step) against its chance level: the same measurement with an
+    independent matrix in place of W (THEORY §5), i.e. what projection noise alone gives at this width.
 
-    `df`, `chance`: columns run, x, value. The chance level is the same measurement with an independent
-    matrix in place of W (THEORY §5): what projection noise alone gives at this width.
+    `df`, `chance`: columns run, x, value. The chance level is a shaded band from 0 up to it in the run's
+    colour (a dotted line on a log y axis, where 0 has no place). With `excess`, the curve is measured − chance
+    (rows matched on run and x) beside a dotted zero line: an excess far above the band is coupling, one
+    inside it is noise.
     """
     _check_columns(df, (RUN, x, VALUE), "chance_figure")
     label = "τ" if x == TAU else x
     traces = []
     for k, (run, part) in enumerate(df.groupby(RUN, sort=False)):
         colour, part = PALETTE[k % len(PALETTE)], part.sort_values(x)
-        traces.append(_scatter(len(part), "lines+markers")(
-            x=part[x], y=part[VALUE], name=str(run), legendgroup=str(run), mode="lines+markers",
-            line=dict(color=colour), marker=dict(size=5),
-            hovertemplate=f"{run}<br>{label}=%{{x:.4g}}<br>value=%{{y:.4g}}<extra></extra>"))
         ref = None if chance is None else chance[chance[RUN] == run].sort_values(x)
         if ref is not None and not ref.empty:
-            traces.append(_scatter(len(ref), "lines")(
-                x=ref[x], y=ref[VALUE], name=f"{run} chance", legendgroup=str(run), mode="lines",
-                line=dict(color=colour, dash="dot", width=1.5),
-                hovertemplate=f"{run} chance<br>{label}=%{{x:.4g}}<br>value=%{{y:.4g}}<extra></extra>"))
+            if log_y:
+                traces.append(_scatter(len(ref), "lines")(
+                    x=ref[x], y=ref[VALUE], name=f"{run} chance level", legendgroup=str(run), mode="lines",
+                    line=dict(color=colour, dash="dot", width=1.5)))
+            else:
+                traces += [go.Scatter(x=ref[x], y=np.zeros(len(ref)), mode="lines", line=dict(width=0),
+                                      name=f"{run} chance base", legendgroup=str(run), showlegend=False,
+                                      hoverinfo="skip"),
+                           go.Scatter(x=ref[x], y=ref[VALUE], mode="lines", line=dict(width=0), fill="tonexty",
+                                      fillcolor=_rgba(colour, 0.15), name=f"{run} chance level (shaded)",
+                                      legendgroup=str(run),
+                                      hovertemplate=f"{run} chance<br>{label}=%{{x:.4g}}<br>value=%{{y:.4g}}"
+                                                    "<extra></extra>")]
+            if excess:
+                part = part.merge(ref[[x, VALUE]], on=x, how="inner", suffixes=("", "_chance"))
+                part = part.assign(**{VALUE: part[VALUE] - part[f"{VALUE}_chance"]})
+        traces.append(_scatter(len(part), "lines+markers")(
+            x=part[x], y=part[VALUE], name=f"{run} excess" if excess else str(run), legendgroup=str(run),
+            mode="lines+markers", line=dict(color=colour), marker=dict(size=5),
+            hovertemplate=f"{run}<br>{label}=%{{x:.4g}}<br>{'excess' if excess else 'value'}=%{{y:.4g}}"
+                          "<extra></extra>"))
     fig = go.Figure(traces)
-    return _layout(fig, x_title=TAU_TITLE if x == TAU else STEP_TITLE, y_title=_metric_title(metric, caption),
+    if excess and not log_y:
+        fig.add_hline(y=0, line=dict(color="grey", dash="dot", width=1))
+    return _layout(fig, x_title=TAU_TITLE if x == TAU else STEP_TITLE,
+                   y_title=_metric_title(f"{metric} − chance" if excess else metric, caption),
                    log_x=log_x, log_y=log_y, title=title)
 
 

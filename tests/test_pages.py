@@ -194,7 +194,7 @@ def _clean(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-@pytest.mark.parametrize("page, charts", [(TRAJ, 1), (LIMIT, 1), (COUPLING, 2), (SCALING, 1)])
+@pytest.mark.parametrize("page, charts", [(TRAJ, 1), (LIMIT, 1), (COUPLING, 2), (SCALING, 5)])
 def test_every_page_renders_the_bundled_runs(data_env, page, charts):
     data_env(BUNDLED)
     at = _page(page)
@@ -206,8 +206,10 @@ def test_every_page_renders_the_bundled_runs(data_env, page, charts):
         assert _titles(at)[0].startswith("coupling_fwd excess over depth") and not at.code
     if page == LIMIT:  # the bundled limit run is found: finite vs limit over steps, where they differ (h_move)
         assert not at.code and _titles(at)[0].startswith("h_move over steps")
-    if page == SCALING:  # one width and depth only: the error panels say what they need
-        assert any("two or more widths" in i.value for i in at.info)
+    if page == SCALING:  # no width or lr sweep among the runs: the bundled reproduce points instead, no info wall
+        assert not at.info and [t.split(":")[0] for t in _titles(at)[:4]] == [
+            "init-width", "init-depth", "train-limit-full", "train-limit-none"]
+        assert _titles(at)[4].startswith("loss vs learning rate") and len(_charts(at)[4]["data"]) >= 4
 
 
 def _view(at: AppTest, label: str, page: str = "traj_page") -> AppTest:

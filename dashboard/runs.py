@@ -21,6 +21,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import evidence, hosting, loaders, selection
+from dashboard.nav import nav
 from dashboard.settings import DATA_ENV, REPO, UPLOADED_ROOTS, USER_ENV
 from dashboard.uploads import keep_fresh
 from dashboard.state import set_url
@@ -140,6 +141,7 @@ def folders(page: str) -> dict[str, Path]:
     """The sidebar folder box, then the folders to search: {"bundled": data_dir(), "claims": the runs beside
     its claims.json, "user": the box,
     "upload", "upload2", …: session_roots()}."""
+    nav()
     hosting.banner()
     if hosting.hosted():
         keep_fresh()  # every page sweeps expired session folders on a shared instance, not only Upload

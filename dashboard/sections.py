@@ -9,7 +9,7 @@ from typing import Sequence
 
 import streamlit as st
 
-from dashboard import loaders as D
+from dashboard import hosting, loaders as D
 from dashboard.runs import Run
 from dashboard.widgets import choose, show_chart
 from dynamics.figures import quantile_fan_figure
@@ -22,7 +22,10 @@ LIKE_KEYS = ("like", "like_path", "like_run", "source_run")
 
 def limit_command(run: Run | None) -> str:
     """The command that makes the limit run of `run` (the limit solver's CLI, DESIGN.md)."""
-    like = _shown_path(run.path) if run is not None else "data/<run>"
+    if run is None:
+        like = "data/<run>"
+    else:  # a shared instance shows no server paths: the run's folder name under the user's own runs/
+        like = f"runs/{Path(run.path).name}" if hosting.hosted() else _shown_path(run.path)
     return f"python -m dynamics limit --like {like} --out runs/"
 
 
@@ -36,8 +39,8 @@ def _shown_path(path: str) -> str:
 
 
 def limit_missing(run: Run | None) -> None:
-    st.info("No limit runs found. A limit run holds the infinite-width, infinite-depth prediction (the SDE/NFD "
-            "of THEORY §3, §6) for a finite run's setting, with Monte-Carlo error bars. Make one with the "
+    st.info("No limit runs found. A limit run holds the infinite-width, infinite-depth prediction (the SDE / NFD "
+            "limit) for a finite run's setting, with Monte-Carlo error bars. Make one with the "
             "command below (the limit solver's CLI; if your version of dynamics lacks `limit`, it is not "
             "released yet), then type `runs/` into the sidebar box *Your runs folder*:")
     st.code(limit_command(run), language="bash")

@@ -8,10 +8,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import uploads as U
+from dashboard.nav import nav
 
 PAGE = "upload_page"
 st.set_page_config(page_title="Upload · dynamics", page_icon=":material/upload:", layout="wide")
 st.title("Upload your own runs")
+nav()
 st.markdown(
     "Drop one or more files: a **zipped run directory** of ours; our **metrics.parquet** (with its "
     "`run.json`); a **long CSV** with columns `step, layer, metric, value` (optional `stderr`); a **W&B "

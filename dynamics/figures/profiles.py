@@ -45,7 +45,7 @@ def chance_figure(df: pd.DataFrame, chance: pd.DataFrame | None, *, x: str, metr
                   log_x: bool = False, log_y: bool = False, title: str | None = None,
                   excess: bool = False) -> go.Figure:
     """A measured metric per run over `x` (tau or step) against its chance level: the same measurement with an
-    independent matrix in place of W (THEORY §5), i.e. what projection noise alone gives at this width.
+    independent matrix in place of W, i.e. what projection noise alone gives at this width.
 
     `df`, `chance`: columns run, x, value. The chance level is a shaded band from 0 up to it in the run's
     colour (a dotted line on a log y axis, where 0 has no place). With `excess`, the curve is measured − chance

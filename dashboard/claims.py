@@ -82,6 +82,6 @@ def show_claims() -> None:
                               query_params={"claim": str(c["id"])})
         link = E.run_link(folder, c)
         if link and (R.REPO / link[0]).exists():
-            cols[3].page_link(link[0], label=f"Runs on {PAGE_LABELS.get(link[0], link[0])}",
-                              query_params=link[1])
+            cols[3].page_link(link[0], label=PAGE_LABELS.get(link[0], link[0]), icon=":material/open_in_new:",
+                              query_params=link[1], help="its bundled runs, at the metric and step the claim is about")
     st.caption(f"Rerun `{COMMAND}` to reproduce; the points files and runs sit beside its claims.json.")

@@ -41,7 +41,7 @@ def test_depth_profile_stderr_becomes_a_band_only_where_present():
     assert (upper.showlegend, lower.fill, line_a.name, line_b.name) == (False, "tonexty", "a", "b")
     np.testing.assert_allclose(np.asarray(upper.y) - np.asarray(lower.y), 0.2)
     assert fig.layout.yaxis.type == "log" and fig.layout.title.text == "t"
-    assert fig.layout.yaxis.tickformat  # log ticks print values, not plotly's leading digits
+    assert list(fig.layout.yaxis.ticktext) == ["0.5", "1", "1.5", "2", "2.5"]  # values, not leading digits
 
 
 def test_depth_profile_sorts_by_tau():
@@ -274,3 +274,14 @@ def test_lr_transfer_stars_the_best_lr_and_marks_divergence():
 def test_chart_config_sets_the_toolbar_download():
     cfg = chart_config("h_sq_step10", "svg")
     assert cfg["toImageButtonOptions"] == {"format": "svg", "filename": "h_sq_step10", "scale": 2}
+
+
+def test_log_ticks_are_few_distinct_and_plain():
+    from dynamics.figures._style import log_ticks, tick_text
+    narrow = log_ticks(np.array([0.0292, 0.0295]))
+    assert len(narrow) <= 8 and len(set(tick_text(narrow))) == len(narrow)  # never "0.0292, 0.0292"
+    assert tick_text(log_ticks(np.array([0.005, 0.5]))) == ["0.005", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5"]
+    wide = log_ticks(np.array([1e-6, 1e2]))
+    assert len(wide) <= 8 and all(f"{t:.0e}".startswith("1") for t in wide)
+    assert tick_text([5e-5, 8e-4]) == ["5e-05", "0.0008"]  # no SI prefixes ("50µ")
+    assert log_ticks(np.array([0.0, -1.0])) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Collection
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -95,11 +96,59 @@ def _layout(fig: go.Figure, *, x_title: str, y_title: str, log_y: bool, title: s
     # on a log axis within one decade plotly labels ticks by their leading digit only ("9, 8, 7");
     # an explicit tickformat makes it print the values
     # exponentformat "e": dimensionless values read 5e-5, never with SI prefixes ("50µ", "800p")
-    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", tickformat=".3~g" if log_x else None,
-                     exponentformat="e")
-    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", tickformat=".3~g" if log_y else None,
-                     exponentformat="e")
+    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", exponentformat="e")
+    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", exponentformat="e")
+    for axis, on, update in (("x", log_x, fig.update_xaxes), ("y", log_y, fig.update_yaxes)):
+        ticks = log_ticks(_values(fig, axis)) if on else []
+        if ticks:  # plotly would label every minor tick of a log axis (overlapping) or only its leading digit
+            update(tickvals=ticks, ticktext=tick_text(ticks))
     return fig
+
+
+def tick_text(ticks: list[float]) -> list[str]:
+    """Plain labels ("0.0292", "5e-05"; never SI prefixes) with the fewest significant digits (≥ 3) that keep
+    every label distinct."""
+    for digits in range(3, 8):
+        text = [f"{t:.{digits}g}" for t in ticks]
+        if len(set(text)) == len(text):
+            return text
+    return [f"{t:.8g}" for t in ticks]
+
+
+def _values(fig: go.Figure, axis: str) -> np.ndarray:
+    parts = []
+    for t in fig.data:
+        v = getattr(t, axis, None)
+        if v is not None and t.type in ("scatter", "scattergl"):
+            parts.append(np.asarray(v, dtype=float).ravel())
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def log_ticks(values: np.ndarray, max_ticks: int = 8) -> list[float]:
+    """Readable ticks for a log axis over the positive finite `values`: 1-2-5 per decade over a wide range
+    (thinned to ≤ max_ticks), 1-2-3-5 over one or two decades, and about five evenly spaced round numbers
+    within a decade. [] when there are no positive values."""
+    v = values[np.isfinite(values) & (values > 0)]
+    if not len(v):
+        return []
+    lo, hi = float(v.min()), float(v.max())
+    decades = np.log10(hi) - np.log10(lo)
+    if decades < 0.7:  # within a decade: round linear steps
+        step = 10 ** np.floor(np.log10((hi - lo) / 4 or hi))
+        for mult in (1, 2, 5, 10):
+            if (hi - lo) / (step * mult) <= 6:
+                step *= mult
+                break
+        ticks = np.arange(np.floor(lo / step) * step, hi + step * 1.01, step)
+        return [float(f"{t:.6g}") for t in ticks if t > 0]
+    mantissas = (1, 2, 3, 5) if decades < 2 else (1, 2, 5)
+    ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+             for m in mantissas]
+    ticks = [float(f"{t:.6g}") for t in ticks if lo / 1.5 <= t <= hi * 1.5]
+    while len(ticks) > max_ticks:  # many decades: powers of ten only, then every other one
+        ticks = [t for t in ticks if str(f"{t:.0e}").startswith("1")] if any(
+            not f"{t:.0e}".startswith("1") for t in ticks) else ticks[::2]
+    return ticks
 
 
 def restyle_runs(fig: go.Figure, names: dict[str, str], colours: dict[str, str]) -> go.Figure:

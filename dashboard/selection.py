@@ -34,8 +34,8 @@ _HASH = re.compile(r"^[0-9a-f]{6,}$")
 
 def short_names(labels: Sequence[str]) -> dict[str, str]:
     """label -> a short unique name: within each family (runs whose names start with the same `_` part),
-    the parts all members share are dropped (the family's first part stays), then a trailing hex hash when
-    the name stays unique without it. A name that would collide or be empty stays in full."""
+    the parts all members share are dropped, then hex hashes and the family's first part, each only
+    when the name stays unique without it. A name that would collide or be empty stays in full."""
     parts = {lab: lab.split("_") for lab in labels}
     families: dict[str, list[str]] = {}
     for lab in labels:
@@ -45,12 +45,16 @@ def short_names(labels: Sequence[str]) -> dict[str, str]:
         shared = set.intersection(*(set(parts[m][1:]) for m in members)) if len(members) > 1 else set()
         for m in members:
             out[m] = [head, *[p for p in parts[m][1:] if p not in shared]]
-    for m, toks in out.items():
-        if len(toks) > 1 and _HASH.match(toks[-1]):
-            shorter = "_".join(t for t in toks if t != toks[-1])
-            if sum("_".join(t for t in o if not _HASH.match(t)) == shorter for o in out.values()) == 1:
-                toks[:] = [t for t in toks if t != toks[-1]]
+    bare = {m: [t for t in toks if not _HASH.match(t)] for m, toks in out.items()}
+    for m, toks in bare.items():
+        if len(toks) >= 1 and sum(o == toks for o in bare.values()) == 1:
+            out[m] = toks
     names = {m: "_".join(t) for m, t in out.items()}
+    for m, toks in out.items():  # the family's own name goes too when what is left is still unique
+        if len(toks) > 1 and len(families[toks[0]]) > 1:
+            rest = "_".join(toks[1:])
+            if rest not in names.values() and sum("_".join(o[1:]) == rest for o in out.values()) == 1:
+                names[m] = rest
     counts: dict[str, int] = {}
     for n in names.values():
         counts[n] = counts.get(n, 0) + 1

@@ -34,9 +34,9 @@ def test_short_names_drop_what_a_family_shares_and_stay_unique():
               "teacher_depth-mup_relu_n128_L8_reused_s0_954136f1", "limitdemo_tanh_L8_limit_full",
               "limitdemo_tanh_n1024_L8_reused", "mup_relu_n256_L32_reused"]
     names = short_names(labels)
-    assert names[labels[0]] == "teacher_n512_L16_ee85be0d"  # the hash stays: without it two would collide
-    assert names[labels[2]] == "teacher_n128_L8"
-    assert names[labels[3]] == "limitdemo_limit_full" and names[labels[4]] == "limitdemo_n1024_reused"
+    assert names[labels[0]] == "n512_L16_ee85be0d"  # the hash stays: without it two would collide
+    assert names[labels[2]] == "n128_L8"
+    assert names[labels[3]] == "limit_full" and names[labels[4]] == "n1024_reused"
     assert names[labels[5]] == "mup_relu_n256_L32_reused"  # alone in its family: nothing shared to drop
     assert len(set(names.values())) == len(labels)
     assert short_names(["a_x_1", "a_y_1"]) == {"a_x_1": "a_x", "a_y_1": "a_y"}

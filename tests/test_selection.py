@@ -39,7 +39,7 @@ def test_short_names_drop_what_a_family_shares_and_stay_unique():
     assert names[labels[3]] == "limit_full" and names[labels[4]] == "n1024_reused"
     assert names[labels[5]] == "mup_relu_n256_L32_reused"  # alone in its family: nothing shared to drop
     assert len(set(names.values())) == len(labels)
-    assert short_names(["a_x_1", "a_y_1"]) == {"a_x_1": "a_x", "a_y_1": "a_y"}
+    assert short_names(["a_x_1", "a_y_1"]) == {"a_x_1": "x", "a_y_1": "y"}
     assert short_names(["w64-d4"]) == {"w64-d4": "w64-d4"}
 
 

@@ -28,6 +28,21 @@ def choose(page: str, param: str, label: str, options: Sequence[Any], default: A
     return value
 
 
+def pick_one(page: str, runs: Sequence, param: str = "hrun"):
+    """One of `runs` (a selectbox by short name when there are several; not in the URL when it is the first)."""
+    labels = [r.label for r in runs]
+    if len(labels) == 1:
+        return runs[0]
+    names = style()[0]
+    label = choose(page, param, "Run", labels, labels[0], url_default=False, format_func=lambda l: names.get(l, l))
+    return runs[labels.index(label)]
+
+
+def pick_step(page: str, steps: Sequence[int], default: int, where=st) -> int:
+    """A step slider over recorded steps (?step=); no widget when there is one step."""
+    return choose(page, "step", "Step", steps, default, widget=where.select_slider) if len(steps) > 1 else steps[0]
+
+
 def toggle(page: str, param: str, label: str, where=st) -> bool:
     """A toggle mirrored as ?param=True (absent when off)."""
     key = f"{page}.{param}"

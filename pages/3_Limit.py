@@ -54,10 +54,7 @@ if depth_tab.open:
         V.over_depth(PAGE, chosen, ref, metric, steps, step0, log_y, fmt)
 if fan_tab.open:
     with fan_tab:
-        labels = [r.label for r in chosen]
-        run = chosen[labels.index(W.choose(PAGE, "hrun", "Run", labels, labels[0], url_default=False))]
-        at = W.choose(PAGE, "step", "Step", steps, step0, widget=st.select_slider) if len(steps) > 1 else steps[0]
-        quantile_fan(PAGE, run, runs, at, fmt, against=ref)
+        quantile_fan(PAGE, W.pick_one(PAGE, chosen), runs, W.pick_step(PAGE, steps, step0), fmt, against=ref)
 if err_tab.open:
     with err_tab:
         V.error_panels(PAGE, chosen, ref, metric, steps, step0, fmt)

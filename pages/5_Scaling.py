@@ -35,7 +35,8 @@ if chosen and lims:
     steps = list(catalog.get(metric, (False, [0]))[1])
     step = W.choose(PAGE, "step", "Step", steps, steps[0], widget=c2.selectbox)
     err, errors = D.limit_errors(chosen, ref, metric, step)
-    R.show_problems(errors)
+    if err["width"].nunique() > 1 or err["depth"].nunique() > 1:  # else the bundled points stand in, no wall
+        R.show_problems(errors)
     for x, group in (("width", "depth"), ("depth", "width")):
         if err[x].nunique() < 2:
             continue
@@ -47,7 +48,7 @@ if chosen and lims:
                      err, f"{metric}_error_vs_{x}", key=f"{PAGE}.{x}", fmt=fmt)
         st.dataframe(fits.assign(theory=THEORY_SLOPE[x]).round(3), hide_index=True)
 if not panels:
-    st.caption("The chosen runs span one width and one depth against a limit run, so they make no panel here; "
+    st.caption("The chosen runs do not span two widths or depths in the limit run's setting, so they make no panel; "
                "a sweep would: `python -m dynamics sweep --grid 'width=64,128,256,512 depth=4,8,16' --out runs/` "
                "plus `python -m dynamics limit --like <run> --out runs/`.")
     if not bundled_rates(PAGE, fmt) and not lims:

@@ -140,7 +140,10 @@ def test_heatmap_has_steps_across_and_tau_up():
     df = pd.DataFrame({STEP: np.repeat([0, 10], 5), TAU: np.tile(np.arange(5) / 4, 2), VALUE: np.arange(10.0) + 1})
     fig = heatmap_figure(df, metric="h_sq", caption="c", title="t")
     (hm,) = fig.data
-    assert hm.type == "heatmap" and list(hm.x) == [0, 10] and list(hm.y) == list(np.arange(5) / 4)
+    assert hm.type == "heatmap" and list(hm.x) == ["0", "10"] and list(hm.y) == list(np.arange(5) / 4)
+    assert fig.layout.xaxis.type == "category"  # two steps: two even columns, not an axis from −5 to 15
+    many = pd.DataFrame({STEP: np.repeat(np.arange(20), 2), TAU: np.tile([0.0, 1.0], 20), VALUE: 1.0})
+    assert heatmap_figure(many, metric="m").layout.xaxis.type != "category"
     assert np.asarray(hm.z).shape == (5, 2) and hm.z[0][1] == 6.0
     assert fig.layout.xaxis.title.text == "step" and fig.layout.yaxis.title.text == TAU_TITLE
     assert heatmap_figure(df, metric="h_sq", log_z=True).data[0].z[0][0] == 0.0  # log10(1)

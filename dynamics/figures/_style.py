@@ -68,10 +68,12 @@ def _band_traces(x: pd.Series, y: pd.Series, err: pd.Series, *, name: str, colou
     return [upper, lower]
 
 
-def _run_curves(df: pd.DataFrame, x: str, x_label: str, dashed: Collection[str] = ()) -> list[go.Scatter]:
+def _run_curves(df: pd.DataFrame, x: str, x_label: str, dashed: Collection[str] = (),
+                diverged: Collection[str] = ()) -> list[go.Scatter]:
     """One line per run (sorted along x), preceded by its stderr band when the frame carries one.
 
     Runs named in `dashed` (limit runs) are drawn dashed without markers, so predictions read apart from data.
+    Runs named in `diverged` get "(diverged)" in their name and a large × on their last point.
     """
     traces: list[go.Scatter] = []
     for k, (run, part) in enumerate(df.groupby(RUN, sort=False)):
@@ -86,6 +88,12 @@ def _run_curves(df: pd.DataFrame, x: str, x_label: str, dashed: Collection[str] 
             x=part[x], y=part[VALUE], name=f"{run}{PREDICTION if limit else ''}", legendgroup=str(run), mode=mode,
             line=dict(color=colour, dash="dash" if limit else None), marker=dict(size=5),
             hovertemplate=f"{run}<br>{x_label}=%{{x:.4g}}<br>value=%{{y:.4g}}<extra></extra>"))
+        if run in diverged and len(part):
+            traces[-1].name = f"{run} (diverged)"
+            traces.append(go.Scatter(x=part[x].iloc[-1:], y=part[VALUE].iloc[-1:], mode="markers+text",
+                                     name=f"{run} diverged here", legendgroup=str(run), showlegend=False,
+                                     text=["diverged"], textposition="top center",
+                                     marker=dict(symbol="x", size=14, color=colour, line=dict(width=2))))
     return traces
 
 

@@ -84,6 +84,8 @@ def claim_figure(points: pd.DataFrame, *, x: str, y: str, statistic: str = "slop
                                                        alternative_words)
     fig = _layout(go.Figure(traces), x_title=x_title or x, y_title=y_title or y, log_x=log, log_y=log,
                   title=title, legend_title="")
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, x=0), height=520,
+                      margin=dict(b=40))  # below the plot: the chart keeps its width in a half-page column
     ticks = sorted(v for v in pd.concat([points[x], others[x] if others is not None and x in others else
                                          points[x]]).unique() if (v > 0 or not log))
     if 1 < len(ticks) <= 12:  # the x values measured, not log minor ticks

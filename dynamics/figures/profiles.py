@@ -18,26 +18,28 @@ from ._style import LIMIT_COLOUR, PALETTE, PREDICTION, RUN, STEP_TITLE, TAU, TAU
 
 
 def depth_profile_figure(df: pd.DataFrame, *, metric: str, caption: str = "", log_y: bool = False,
-                         title: str | None = None, limit_runs: Collection[str] = ()) -> go.Figure:
+                         title: str | None = None, limit_runs: Collection[str] = (),
+                         diverged: Collection[str] = ()) -> go.Figure:
     """A per-layer metric over depth time τ = ℓ/L at one step, one curve per run (THEORY §2).
 
     `df`: columns run, tau, value, optionally stderr (drawn as a ±1 stderr band, for limit runs).
     Runs of different depth share the τ axis, which is what makes them comparable in the L → ∞ limit.
-    Runs named in `limit_runs` are drawn dashed.
+    Runs named in `limit_runs` are drawn dashed; runs named in `diverged` are marked so.
     """
     _check_columns(df, (RUN, TAU, VALUE), "depth_profile_figure")
-    fig = go.Figure(_run_curves(df, TAU, "τ", dashed=limit_runs))
+    fig = go.Figure(_run_curves(df, TAU, "τ", dashed=limit_runs, diverged=diverged))
     return _layout(fig, x_title=TAU_TITLE, y_title=_metric_title(metric, caption), log_y=log_y, title=title)
 
 
 def metric_over_steps_figure(df: pd.DataFrame, *, metric: str, caption: str = "", log_y: bool = False,
-                             title: str | None = None) -> go.Figure:
-    """A network scalar (loss, grad_norm, ...; layer −1 in the store) over SGD steps, one curve per run.
+                             title: str | None = None, diverged: Collection[str] = ()) -> go.Figure:
+    """A network scalar (loss, grad_norm, ...; layer −1 in the store) over SGD steps, one curve per run; a run
+    named in `diverged` ends in a large × marked "diverged".
 
     `df`: columns run, step, value, optionally stderr.
     """
     _check_columns(df, (RUN, STEP, VALUE), "metric_over_steps_figure")
-    fig = go.Figure(_run_curves(df, STEP, STEP_TITLE))
+    fig = go.Figure(_run_curves(df, STEP, STEP_TITLE, diverged=diverged))
     return _layout(fig, x_title=STEP_TITLE, y_title=_metric_title(metric, caption), log_y=log_y, title=title)
 
 

@@ -87,7 +87,7 @@ def test_following_every_claims_link_shows_what_its_row_talks_about(bundled_link
         if "view" in query:
             assert at.session_state[f"{key}.view"] == query["view"][0], where
         if "limit" in query:
-            assert at.selectbox(key=f"{key}.limit").value == query["limit"][0], where
+            assert at.session_state[f"{key}.limit"] == query["limit"][0], where
 
 
 def test_metric_of_reads_the_recorded_metric_from_a_points_column():

@@ -28,17 +28,13 @@ def choose(page: str, param: str, label: str, options: Sequence[Any], default: A
     return value
 
 
-def run_name(label: str) -> str:
-    """The run's short name (dashboard.selection), for pickers' format_func."""
-    return style()[0].get(label, label)
-
-
 def pick_one(page: str, runs: Sequence, param: str = "hrun"):
-    """One of `runs` (a selectbox by short name when there are several; not in the URL when it is the first)."""
+    """One of `runs` (a selectbox when there are several; not in the URL when it is the first). Full names: a
+    format_func here would break AppTest's replay of the widget."""
     labels = [r.label for r in runs]
     if len(labels) == 1:
         return runs[0]
-    label = choose(page, param, "Run", labels, labels[0], url_default=False, format_func=run_name)
+    label = choose(page, param, "Run", labels, labels[0], url_default=False)
     return runs[labels.index(label)]
 
 

@@ -26,8 +26,7 @@ if not chosen:
     st.info("Pick one or more finite runs in the sidebar.")
     st.stop()
 guess = matched_limit(chosen[0], lims) or lims[0]
-name = W.choose(PAGE, "limit", "Limit run (SDE / NFD prediction)", [r.label for r in lims], guess.label,
-                format_func=W.run_name)
+name = W.choose(PAGE, "limit", "Limit run (SDE / NFD prediction)", [r.label for r in lims], guess.label)
 ref = next(r for r in lims if r.label == name)
 catalog, errors = V.limit_metrics(chosen, ref)
 R.show_problems(errors)

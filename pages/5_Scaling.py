@@ -25,7 +25,7 @@ st.subheader("Error against width and depth")
 lims, panels = limits(runs), 0
 if chosen and lims:
     guess = matched_limit(chosen[0], lims) or lims[0]
-    name = W.choose(PAGE, "limit", "Limit run", [r.label for r in lims], guess.label, format_func=W.run_name)
+    name = W.choose(PAGE, "limit", "Limit run", [r.label for r in lims], guess.label)
     ref = next(r for r in lims if r.label == name)
     catalog, errors = R.metric_catalog([ref])
     layered = [m for m, (net, _) in catalog.items() if not net] or ["h_sq"]

@@ -153,9 +153,11 @@ def log_ticks(values: np.ndarray, max_ticks: int = 8) -> list[float]:
     ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
              for m in mantissas]
     ticks = [float(f"{t:.6g}") for t in ticks if lo / 1.5 <= t <= hi * 1.5]
-    while len(ticks) > max_ticks:  # many decades: powers of ten only, then every other one
-        ticks = [t for t in ticks if str(f"{t:.0e}").startswith("1")] if any(
-            not f"{t:.0e}".startswith("1") for t in ticks) else ticks[::2]
+    for drop in ("3", "2", "5"):  # too many: thin the mantissas 3, then 2, then 5, then every other decade
+        if len(ticks) > max_ticks:
+            ticks = [t for t in ticks if not f"{t:.0e}".startswith(drop)]
+    while len(ticks) > max_ticks:
+        ticks = ticks[::2]
     return ticks
 
 

@@ -183,7 +183,8 @@ def test_every_page_and_every_claims_link_opens_with_drawn_charts(hosted_server)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_context(viewport={"width": 1400, "height": 1800}).new_page()
+            # tall: Streamlit scrolls inside its own container, so a full-page shot is only the viewport
+            page = browser.new_context(viewport={"width": 1400, "height": 3400}).new_page()
             page.goto(hosted_server + "/")
             _settle(page, charts=False)
             page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)  # drawn after the whole claims table

@@ -206,6 +206,16 @@ def test_every_page_and_every_claims_link_opens_with_drawn_charts(hosted_server)
                 if "claim=" in url:  # the evidence of that very claim
                     cid = url.split("claim=")[1].split("&")[0]
                     assert any(c["title"].startswith(cid + ":") for c in drawn), (name, drawn)
+            # the picked runs follow the user through the sidebar's page list
+            page.goto(f"{hosted_server}/Runs?runs=limitdemo_tanh_n1024_L8_reused")
+            _settle(page, charts=True)
+            page.get_by_test_id("stSidebar").get_by_text("Coupling", exact=True).click()
+            page.wait_for_function("() => location.pathname.endsWith('/Coupling')", timeout=30_000)
+            page.wait_for_function("() => location.search.includes('runs=limitdemo_tanh_n1024_L8_reused')",
+                                   timeout=60_000)
+            _settle(page, charts=True)
+            assert "runs=depth" not in page.url  # not the page's defaults added
+            page.screenshot(path=str(SHOTS / "selection_followed_to_Coupling.png"))
         finally:
             browser.close()
     print("seconds per page:", timings)

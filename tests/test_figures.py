@@ -288,3 +288,13 @@ def test_log_ticks_are_few_distinct_and_plain():
     assert len(wide) <= 8 and all(f"{t:.0e}".startswith("1") for t in wide)
     assert tick_text([5e-5, 8e-4]) == ["5e-05", "0.0008"]  # no SI prefixes ("50µ")
     assert log_ticks(np.array([0.0, -1.0])) == []
+
+
+def test_a_diverged_run_is_named_and_marked_where_it_stopped():
+    df = _steps_frame()
+    fig = metric_over_steps_figure(df, metric="loss", diverged={"b"})
+    names = [t.name for t in fig.data]
+    assert names == ["a", "b (diverged)", "b diverged here"]
+    mark = fig.data[2]
+    assert mark.marker.symbol == "x" and list(mark.text) == ["diverged"]
+    assert mark.x[0] == df[df[RUN] == "b"][STEP].max()  # on its last recorded point

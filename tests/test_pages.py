@@ -194,8 +194,10 @@ def _clean(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
+@pytest.mark.parametrize("hosted", ["0", "1"])
 @pytest.mark.parametrize("page, charts", [(TRAJ, 1), (LIMIT, 1), (COUPLING, 2), (SCALING, 5)])
-def test_every_page_renders_the_bundled_runs(data_env, page, charts):
+def test_every_page_renders_the_bundled_runs(data_env, page, charts, hosted, monkeypatch):
+    monkeypatch.setenv("DYNAMICS_READONLY", hosted)  # also as a shared, read-only instance serves them
     data_env(BUNDLED)
     at = _page(page)
     _clean(at)
@@ -207,7 +209,8 @@ def test_every_page_renders_the_bundled_runs(data_env, page, charts):
     if page == LIMIT:  # the bundled limit run is found: finite vs limit over steps, where they differ (h_move)
         assert not at.code and _titles(at)[0].startswith("h_move over steps")
     if page == SCALING:  # no width or lr sweep among the runs: the bundled reproduce points instead, no info wall
-        assert not at.info and [t.split(":")[0] for t in _titles(at)[:4]] == [
+        assert not [i for i in at.info if "read-only" not in i.value]  # the hosted banner only
+        assert [t.split(":")[0] for t in _titles(at)[:4]] == [
             "init-width", "init-depth", "train-limit-full", "train-limit-none"]
         assert _titles(at)[4].startswith("loss vs learning rate") and len(_charts(at)[4]["data"]) >= 4
 

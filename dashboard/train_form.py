@@ -77,7 +77,7 @@ def train_form(page: str) -> None:
             steps = c1.number_input("steps", 1, CAPS["steps"], 50)
             lr = c2.number_input("lr η", 1e-4, 10.0, 0.5, format="%.4g")
             act = c1.selectbox("act", ACTIVATIONS, index=ACTIVATIONS.index("relu"))
-            param = c2.selectbox("param", PARAMS)
+            param = st.selectbox("param", PARAMS)  # full width: "depth-mup" is cut to "deptl" in a half column
             backward = st.radio("backward", BACKWARDS, horizontal=True)
             if hosted := hosting.hosted():
                 cap = hosting.train_cap()

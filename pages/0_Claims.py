@@ -35,7 +35,11 @@ try:
 except (OSError, ValueError, KeyError) as e:
     st.error(f"Cannot read the points of `{cid}` ({claim.get('points')}): {e}. Rerun `{COMMAND}`.")
     st.stop()
-x, y, stat = str(claim["x"]), str(claim["y"]), E.statistic(claim)
+x, y, stat = claim.get("x"), claim.get("y"), E.statistic(claim)
+if not (isinstance(x, str) and isinstance(y, str) and {x, y} <= set(rows.columns)):
+    st.info(f"`{cid}` is measured on more than one x or on columns its points file lacks ({x} vs {y}); its points:")
+    st.dataframe(rows, hide_index=True)
+    st.stop()
 alt, alt_words = E.alternative(claim)
 where = ", ".join(f"{k} = {v}" for k, v in (claim.get("where") or {}).items())
 fig = claim_figure(rows, x=x, y=y, statistic=stat, measured=claim.get("measured"), ci=claim.get("ci"),

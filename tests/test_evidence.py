@@ -115,3 +115,33 @@ def test_points_apply_the_where_filter(tmp_path):
     assert list(rows["err"]) == [3, 4] and list(others["err"]) == [1, 2]
     rows, _ = E.points(tmp_path / "claims.json", {"points": "p.parquet", "where": {"is_best": True}})
     assert list(rows["err"]) == [1, 3, 4]
+
+
+def test_a_regenerated_claims_file_with_new_fields_and_forms_still_opens(tmp_path, monkeypatch):
+    """Fields a newer reproduce may add (statistic, alternative object, raw / chance columns, a joint fit on two
+    x columns) are used where understood and never break the page."""
+    folder = tmp_path / "reproduce"
+    folder.mkdir()
+    pd.DataFrame({"width": [64, 64, 128, 128, 256, 256], "seed": [0, 1] * 3,
+                  "c_excess": [0.02, 0.03, 0.01, 0.012, 0.005, 0.006], "c": [0.05, 0.06, 0.03, 0.03, 0.015, 0.016],
+                  "c_chance": [0.03] * 2 + [0.02] * 2 + [0.01] * 2}).to_parquet(folder / "points-c.parquet")
+    claims = [{"id": "c-width", "statement": "s", "points": "points-c.parquet", "x": "width", "y": "c_excess",
+               "measured": -1.0, "ci": [-1.2, -0.8], "paper_value": -1.0, "statistic": "slope of seed means",
+               "alternative": {"value": 0.0, "words": "no decay", "side": "point"}, "page": "pages/4_Coupling.py",
+               "runs": [], "verdict": "agrees", "new_field": {"anything": [1, 2]}},
+              {"id": "joint", "statement": "j", "points": "points-c.parquet", "x": ["width", "seed"], "y": "c",
+               "measured": 1.0, "ci": [0.5, 1.5], "verdict": "inconclusive"}]
+    (folder / "claims.json").write_text(json.dumps({"profile": "cpu", "claims": claims}))
+    monkeypatch.delenv("DYNAMICS_RUNS", raising=False)
+    monkeypatch.setenv("DYNAMICS_DATA_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception and not at.error
+    at.switch_page(E.CLAIMS_PAGE).run()
+    assert not at.exception and not at.error
+    (spec,) = _charts(at)
+    names = [t.get("name") for t in spec["data"]]
+    assert "raw (mean)" in names and "chance level (mean)" in names  # raw and corrected side by side
+    assert "alternative: slope 0 (no decay)" in names and "paper: slope -1" in names
+    assert any("Its runs are not bundled" in c.value for c in at.caption)
+    at.selectbox(key="claims_page.claim").select("joint").run()
+    assert not at.exception and not at.error and not _charts(at) and at.dataframe

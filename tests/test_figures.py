@@ -218,6 +218,10 @@ def test_claim_figure_draws_points_means_fit_band_and_guides():
     div = claim_figure(pts.assign(diverged=[False] * 7 + [True]), x="width", y="err", statistic="mean",
                        measured=0.05, ci=[0.04, 0.06], paper=0.0)
     assert "diverged (not fitted)" in [t.name for t in div.data] and div.layout.yaxis.type == "linear"
+    gaps = pd.DataFrame({"task": ["teacher", "teacher", "digits", "digits"], "gap": [0.1, 0.2, -0.05, 0.0]})
+    cat = claim_figure(gaps, x="task", y="gap", statistic="mean", measured=0.06, ci=[-0.02, 0.14], paper=0.0,
+                       alternative=0.1)  # a signed gap per task: categories on x, no log
+    assert "measured 0.06" in [t.name for t in cat.data] and cat.layout.xaxis.type == "category"
 
 
 def test_limit_steps_figure_panels_per_tau_with_the_prediction_dashed():

@@ -86,8 +86,11 @@ def claim_figure(points: pd.DataFrame, *, x: str, y: str, statistic: str = "slop
                   title=title, legend_title="")
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, x=0), height=520,
                       margin=dict(b=40))  # below the plot: the chart keeps its width in a half-page column
+    numeric = pd.api.types.is_numeric_dtype(points[x])
     ticks = sorted(v for v in pd.concat([points[x], others[x] if others is not None and x in others else
-                                         points[x]]).unique() if (v > 0 or not log))
+                                         points[x]]).unique() if numeric and (not log or v > 0))
+    if not numeric:
+        fig.update_xaxes(type="category")
     if 1 < len(ticks) <= 12:  # the x values measured, not log minor ticks
         fig.update_xaxes(tickvals=ticks, ticktext=[f"{v:g}" for v in ticks])
     return fig
@@ -126,8 +129,11 @@ def _slope_guides(ok, x, y, measured, ci, paper, paper_words, alt, alt_words) ->
 def _level_guides(ok, x, y, measured, ci, paper, paper_words, alt, alt_words) -> list[go.Scatter]:
     if not len(ok):
         return []
-    lo, hi = float(ok[x].min()), float(ok[x].max())
-    xs = [lo, hi] if hi > lo else [lo - 0.5, lo + 0.5]
+    if pd.api.types.is_numeric_dtype(ok[x]):
+        lo, hi = float(ok[x].min()), float(ok[x].max())
+        xs = [lo, hi] if hi > lo else [lo - 0.5, lo + 0.5]
+    else:  # categories (e.g. a task or a setting): across all of them
+        xs = [ok[x].iloc[0], ok[x].iloc[-1]]
     out = []
     if ci is not None and len(ci) == 2 and _finite(ci[0]) and _finite(ci[1]):
         out += [go.Scatter(x=xs, y=[ci[1]] * 2, mode="lines", line=dict(width=0), showlegend=False,

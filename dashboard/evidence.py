@@ -100,11 +100,13 @@ def metric_of(column: str) -> str | None:
 
 
 def statistic(claim: dict) -> str:
-    """"slope" (log-log rate) or "mean" (a level such as a signed gap): claims.json's `statistic`, else read
-    from its `quantity` ("slope of log …")."""
+    """"slope" (log-log rate) or "mean" (a level such as a signed gap): claims.json's `statistic` or `method`,
+    else read from its `quantity` ("slope of log …")."""
     s = str(claim.get("statistic") or "").lower()
     if s:
         return "slope" if "slope" in s else "mean"
+    if claim.get("method") in ("seed_mean", "mean"):  # a level over seeds (e.g. a signed paired gap)
+        return "mean"
     return "slope" if str(claim.get("quantity", "slope")).startswith("slope") else "mean"
 
 

@@ -100,6 +100,8 @@ def test_metric_of_reads_the_recorded_metric_from_a_points_column():
 def test_a_claim_entry_in_any_of_its_forms():
     assert E.statistic({"quantity": "slope of log y vs log width"}) == "slope"
     assert E.statistic({"quantity": "mean signed gap", "statistic": "mean"}) == "mean"
+    assert E.statistic({"quantity": "gap of test loss", "method": "seed_mean"}) == "mean"
+    assert E.statistic({"quantity": "slope of log y vs log depth", "method": "seed_means"}) == "slope"
     assert E.alternative({"alternative": {"value": 0.0, "words": "no decay", "side": "point"}}) == (0.0, "no decay")
     assert E.alternative({"alternative": -0.5}) == (-0.5, "")
     assert E.alternative({"rule": "vanishes"})[0] == 0.0 and E.alternative({"rule": "rate"}) == (None, "")

@@ -55,17 +55,20 @@ if not panels:
         limit_missing(chosen[0] if chosen else None)
 
 st.subheader("Learning-rate transfer across depths")
-nets = [m for m in ("test_loss", "loss", "probe_loss") if m in R.metric_catalog(chosen)[0]] or ["loss"]
-loss = W.choose(PAGE, "loss", "Loss", nets, nets[0])
 family, n_families = D.transfer_family(chosen)
-final, errors = D.final_values(family, loss)
-R.show_problems(errors)
-if final.empty or final.groupby("depth")["lr"].nunique().max() < 2:
+per_depth = {}
+for r in family:
+    per_depth.setdefault(r.config.get("depth"), set()).add(r.config.get("lr"))
+if max(map(len, per_depth.values()), default=0) < 2:
     st.caption("The chosen runs hold one learning rate per depth; a grid would make this chart from runs: "
                "`python -m dynamics sweep --grid 'lr=0.1,0.3,1,3 depth=4,16' --out runs/`.")
     if not bundled_transfer(PAGE, fmt):
         st.info("No learning-rate grid among the runs or the bundled points.")
     st.stop()
+nets = [m for m in ("test_loss", "loss", "probe_loss") if m in R.metric_catalog(family)[0]] or ["loss"]
+loss = W.choose(PAGE, "loss", "Loss", nets, nets[0])
+final, errors = D.final_values(family, loss)
+R.show_problems(errors)
 if n_families > 1:
     st.caption(f"The chosen runs form {n_families} settings (apart from lr, depth and seed); showing the one with "
                f"the most learning rates × depths ({len(family)} runs). Pick runs in the sidebar to change it.")

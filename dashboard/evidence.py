@@ -128,18 +128,21 @@ def alternative(claim: dict) -> tuple[float | None, str]:
     return None, ""
 
 
-def series(claim: dict, df: pd.DataFrame) -> list[tuple[str, str]]:
+def series(claim: dict, df: pd.DataFrame) -> list[tuple]:
     """Extra columns drawn beside y: raw / chance / corrected companions named by the claim (y_raw, y_chance,
-    y_corrected, or a `raw`/`chance` object with a `y`), else found by name in the points file."""
+    y_corrected, or a `raw`/`chance` object with a `y` and maybe its own fitted `measured` slope), else found
+    by name in the points file. Items: (column, label) or (column, label, slope)."""
     y, out = claim["y"], []
     for key in ("y_raw", "y_chance", "y_corrected", "raw", "chance", "corrected"):
         v = claim.get(key)
         col = v.get("y") if isinstance(v, dict) else v
         if isinstance(col, str) and col in df and col != y:
-            out.append((col, key.replace("y_", "")))
+            slope = v.get("measured") if isinstance(v, dict) else None
+            out.append((col, key.replace("y_", ""), slope) if isinstance(slope, (int, float)) else
+                       (col, key.replace("y_", "")))
     base = y[:-len("_excess")] if y.endswith("_excess") else y
     for col, label in ((base, "raw"), (f"{base}_raw", "raw"), (f"{base}_chance", "chance level")):
-        if col in df and col != y and col not in [c for c, _ in out]:
+        if col in df and col != y and col not in [c for c, *_ in out]:
             out.append((col, label))
     return out
 

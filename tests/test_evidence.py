@@ -108,6 +108,8 @@ def test_a_claim_entry_in_any_of_its_forms():
     pts = pd.DataFrame({"width": [64, 128], "c_excess": [1.0, 0.5], "c": [2.0, 1.0], "c_chance": [1.0, 0.5]})
     assert E.series({"y": "c_excess"}, pts) == [("c", "raw"), ("c_chance", "chance level")]
     assert E.series({"y": "c_excess", "raw": {"y": "c"}}, pts)[0] == ("c", "raw")
+    assert E.series({"y": "c_excess", "raw": {"y": "c", "measured": -0.9, "ci": [-1, -0.8]}}, pts)[0] == (
+        "c", "raw", -0.9)
 
 
 def test_points_apply_the_where_filter(tmp_path):
@@ -130,6 +132,7 @@ def test_a_regenerated_claims_file_with_new_fields_and_forms_still_opens(tmp_pat
     claims = [{"id": "c-width", "statement": "s", "points": "points-c.parquet", "x": "width", "y": "c_excess",
                "measured": -1.0, "ci": [-1.2, -0.8], "paper_value": -1.0, "statistic": "slope of seed means",
                "alternative": {"value": 0.0, "words": "no decay", "side": "point"}, "page": "pages/4_Coupling.py",
+               "raw": {"y": "c", "measured": -0.93, "ci": [-1.1, -0.8]},
                "runs": [], "verdict": "agrees", "new_field": {"anything": [1, 2]}},
               {"id": "joint", "statement": "j", "points": "points-c.parquet", "x": ["width", "seed"], "y": "c",
                "measured": 1.0, "ci": [0.5, 1.5], "verdict": "inconclusive"}]
@@ -143,6 +146,7 @@ def test_a_regenerated_claims_file_with_new_fields_and_forms_still_opens(tmp_pat
     (spec,) = _charts(at)
     names = [t.get("name") for t in spec["data"]]
     assert "raw (mean)" in names and "chance level (mean)" in names  # raw and corrected side by side
+    assert "raw fit: slope -0.93" in names
     assert "alternative: slope 0 (no decay)" in names and "paper: slope -1" in names
     assert any("Its runs are not bundled" in c.value for c in at.caption)
     at.selectbox(key="claims_page.claim").select("joint").run()

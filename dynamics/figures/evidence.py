@@ -42,14 +42,15 @@ def _line(xs: np.ndarray, centre: tuple[float, float], slope: float) -> np.ndarr
 def claim_figure(points: pd.DataFrame, *, x: str, y: str, statistic: str = "slope", measured: float | None = None,
                  ci: Sequence[float] | None = None, paper: float | None = None, paper_words: str = "",
                  alternative: float | None = None, alternative_words: str = "",
-                 others: pd.DataFrame | None = None, series: Sequence[tuple[str, str]] = (),
+                 others: pd.DataFrame | None = None, series: Sequence[tuple] = (),
                  title: str | None = None, x_title: str | None = None, y_title: str | None = None) -> go.Figure:
     """The claim's points and fit (see the module docstring for the two statistics).
 
     `points`: the rows the claim is measured on (its `where` filter applied), columns x, y, optionally
     `diverged` (bool; drawn as ×, not used for the fit) and other columns (shown on hover: run_id, seed).
     `others`: the rest of the points file (other settings), drawn faint. `series`: extra (column, label)
-    pairs of the same points drawn beside y, e.g. the raw value and its chance level when y is corrected.
+    pairs of the same points drawn beside y, e.g. the raw value and its chance level when y is corrected; a
+    third item, a slope, adds that series' own fitted line (through its centroid, like the main fit).
     """
     _check_columns(points, (x, y), "claim_figure")
     log = statistic == "slope"
@@ -60,12 +61,18 @@ def claim_figure(points: pd.DataFrame, *, x: str, y: str, statistic: str = "slop
         traces.append(go.Scatter(x=others[x], y=others[y], mode="markers", name="other settings in the file",
                                  marker=dict(color=OTHER_COLOUR, size=6), hovertemplate=f"{x}=%{{x:.4g}}<br>"
                                  f"{y}=%{{y:.4g}}<extra>other setting</extra>"))
-    for k, (col, label) in enumerate(series):
+    for k, (col, label, *fit) in enumerate(series):
         if col in ok:
             colour = PALETTE[(k + 2) % len(PALETTE)]
             m = _means(ok, x, col)
-            traces.append(go.Scatter(x=m[x], y=m[col], mode="lines+markers", name=f"{label} (mean)",
-                                     line=dict(color=colour, dash="dot"), marker=dict(size=7, symbol="diamond")))
+            traces.append(go.Scatter(x=m[x], y=m[col], mode="markers" if fit else "lines+markers",
+                                     name=f"{label} (mean)", line=dict(color=colour, dash="dot"),
+                                     marker=dict(size=7, symbol="diamond", color=colour)))
+            centre = positive_centroid(ok, x, col) if log and fit and _finite(fit[0]) else None
+            if centre is not None and m[x].nunique() > 1:
+                xs = np.geomspace(m[x][m[x] > 0].min(), m[x].max(), 30)
+                traces.append(go.Scatter(x=xs, y=_line(xs, centre, fit[0]), mode="lines",
+                                         name=f"{label} fit: slope {fit[0]:.3g}", line=dict(color=colour, width=1.5)))
     hover = [c for c in ("run_id", "seed", "lr") if c in ok and c not in (x, y)]
     traces.append(go.Scatter(x=ok[x], y=ok[y], mode="markers", name="points (one per run)",
                              marker=dict(color=_rgba(FIT_COLOUR, 0.45), size=7),

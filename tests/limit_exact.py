@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from dynamics import store
+from dynamics.runs import store
 from dynamics.limit import solve_limit
 from dynamics.train import train
 

@@ -113,7 +113,7 @@ def test_xent_c3_replicas_sample_finite_networks_exactly(tmp_path, coupling, bac
 
 
 def test_cli_limit_of_a_two_layer_xent_run_is_comparable(tmp_path):
-    from dynamics import store
+    from dynamics.runs import store
     from dynamics.__main__ import main
     assert main(["train", "--width", "32", "--depth", "3", "--block", "2", "--inner-lr-exponent", "1",
                  "--task", "mixture", "--classes", "3", "--loss", "xent", "--steps", "3", "--train-size", "12",

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from .. import probes as PR
-from .. import store
+from ..runs import store
 from .kernels import init_kernels, phi
 from .readout import mean_loss
 

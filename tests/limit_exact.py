@@ -16,12 +16,13 @@ def _table(metrics, name, layer):
     return m.set_index("step")
 
 
-def exact_sampling_z(tmp_path, cfg, coupling: str, seeds: int, checks, steps, solver_seed: int = 11):
+def exact_sampling_z(tmp_path, cfg, coupling: str, seeds: int, checks, steps, solver_seed: int = 11,
+                     dtype: str = "float64"):
     """z-scores (limit − finite seed mean) / combined stderr for each (metric, layer) in checks at each step;
     cfg.width is the particles per replica, one replica per finite seed."""
     fin = [store.read_metrics(train(dataclasses.replace(cfg, seed=s), tmp_path / f"s{s}")) for s in range(seeds)]
     res = solve_limit(cfg, particles=cfg.width * seeds, replicas=seeds, coupling=coupling, seed=solver_seed,
-                      center=False)
+                      center=False, dtype=dtype)
     zs = []
     for name, layer in checks:
         lim = _table(res.metrics, name, layer)

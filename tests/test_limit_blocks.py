@@ -32,10 +32,12 @@ def _layers(metrics, name, step):
     return m.value.to_numpy(), m.stderr.to_numpy()
 
 
-@pytest.mark.parametrize("act, param", [("relu", "depth-mup"), ("tanh", "mup"), ("abs", "plain"), ("gelu", "depth-mup")])
-def test_block2_particles_follow_the_two_layer_recursion(act, param):
+@pytest.mark.parametrize("act, param, dtype", [("relu", "depth-mup", "float64"), ("tanh", "mup", "float64"),
+                                               ("abs", "plain", "float64"), ("gelu", "depth-mup", "float64"),
+                                               ("tanh", "depth-mup", "float32")])
+def test_block2_particles_follow_the_two_layer_recursion(act, param, dtype):
     cfg = dataclasses.replace(BASE, act=act, param=param, depth=4, steps=1, record_every=1, lr=1e-9)
-    res = solve_limit(cfg, particles=8192, seed=0)               # step 1 ≈ init, computed by the particles
+    res = solve_limit(cfg, particles=8192, seed=0, dtype=dtype)  # step 1 ≈ init, computed by the particles
     X = load_task(cfg)[0].x[:cfg.probes]
     ker = init_kernels(X @ X.T / X.shape[1], cfg.depth, act=act, param=param, block=2)
     for name, kind in (("h_sq", "H"), ("phi_sq", "Phi"), ("g_sq", "G")):
@@ -64,11 +66,12 @@ def test_block2_inner_lr_exponent_scales_the_first_inner_update():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("coupling, backward, alpha", [("full", "reused", 1.0), ("none", "decoupled", 1.0),
-                                                       ("full", "reused", 0.0)])
-def test_block2_replicas_sample_finite_networks_exactly(tmp_path, coupling, backward, alpha):
+@pytest.mark.parametrize("coupling, backward, alpha, dtype", [
+    ("full", "reused", 1.0, "float64"), ("none", "decoupled", 1.0, "float64"), ("full", "reused", 0.0, "float64"),
+    ("none", "decoupled", 1.0, "float32")])
+def test_block2_replicas_sample_finite_networks_exactly(tmp_path, coupling, backward, alpha, dtype):
     cfg = dataclasses.replace(BASE, backward=backward, inner_lr_exponent=alpha)
     z = exact_sampling_z(tmp_path, cfg, coupling, 32,
                          [("loss", -1), ("h_move", 3), ("h_move", 1), ("g_move", 1), ("g_sq", 0), ("a_move", 1),
-                          ("a_move", 3), ("fg_cov", 3)], (2, 4))
+                          ("a_move", 3), ("fg_cov", 3)], (2, 4), dtype=dtype)
     assert np.max(np.abs(z)) < 4, np.round(z, 2)

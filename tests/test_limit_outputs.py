@@ -61,23 +61,23 @@ def _ntk(L):
     return {"full": 2 * (1 + 1 / L) ** L + (1 + 1 / L) ** (L - 1), "none": 2 * (1 + 1 / L) ** L}
 
 
-def _one_step(cfg, coupling, particles=32768):
+def _one_step(cfg, coupling, particles=32768, dtype="float64"):
     # 32 replicas: the 4-stderr bound then has the t-distribution of 31 degrees of freedom (p ≈ 4e-4 per value;
     # with 8 replicas, t_7, it would be p ≈ 5e-3)
-    res = solve_limit(cfg, particles=particles, replicas=32, coupling=coupling, seed=3)
+    res = solve_limit(cfg, particles=particles, replicas=32, coupling=coupling, seed=3, dtype=dtype)
     assert torch.all(res.f[0] == 0)
     return (res.f[1, :, 0] - res.f[0, :, 0]) / cfg.lr, res            # (R, C) per replica
 
 
-@pytest.mark.parametrize("coupling", ["full", "none"])
-def test_one_step_kernel_per_output(tmp_path, coupling):
+@pytest.mark.parametrize("coupling, dtype", [("full", "float64"), ("none", "float64"), ("full", "float32")])
+def test_one_step_kernel_per_output(tmp_path, coupling, dtype):
     """C = 3 independent outputs (raw v_c i.i.d.): Δf_c = η K χ_c with the scalar K, no cross-talk."""
     L, eta, y = 4, 1e-4, np.array([[1.0, -2.0, 0.5]])
     np.savez(tmp_path / "c3.npz", x=np.random.default_rng(0).standard_normal((1, 8)), y=y)
     cfg = RunConfig(depth=L, act="linear", task=f"file:{tmp_path / 'c3.npz'}", train_size=1, probes=1, batch="full",
                     steps=1, test_size=0, lr=eta)
-    k, _ = _one_step(cfg, coupling)
-    mean, se = k.mean(0).numpy(), (k.std(0) / math.sqrt(k.shape[0])).numpy()
+    k, _ = _one_step(cfg, coupling, dtype=dtype)   # float32 too: the O(η) change is 1e-4 of |u|, ≫ its eps
+    mean, se = k.double().mean(0).numpy(), (k.double().std(0) / math.sqrt(k.shape[0])).numpy()
     exact = _ntk(L)[coupling] * y[0]
     assert np.all(np.abs(mean - exact) < 4 * se), (mean, se, exact)
     assert np.all(se < 0.03 * np.abs(exact))
@@ -103,12 +103,13 @@ XENT = RunConfig(width=32, depth=3, act="tanh", task="mixture", classes=3, loss=
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("coupling, backward", [("full", "reused"), ("none", "decoupled")])
-def test_xent_c3_replicas_sample_finite_networks_exactly(tmp_path, coupling, backward):
+@pytest.mark.parametrize("coupling, backward, dtype", [("full", "reused", "float64"), ("none", "decoupled", "float64"),
+                                                       ("full", "reused", "float32")])
+def test_xent_c3_replicas_sample_finite_networks_exactly(tmp_path, coupling, backward, dtype):
     """Cross-entropy, 3 classes: replica means of width-32 limits vs 32 width-32 finite nets, z < 4."""
     z = exact_sampling_z(tmp_path, dataclasses.replace(XENT, backward=backward), coupling, 32,
                          [("loss", -1), ("probe_loss", -1), ("h_move", 3), ("h_move", 1), ("g_move", 1),
-                          ("g_sq", 0), ("fg_cov", 3)], (2, 4))
+                          ("g_sq", 0), ("fg_cov", 3)], (2, 4), dtype=dtype)
     assert np.max(np.abs(z)) < 4, np.round(z, 2)
 
 

@@ -51,6 +51,7 @@ from torch import Tensor
 from ..config import RunConfig
 from ..data import Dataset, load_task
 from . import COUPLINGS, LimitError
+from .cost import MAX_INPUTS
 from .kernels import phi, phi_prime
 from .readout import loss_and_chi
 from .records import Records
@@ -59,7 +60,6 @@ from .sampler import Matrix
 __all__ = ["LimitError", "LimitResult", "COUPLINGS", "DTYPES", "check_covered", "plan_inputs",
            "estimate_bytes", "solve_limit"]
 
-MAX_INPUTS = 256        # distinct inputs the solver conditions on (probes ∪ every batch input used)
 DTYPES = ("float64", "float32")
 
 
@@ -176,7 +176,8 @@ class _Solver:
         self.cfg, self.R, self.m, self.dev, self.center = cfg, R, m, dev, center
         kw = dict(dtype=dtype, device=dev)
         self.kw = kw
-        self.X = data.x[inputs].to(**kw)                                 # (P, d)
+        self.X64 = data.x[inputs].double()                               # (P, d) as given (the exact step 0)
+        self.X = self.X64.to(**kw)
         self.y = data.y[inputs].to(**kw)                                 # (P, C) targets (one-hot for xent)
         self.inputs, self.P, self.Pp, self.C = inputs, len(inputs), cfg.probes, data.n_outputs
         self.Nb = backward_columns(self.P, self.Pp, self.C)

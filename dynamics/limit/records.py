@@ -24,7 +24,7 @@ class Records:
     def __init__(self, s):
         self.s, cfg = s, s.cfg
         self.rows: dict[str, list[dict]] = {"metrics": [], "kernels": [], "neurons": []}
-        H0 = (s.X[:s.Pp] @ s.X[:s.Pp].T / s.X.shape[1]).cpu()
+        H0 = s.X64[:s.Pp] @ s.X64[:s.Pp].T / s.X64.shape[1]
         self.exact = init_kernels(H0, cfg.depth, act=cfg.act, beta=cfg.beta, param=cfg.param,
                                   readout=cfg.readout, gamma0=cfg.gamma0, block=cfg.block)
         self.s0: list[PR.ProbeState] = []

@@ -16,9 +16,10 @@ _DROP = 1e-24           # a residual with |r|² below this × |u|² is round-off
 _REL = 1e-20            # ... and one below this × its own |r|² is a dependent column of the same step
 _COND = 1e-8            # Cholesky-QR only when every pivot keeps this share of its column (else MGS)
 _REORTH = 1e-8          # project a second time when |r|² < this × |x|² (CGS2; one pass loses ~eps|x|/|r|)
-# the same four in float32: the squared ratios scaled by (eps32/eps64)² ≈ 3e17; the pivot and
-# reorthogonalisation shares set to √eps32 ≈ 3e-4 (float64 uses ≈ √eps64 there)
-_TOL = {torch.float64: (_DROP, _REL, _COND, _REORTH), torch.float32: (3e-7, 3e-3, 3e-4, 3e-4)}
+# the same four in float32 (eps ≈ 1.2e-7): a residual counts as round-off below 1e-5 of its vector (80 eps:
+# CGS2 leaves a few eps), so a small genuine change (an O(η) step at η = 1e-4) is still a new direction; the
+# pivot and reorthogonalisation shares are √eps32 ≈ 3e-4 (float64 uses ≈ √eps64 there)
+_TOL = {torch.float64: (_DROP, _REL, _COND, _REORTH), torch.float32: (1e-10, 1e-7, 3e-4, 3e-4)}
 
 
 # --- one matrix's conditional sampler ----------------------------------------------------------------

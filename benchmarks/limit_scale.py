@@ -20,7 +20,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [(1024, 4, 5, 8), (4096, 4, 5, 8), (4096, 8, 5, 8), (4096, 4, 9, 8), (4096, 4, 5, 16), (16384, 4, 9, 16)]
-ONLY_BIG = "--only-big" in sys.argv
 BIG = [(16384, 8, 11, 32), (32768, 8, 11, 32), (16384, 16, 11, 32)]
 
 _CHILD = r"""

@@ -87,7 +87,7 @@ def test_hosted_solves_go_to_the_session_folder_within_the_caps(tiny_data, monke
 
 
 def test_budget_to_particles():
-    cfg = RunConfig(depth=8, steps=10, train_size=16, probes=4, batch="full", task="teacher")
+    cfg = RunConfig(depth=8, steps=20, train_size=32, probes=4, batch="full", task="teacher")
     assert work(2048, 8, 10, 16, 4) == 2 * work(1024, 8, 10, 16, 4)
     assert work(1024, 8, 10, 16, 4, outputs=3) > work(1024, 8, 10, 16, 4)
     m30, m120 = particles_for_budget(cfg, 30), particles_for_budget(cfg, 120)

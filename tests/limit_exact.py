@@ -31,3 +31,27 @@ def exact_sampling_z(tmp_path, cfg, coupling: str, seeds: int, checks, steps, so
             se = math.hypot(v.std(ddof=1) / math.sqrt(seeds), lim.loc[step, "stderr"])
             zs.append((lim.loc[step, "value"] - v.mean()) / se)
     return np.array(zs)
+
+
+def wide_nets_vs_limit(tmp_path, cfg, coupling: str, names, widths=(256, 1024), seeds: int = 4,
+                       particles: int = 16384):
+    """Centred limit (M particles) against finite nets at growing width, steps 1..S, every layer of each metric:
+    rel_rms[name, width] = RMS(seed − limit)/RMS(limit), and z[name] = the width-max(widths) seed mean's
+    deviation over sqrt(seed variance/seeds + stderr²), whose largest |z| the finite-width bias O(1/n) (≈ 0.1%
+    of the value at n = 1024, far below the seed spread) leaves a standard-normal-like statistic."""
+    res = solve_limit(cfg, particles=particles, coupling=coupling, seed=0)
+    err, z = {}, {}
+    for width in widths:
+        fin = [store.read_metrics(train(dataclasses.replace(cfg, width=width, seed=s), tmp_path / f"{width}-{s}"))
+               for s in range(seeds)]
+        for name in names:
+            m = res.metrics[res.metrics.metric == name]
+            lim = m.pivot(index="step", columns="layer", values="value").loc[1:].to_numpy()
+            se = m.pivot(index="step", columns="layer", values="stderr").loc[1:].to_numpy()
+            F = np.array([f[f.metric == name].pivot(index="step", columns="layer", values="value").loc[1:].to_numpy()
+                          for f in fin])
+            dev = F - lim
+            err[name, width] = float(np.sqrt((dev ** 2).mean()) / np.sqrt((lim ** 2).mean()))
+            if width == max(widths):
+                z[name] = float(np.abs(dev.mean(0) / np.sqrt(F.var(0, ddof=1) / seeds + se ** 2)).max())
+    return err, z

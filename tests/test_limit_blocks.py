@@ -75,3 +75,14 @@ def test_block2_replicas_sample_finite_networks_exactly(tmp_path, coupling, back
                          [("loss", -1), ("h_move", 3), ("h_move", 1), ("g_move", 1), ("g_sq", 0), ("a_move", 1),
                           ("a_move", 3), ("fg_cov", 3)], (2, 4), dtype=dtype)
     assert np.max(np.abs(z)) < 4, np.round(z, 2)
+
+
+@pytest.mark.slow
+def test_wide_two_layer_decoupled_nets_approach_the_limit(tmp_path):
+    """Two-layer blocks, α = 1, decoupled nets at widths 256 and 1024 against the centred limit (coupling none)."""
+    from limit_exact import wide_nets_vs_limit
+    cfg = dataclasses.replace(BASE, width=256, depth=4, steps=8, record_every=1, backward="decoupled",
+                              inner_lr_exponent=1.0)
+    err, z = wide_nets_vs_limit(tmp_path, cfg, "none", ("h_move", "a_move", "g_sq", "loss"))
+    assert all(err[n, 1024] < err[n, 256] for n in ("h_move", "a_move", "g_sq")), err
+    assert max(z.values()) < 3.5, z

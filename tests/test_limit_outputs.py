@@ -133,3 +133,13 @@ def test_cli_limit_of_a_two_layer_xent_run_is_comparable(tmp_path):
     assert set(lim.metric) <= set(fin.metric) and np.isfinite(lim.value).all()
     loss0 = lim[(lim.metric == "loss") & (lim.step == 0)].value.item()
     assert loss0 == pytest.approx(math.log(3), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_wide_xent_nets_approach_the_limit(tmp_path):
+    """Cross-entropy, 3 classes, reused nets at widths 256 and 1024 against the centred limit (coupling full)."""
+    from limit_exact import wide_nets_vs_limit
+    cfg = dataclasses.replace(XENT, width=256, depth=4, steps=8, record_every=1)
+    err, z = wide_nets_vs_limit(tmp_path, cfg, "full", ("h_move", "g_sq", "loss"))
+    assert all(err[n, 1024] < err[n, 256] for n in ("h_move", "g_sq", "loss")), err
+    assert max(z.values()) < 3.5, z

@@ -21,9 +21,9 @@ __all__ = ["RATES", "OVERHEAD_S", "MAX_INPUTS", "inputs_bound", "outputs_guess",
            "particles_for_budget"]
 
 # work units per second, measured with `python benchmarks/limit_scale.py --big` (torch 2.13, one thread of the
-# shared 2-core development machine): float64 6.1e8-7.4e8 and float32 2.0e9-2.4e9 at M = 16384-32768, K = 8,
+# shared 2-core development machine): float64 5.9e8-7.4e8 and float32 1.5e9-2.4e9 at M = 16384-32768, K = 8-16,
 # T·P = 352 (medium settings run faster, 0.9e9-1.5e9 in float64: the estimate errs on the slow side)
-RATES = {"float64": 7.0e8, "float32": 2.0e9}
+RATES = {"float64": 6.0e8, "float32": 1.5e9}
 OVERHEAD_S = 4e-3       # seconds per step and block (Python, small kernels, records): M = 1024, K = 4, T·P = 40
 MAX_INPUTS = 256        # distinct inputs the solver conditions on (probes ∪ every batch input); it refuses more
 

@@ -52,9 +52,10 @@ def plan(cfg: RunConfig, budget: float) -> tuple[int, float]:
 
 def refusal(cfg: RunConfig, budget: float) -> str | None:
     """Why this solve may not start from the page, in one line; None when it may."""
-    if inputs_bound(cfg) > MAX_INPUTS and cfg.batch == "full":
-        return (f"the limit conditions on every input it sees and this run trains on {cfg.train_size} (at most "
-                f"{MAX_INPUTS}); train a run with a smaller train_size to compare it with the limit")
+    if (seen := inputs_bound(cfg)) > MAX_INPUTS:
+        return (f"the limit conditions on every input it sees and this run sees about {seen} (train_size "
+                f"{cfg.train_size}, batch {cfg.batch}, {cfg.steps} steps; at most {MAX_INPUTS}); train a run with a "
+                "smaller train_size or fewer steps to compare it with the limit")
     if cfg.param == "sp":
         return "param sp has no particle limit (its width limit is the lazy kernel regime); pick a μP run"
     if hosting.hosted():

@@ -93,3 +93,17 @@ def test_budget_to_particles():
     m30, m120 = particles_for_budget(cfg, 30), particles_for_budget(cfg, 120)
     assert m30 % 8 == 0 and 0 < m30 < m120 and estimate_seconds(cfg, m30) <= 30 < estimate_seconds(cfg, m30 + 8)
     assert particles_for_budget(cfg, 1e-4) == 0
+
+
+def test_refusals_are_one_line(monkeypatch):
+    from dashboard.limit_solve import refusal
+    monkeypatch.setenv("DYNAMICS_READONLY", "0")
+    assert refusal(TINY, 600) is None
+    big = RunConfig(train_size=1024, batch=64, steps=20)
+    assert "sees about 256" not in refusal(big, 30) and "at most 256" in refusal(big, 30)
+    assert "param sp" in refusal(RunConfig(param="sp", train_size=16, probes=4, batch="full"), 30)
+    monkeypatch.setenv("DYNAMICS_READONLY", "1")
+    monkeypatch.setenv("DYNAMICS_TRAIN_CAP", "256x16x200")
+    assert refusal(TINY, 60) is None and "at most 60 s" in refusal(TINY, 120)
+    for why in (refusal(big, 30), refusal(TINY, 120)):
+        assert "\n" not in why

@@ -26,6 +26,7 @@ from dynamics.limit.cost import MAX_INPUTS, estimate_seconds, inputs_bound, part
 
 BUDGETS = (10, 30, 60, 120, 300, 600)   # seconds offered
 HOSTED_BUDGET = 60                       # the most a shared instance spends on one solve
+MOST_PARTICLES = 16384                   # the most particles a page solve uses, whatever the budget
 _JOBS: dict[str, dict] = {}              # finite run path -> {"steps", "step", "loss", "done", "status", "error", ...}
 _SESSION = "dashboard.limit_jobs"        # this session's finite run paths, newest last
 
@@ -46,7 +47,7 @@ def _work(like: str, out: Path, particles: int, job: dict) -> None:
 def plan(cfg: RunConfig, budget: float) -> tuple[int, float]:
     """(particles, estimated seconds) for cfg's limit on its own depth grid within `budget` seconds;
     particles 0 when not even 16 per replica fit."""
-    m = particles_for_budget(cfg, budget)
+    m = particles_for_budget(cfg, budget, most=MOST_PARTICLES)
     return m, (estimate_seconds(cfg, m) if m else estimate_seconds(cfg, 128))
 
 

@@ -26,6 +26,8 @@ def tiny_data(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     data = tmp_path / "data"
     train(TINY, data / "tiny")
+    from dashboard import limit_solve
+    monkeypatch.setattr(limit_solve, "MOST_PARTICLES", 512)          # a test-sized solve, whatever the budget
     monkeypatch.setenv("DYNAMICS_DATA_DIR", str(data))
     monkeypatch.setenv("DYNAMICS_UPLOAD_DIR", str(tmp_path / "uploads"))
     monkeypatch.setenv("DYNAMICS_CACHE_DIR", str(tmp_path / "cache"))

@@ -24,7 +24,10 @@ __all__ = ["RATES", "OVERHEAD_S", "MAX_INPUTS", "inputs_bound", "outputs_guess",
 # shared 2-core development machine): float64 5.9e8-7.4e8 and float32 1.5e9-2.4e9 at M = 16384-32768, K = 8-16,
 # T·P = 352 (medium settings run faster, 0.9e9-1.5e9 in float64: the estimate errs on the slow side)
 RATES = {"float64": 6.0e8, "float32": 1.5e9}
-OVERHEAD_S = 4e-3       # seconds per step and block (Python, small kernels, records): M = 1024, K = 4, T·P = 40
+OVERHEAD_S = 8e-3       # seconds per step and block (Python, small kernels, records): 4-10 ms measured at
+#                         M = 1024-2048, K = 3-4, T·P = 32-40. Measured actual/estimate: 0.5-2 over the settings
+#                         of benchmarks/limit_scale.py and a two-layer, C = 3 run (slowest relative to the
+#                         estimate: small two-layer runs; fastest: medium one-layer runs)
 MAX_INPUTS = 256        # distinct inputs the solver conditions on (probes ∪ every batch input); it refuses more
 
 

@@ -25,7 +25,7 @@ __all__ = ["RATES", "OVERHEAD_S", "MAX_INPUTS", "inputs_bound", "outputs_guess",
 # T·P = 352 (medium settings run faster, 0.9e9-1.5e9 in float64: the estimate errs on the slow side)
 RATES = {"float64": 6.0e8, "float32": 1.5e9}
 OVERHEAD_S = 8e-3       # seconds per step and block (Python, small kernels, records): 4-10 ms measured at
-#                         M = 1024-2048, K = 3-4, T·P = 32-40. Measured actual/estimate: 0.5-2 over the settings
+#                         M = 1024-2048, K = 3-4, T·P = 32-40. Measured actual/estimate: 0.4-1.8 over the settings
 #                         of benchmarks/limit_scale.py and a two-layer, C = 3 run (slowest relative to the
 #                         estimate: small two-layer runs; fastest: medium one-layer runs)
 MAX_INPUTS = 256        # distinct inputs the solver conditions on (probes ∪ every batch input); it refuses more

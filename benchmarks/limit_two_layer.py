@@ -3,7 +3,8 @@ from the limit solver (grid K) and from finite nets (depth L), in one table.
 
     python benchmarks/limit_two_layer.py [--particles 2048] [--width 256] [--seeds 3]
 
-Setting: tanh, 8 inputs (the first 4 are the probes), full batch, η = 0.5, 4 steps, depth-μP, coupling full / reused nets.
+Setting: tanh, 8 inputs (the first 4 are the probes), full batch, η = 0.5, 4 steps, depth-μP, coupling full /
+reused nets.
 Printed: a_move at step 4, mean over layers; limit ± its Monte-Carlo stderr, finite ± the seed stderr.
 a_move counts every change of a_ℓ, including W1(0)·(φ(h(t)) − φ(h(0)))/√n from the block's moving input; only
 ΔW1's share scales with depth (like K^(2α−1)).

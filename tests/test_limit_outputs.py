@@ -51,7 +51,8 @@ def test_chi_is_minus_the_trainers_loss_gradient(loss):
 def test_xent_chi_at_zero_is_onehot_minus_uniform():
     C, P = 5, 3
     y = torch.nn.functional.one_hot(torch.tensor([0, 3, 4]), C).double()
-    loss, chi = loss_and_chi("xent", torch.zeros(2, P, C, dtype=torch.float64), y, torch.ones(P, dtype=torch.float64), P)
+    zero, ones = torch.zeros(2, P, C, dtype=torch.float64), torch.ones(P, dtype=torch.float64)
+    loss, chi = loss_and_chi("xent", zero, y, ones, P)
     assert torch.allclose(chi, ((y - 1 / C) / P).expand(2, P, C))
     assert torch.allclose(loss, torch.full((2,), math.log(C), dtype=torch.float64))
 

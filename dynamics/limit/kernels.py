@@ -181,7 +181,8 @@ def _block_maps(H: Tensor, act: str, block: int) -> tuple[Tensor, Tensor, Tensor
 
 
 def _branch_coef(param: str, beta: float, depth: int) -> float | None:
-    """Squared branch multiplier of the parametrization table (dynamics.model.scales); None for `plain` (no skip connection)."""
+    """Squared branch multiplier of the parametrization table (dynamics.model.scales); None for `plain`
+    (no skip connection)."""
     return {"depth-mup": beta * beta / depth, "mup": beta * beta, "sp": beta * beta}.get(param)
 
 

@@ -1,14 +1,15 @@
 """The training-time limit (NFD): a particle solver for depth-μP ResNets (one- or two-layer blocks, C ≥ 1
-outputs, MSE or cross-entropy) trained by SGD, at infinite width on a depth grid of K blocks. `solve_limit(cfg, ...)` takes the
-RunConfig of a finite run and returns tidy frames with the same metrics (plus Monte-Carlo `stderr`);
-`dynamics.limit.run` writes them as a run of kind `limit`.
+outputs, MSE or cross-entropy) trained by SGD, at infinite width on a depth grid of K blocks.
+`solve_limit(cfg, ...)` takes the RunConfig of a finite run and returns tidy frames with the same metrics (plus
+Monte-Carlo `stderr`); `dynamics.limit.run` writes them as a run of kind `limit`.
 
-Derivation (one block, W = W_ℓ(0), branch multiplier b; the conditional-Gaussian representation of W's answers, with particle averages for /n). A vector's
-coordinates are i.i.d. copies of a random variable, held as M particles. What SGD has done with W is a list
-of forward queries u = φ(h_{ℓ−1}(x,s)) with answers Wu/√n and backward queries g = ĝ_ℓ(x,s) with answers
-Wᵀg/√n. Keep orthonormal bases of both lists (|q|²/M = 1, Gram–Schmidt in the particle average) and W's
-answers on them: Q_A, Y = W Q_A/√n and Q_B, X = Wᵀ Q_B/√n. Conditioning the Gaussian W on those answers gives,
-for a new query u = Q_A a + r with a = Q_A·u/M and r ⊥ Q_A factored as r = Q_r R (R upper triangular),
+Derivation (one block, W = W_ℓ(0), branch multiplier b; the conditional-Gaussian representation of W's answers, with
+particle averages for /n). A vector's coordinates are i.i.d. copies of a random variable, held as M particles. What
+SGD has done with W is a list of forward queries u = φ(h_{ℓ−1}(x,s)) with answers Wu/√n and backward queries g =
+ĝ_ℓ(x,s) with answers Wᵀg/√n. Keep orthonormal bases of both lists (|q|²/M = 1, Gram–Schmidt in the particle
+average) and W's answers on them: Q_A, Y = W Q_A/√n and Q_B, X = Wᵀ Q_B/√n. Conditioning the Gaussian W on those
+answers gives, for a new query u = Q_A a + r with a = Q_A·u/M and r ⊥ Q_A factored as r = Q_r R (R upper
+triangular),
 
     W u/√n = Y a + [Π_B^⊥ ε + Q_B (X·Q_r/M)] R ,      ε: fresh i.i.d. N(0, 1) per particle and new direction,
 

@@ -112,7 +112,8 @@ def _progress(total: int, enabled: bool):
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `python -m dynamics limit` to the CLI's subparsers."""
     p = sub.add_parser("limit", help="the infinite-width (NFD) limit of a finite run, as a run of kind limit",
-                       description="Solve the infinite-width limit (the particle solver of the training-time limit) for the setting "
+                       description="Solve the infinite-width limit (the particle solver of the training-time "
+                                   "limit) for the setting "
                                    "of a finite run and write OUT/NAME with the same metrics (plus Monte-Carlo "
                                    f"stderr), kernels and neuron quantiles. Covers {COVERS}. Not covered: "
                                    f"{NOT_COVERED}.")

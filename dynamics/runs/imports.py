@@ -53,7 +53,7 @@ from .store import KERNELS, LAYER, METRIC, METRICS, NEURONS, RUN_JSON, STDERR, S
 from .import_checks import NAN_TEXT, RunImportError, check_table
 from .import_checks import fail as _fail, line as _line, numbers as _numbers, row as _row
 from . import tbfolder, wandb
-from .tfevents import TFEventsError, looks_like_events, read_scalars
+from .tfevents import looks_like_events
 
 __all__ = ["RunImportError", "Limits", "Imported", "import_file", "split_name", "register", "FORMATS"]
 
@@ -206,34 +206,10 @@ def _wide(df: pd.DataFrame, p: _Parsed, limits: Limits, where, step: str = "_ste
 
 
 def _tfevents(blobs: list[tuple[str, bytes]], p: _Parsed, limits: Limits) -> None:
-    """One or more event files (a folder's, in merge order: dynamics.runs.tbfolder) -> long rows; a (tag, step)
-    logged again later keeps the later value; tags of files in subfolders get the subfolder as a prefix."""
-    prefix, _ = tbfolder.prefixes([n for n, _ in blobs])
-    frames, records = [], 0
-    for name, data in blobs:
-        label = f"{name}: " if len(blobs) > 1 else ""
-        try:
-            ev = read_scalars(data, max_records=limits.max_rows - records)
-        except TFEventsError as e:
-            raise _fail(f"{label}{e}") from None
-        records += ev.records
-        for why, (count, tags) in ev.skipped.items():
-            p.skip(f"{label}{count} value(s)" + (f" ({', '.join(tags)})" if tags else ""), why)
-        if ev.truncated:
-            p.skip(f"{label}a cut last record", ev.truncated)
-        frames.append(pd.DataFrame({"tag": [prefix[name] + s.tag for s in ev.scalars],
-                                    STEP: np.array([s.step for s in ev.scalars], dtype=np.int64),
-                                    VALUE: [s.value for s in ev.scalars]}))
-    df = pd.concat(frames, ignore_index=True)
-    if not len(df):
-        raise _fail(f"no scalar summaries in the event file{'s' if len(blobs) > 1 else ''} ({records} records); "
-                    f"expected scalars logged with add_scalar")
+    """One or more event files (a folder's, in merge order) -> long rows (merge rules: dynamics.runs.tbfolder)."""
+    df = tbfolder.merge(blobs, limits.max_rows, p.skip)
     if len(blobs) > 1:
         p.meta["merged_files"] = [n for n, _ in blobs]  # the merge order, kept in run.json
-    last = ~df.duplicated(["tag", STEP], keep="last")
-    if (n := int((~last).sum())):
-        p.skip(f"{n} earlier value(s) of a (tag, step)", "logged again later (a resumed run): the later is kept")
-    df = df[last.to_numpy()].reset_index(drop=True)
     names = {t: split_name(t) for t in df["tag"].unique()}
     df[LAYER] = df["tag"].map(lambda t: names[t][0])
     df[METRIC] = df["tag"].map(lambda t: names[t][1])

@@ -7,8 +7,8 @@ as (relative name, bytes); dynamics.runs.imports then reads them with dynamics.r
 Rules:
 - an event file is a file whose name holds `tfevents` or whose first 12 bytes are an event-file record header
   (the length CRC matches: a renamed event file counts); every other file is skipped and listed;
-- order: by directory, then by the start time in the name (`events.out.tfevents.<unix seconds>.…`), then by
-  name; files without a time come after. Values are concatenated in that order and, for a (tag, step)
+- order: by directory, then by the writer's start time (the wall time of the file's first record, else the
+  `<unix seconds>` in `events.out.tfevents.<unix seconds>.…`), then by name; files without a time come after. Values are concatenated in that order and, for a (tag, step)
   logged more than once (a resumed run), the later value wins;
 - event files in subfolders of the folder that holds the first ones are other TensorBoard runs (e.g.
   `train/`, `val/`): their tags are prefixed with the subfolder (`val/loss`), as TensorBoard shows them; the
@@ -27,10 +27,13 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .import_checks import fail
-from .tfevents import looks_like_events
+import numpy as np
+import pandas as pd
 
-__all__ = ["MAX_EVENT_FILES", "MAX_ENTRIES", "folder_events", "zip_events", "zip_holds_events", "order",
+from .import_checks import fail
+from .tfevents import TFEventsError, first_wall_time, looks_like_events, read_scalars
+
+__all__ = ["MAX_EVENT_FILES", "MAX_ENTRIES", "merge", "folder_events", "zip_events", "zip_holds_events", "order",
            "is_event_name"]
 
 MAX_EVENT_FILES = 1000
@@ -42,13 +45,45 @@ def is_event_name(name: str) -> bool:
     return "tfevents" in PurePosixPath(name).name.lower()
 
 
-def order(names: list[str]) -> list[str]:
-    """Merge order: directory, then the writer's start time in the name, then the name."""
+def order(blobs: dict[str, bytes]) -> list[tuple[str, bytes]]:
+    """Merge order: directory, then the writer's start time (the first record's wall time, else the time in
+    the name), then the name."""
     def key(n: str):
         p = PurePosixPath(n)
+        t = first_wall_time(blobs[n])
         m = _TIME.search(p.name)
-        return (str(p.parent), 0 if m else 1, int(m.group(1)) if m else 0, p.name)
-    return sorted(names, key=key)
+        t = t if t is not None else float(m.group(1)) if m else None
+        return (str(p.parent), t is None, t or 0.0, p.name)
+    return [(n, blobs[n]) for n in sorted(blobs, key=key)]
+
+
+def merge(blobs: list[tuple[str, bytes]], max_records: int, skip) -> pd.DataFrame:
+    """Event files in merge order -> one frame (tag, step int64, value): values concatenated in order, a (tag,
+    step) logged again later keeps the later value; subfolder tags prefixed. skip(what, why) lists the rest."""
+    prefix, _ = prefixes([n for n, _ in blobs])
+    frames, records = [], 0
+    for name, data in blobs:
+        label = f"{name}: " if len(blobs) > 1 else ""
+        try:
+            ev = read_scalars(data, max_records=max_records - records)
+        except TFEventsError as e:
+            raise fail(f"{label}{e}") from None
+        records += ev.records
+        for why, (count, tags) in ev.skipped.items():
+            skip(f"{label}{count} value(s)" + (f" ({', '.join(tags)})" if tags else ""), why)
+        if ev.truncated:
+            skip(f"{label}a cut last record", ev.truncated)
+        frames.append(pd.DataFrame({"tag": [prefix[name] + s.tag for s in ev.scalars],
+                                    "step": np.array([s.step for s in ev.scalars], dtype=np.int64),
+                                    "value": [s.value for s in ev.scalars]}))
+    df = pd.concat(frames, ignore_index=True)
+    if not len(df):
+        raise fail(f"no scalar summaries in the event file{'s' if len(blobs) > 1 else ''} ({records} records); "
+                   f"expected scalars logged with add_scalar")
+    last = ~df.duplicated(["tag", "step"], keep="last")
+    if (n := int((~last).sum())):
+        skip(f"{n} earlier value(s) of a (tag, step)", "logged again later (a resumed run): the later is kept")
+    return df[last.to_numpy()].reset_index(drop=True)
 
 
 def prefixes(names: list[str]) -> tuple[dict[str, str], str]:
@@ -99,8 +134,7 @@ def folder_events(folder: Path, max_bytes: int) -> tuple[list[tuple[str, bytes]]
     if total > max_bytes:
         raise fail(f"the event files in {folder.name} are too large together: {total / 2 ** 20:.1f} MB (limit "
                    f"{max_bytes / 2 ** 20:.0f} MB)")
-    blobs = [(n, (folder / n).read_bytes()) for n in order(found)]
-    return blobs, _skipped(other)
+    return order({n: (folder / n).read_bytes() for n in found}), _skipped(other)
 
 
 def _head(path: Path) -> bool:
@@ -181,4 +215,4 @@ def zip_events(data: bytes, max_bytes: int, max_unzipped: int
         if name in blobs:
             raise fail(f"zip holds {name} twice")
         blobs[name] = blob
-    return [(n, blobs[n]) for n in order(list(blobs))], _skipped(other)
+    return order(blobs), _skipped(other)

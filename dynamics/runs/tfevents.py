@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-__all__ = ["TFEventsError", "Scalar", "read_scalars", "looks_like_events", "crc32c", "masked_crc32c"]
+__all__ = ["TFEventsError", "Scalar", "read_scalars", "looks_like_events", "first_wall_time", "crc32c", "masked_crc32c"]
 
 
 class TFEventsError(ValueError):
@@ -230,6 +230,19 @@ def looks_like_events(data: bytes) -> bool:
     """True when the bytes start with an event-file record header (its length CRC matches): content sniffing,
     so a renamed event file is still recognised."""
     return len(data) >= 12 and masked_crc32c(data[:8]) == struct.unpack("<I", data[8:12])[0]
+
+
+def first_wall_time(data: bytes) -> float | None:
+    """Event.wall_time of the first record (when its writer started), or None if it cannot be read."""
+    try:
+        for _, body in _records(data, 1, Events()):
+            for num, wt, val in _fields(body):
+                if num == 1 and wt == 1:
+                    return struct.unpack("<d", val)[0]
+            return None
+    except (TFEventsError, _Corrupt, struct.error):
+        return None
+    return None
 
 
 def read_scalars(data: bytes, max_records: int = 10_000_000) -> Events:

@@ -10,8 +10,8 @@ output -> a tensor of shape (P,) or (P, C)) chooses f; with (P, C), f is column 
 - a dict, a Hugging Face ModelOutput (a dict subclass) or any object with `.logits`: its `logits`. Logits of
   shape (P, T, V) are a language model's: f_μ = mean over positions t < T−1 of the next-token loss
   −log softmax(logits[μ, t])[x_μ,t+1], the probe's own tokens as labels (positions whose next token is masked
-  out by the probe's `attention_mask` are left out). Under causal attention this gives every position a
-  gradient (the first logit alone reaches only position 0). Token logits without token ids are refused;
+  out by the probe's `attention_mask` are left out). Under causal attention this gives every position but
+  the last (which has no next token) a gradient; the first logit alone would reach position 0 only. Token logits without token ids are refused;
 - anything else is refused with one line that says to pass `output=`.
 
 Blocks may return a tensor, a tuple/list (its first element is the residual stream, as in nn.TransformerEncoder
@@ -53,7 +53,9 @@ def next_token_loss(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor 
     """(P, T, V) logits, (P, T) token ids -> (P,): mean over t < T−1 of −log softmax(logits[:, t])[ids[:, t+1]],
     over the positions whose next token is kept by `mask` (P, T) when given."""
     P_, T, V = logits.shape
-    nll = F.cross_entropy(logits[:, :-1].reshape(-1, V).float(), ids[:, 1:].reshape(-1).long(),
+    if logits.dtype in (torch.float16, torch.bfloat16):  # half-precision logits: the loss in float32
+        logits = logits.float()
+    nll = F.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1).long(),
                           reduction="none").reshape(P_, T - 1)
     w = torch.ones_like(nll) if mask is None else mask[:, 1:].to(nll.dtype)
     return (nll * w).sum(1) / w.sum(1).clamp_min(1)

@@ -87,3 +87,24 @@ def test_a_training_killed_early_keeps_its_steps_and_shows_stale(tmp_path):
     assert row["status"] == "stale"
     assert json.loads((out / "killed" / "run.json").read_text())["heartbeat"]["pid"] == proc.pid
     assert store.STALE_PERIODS >= 2
+
+
+@pytest.mark.slow
+def test_runs_page_shows_a_stopped_run_as_stale(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+    from conftest import write_synthetic_runs
+    names = write_synthetic_runs(tmp_path)
+    meta_path = tmp_path / names[0] / "run.json"
+    meta = json.loads(meta_path.read_text())
+    meta.update(status="running", heartbeat={"host": socket.gethostname(), "pid": _dead_pid(),
+                                             "updated": "2026-01-01T00:00:00+00:00", "every_seconds": 30.0})
+    meta_path.write_text(json.dumps(meta))
+    monkeypatch.delenv("DYNAMICS_RUNS", raising=False)
+    monkeypatch.setenv("DYNAMICS_DATA_DIR", str(tmp_path))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/1_Runs.py")
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("run_id")
+    assert table.loc[names[0], "status"] == "stale" and table.loc[names[1], "status"] == "complete"
+    assert any("**stale**" in c.value for c in at.caption)

@@ -244,3 +244,41 @@ def test_wandb_chart_export_csv(tmp_path):
     two, _ = _chart_export(tmp_path / "two.csv", runs=("run-a", "run-b"))
     with pytest.raises(RunImportError, match=r"holds 2 runs \(run-a, run-b\)"):
         import_file(two, tmp_path / "out")
+
+
+# --- damaged real files: a run or one line, never a leftover ---------------------------------------------
+@pytest.fixture(scope="module")
+def real_samples(tmp_path_factory) -> dict[str, bytes]:
+    tmp = tmp_path_factory.mktemp("real")
+    _torch_writer(tmp / "exp", steps=(0, 10))
+    (event,) = (tmp / "exp").iterdir()
+    return {"events.out.tfevents.1.h": event.read_bytes(),
+            "exp.zip": _zip_folder(tmp / "exp", tmp / "exp.zip").read_bytes(),
+            "export.csv": _chart_export(tmp / "export.csv")[0].read_bytes(),
+            "history.csv": _lightning_history(tmp / "history.csv")[0].read_bytes()}
+
+
+def test_fuzz_cuts_and_flips_of_real_files(tmp_path_factory, real_samples):
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(data=st.data(), name=st.sampled_from(sorted(real_samples)))
+    def run(data, name):
+        blob = bytearray(real_samples[name])
+        cut = data.draw(st.integers(0, len(blob)))
+        if data.draw(st.booleans()) and cut < len(blob):
+            blob[cut] ^= data.draw(st.integers(1, 255))
+        else:
+            blob = blob[:cut]
+        tmp = tmp_path_factory.mktemp("fz")
+        (tmp / name).write_bytes(bytes(blob))
+        out = tmp / "out"
+        try:
+            res = import_file(tmp / name, out, step_column="trainer/global_step" if name == "history.csv" else None)
+        except RunImportError as e:
+            assert "\n" not in str(e) and str(e)
+            assert not out.exists() or list(out.iterdir()) == []
+            return
+        assert [p.name for p in out.iterdir()] == [res.run_dir.name]
+        read_metrics(res.run_dir)
+    run()

@@ -282,3 +282,17 @@ def test_fuzz_cuts_and_flips_of_real_files(tmp_path_factory, real_samples):
         assert [p.name for p in out.iterdir()] == [res.run_dir.name]
         read_metrics(res.run_dir)
     run()
+
+
+def test_cli_imports_a_log_folder_and_refuses_step_column_for_events(tmp_path, capsys):
+    n = _torch_writer(tmp_path / "logs" / "exp7", steps=(0, 10))
+    assert main(["import", str(tmp_path / "logs" / "exp7"), "--out", str(tmp_path / "out")]) == 0
+    assert "imported:" in capsys.readouterr().out
+    assert len(read_metrics(tmp_path / "out" / "exp7")) == n
+    assert main(["import", str(tmp_path / "logs" / "exp7"), "--out", str(tmp_path / "out"), "--name", "again",
+                 "--step-column", "x"]) == 2  # event files carry their own steps
+    assert "log folder" in capsys.readouterr().err
+    (event,) = (tmp_path / "logs" / "exp7").iterdir()
+    assert main(["import", str(event), "--out", str(tmp_path / "out"), "--step-column", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "--step-column applies to CSV and Parquet tables" in err and err.count("\n") == 1

@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dynamics.runs import store
@@ -108,3 +109,11 @@ def test_runs_page_shows_a_stopped_run_as_stale(tmp_path, monkeypatch):
     table = at.dataframe[0].value.set_index("run_id")
     assert table.loc[names[0], "status"] == "stale" and table.loc[names[1], "status"] == "complete"
     assert any("**stale**" in c.value for c in at.caption)
+
+
+def test_steps_past_int32_widen_the_step_column(tmp_path):
+    w = RunWriter(tmp_path / "tok", {"run_id": "tok", "kind": "imported", "config": {}})
+    w.add_metrics(np.array([0, 2 ** 31, 3 * 2 ** 33]), -1, "loss", np.array([1.0, 0.5, 0.25]))
+    w.finish("complete")
+    df = read_metrics(tmp_path / "tok")
+    assert str(df.step.dtype) == "int64" and df.step.tolist() == [0, 2 ** 31, 3 * 2 ** 33]

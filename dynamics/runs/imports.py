@@ -341,6 +341,9 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
     path = Path(path)
     label = source_name or path.name
     if path.is_dir():  # a TensorBoard log folder: all its event files, merged (dynamics.runs.tbfolder)
+        if step_column is not None:
+            raise _fail(f"--step-column applies to CSV and Parquet tables; {label} is a TensorBoard log folder "
+                        f"(its events carry their own steps)")
         blobs, skipped = tbfolder.folder_events(path, limits.max_bytes)
         return _events_run(blobs, skipped, path, config, limits, out, name or _folder_name(path.resolve()))
     try:

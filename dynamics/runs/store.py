@@ -152,6 +152,9 @@ class RunWriter:
                                                                  pa.types.is_dictionary(f.type) else None)
             if pa.types.is_dictionary(f.type):
                 cols.append(pa.array(arr.astype(str), pa.string()).dictionary_encode())
+            elif f.name == STEP and arr.size and int(arr.max()) > 2 ** 31 - 1:  # e.g. tokens seen as the step
+                schema = schema.set(schema.get_field_index(STEP), pa.field(STEP, pa.int64()))
+                cols.append(pa.array(arr, pa.int64()))
             else:
                 cols.append(pa.array(arr, f.type))
         return pa.Table.from_arrays(cols, schema=schema)

@@ -6,7 +6,8 @@ training set for batch="full"); probe metrics are recorded at step 0, every `rec
 the probes are the first `probes` training inputs. A non-finite loss ends the run as `diverged`, keeping
 everything recorded so far. Files are flushed right after the first record, then every 30 s or 10 records
 (throttled to ~10% overhead), and run.json's heartbeat is refreshed every 30 s between records too, so a run
-killed early keeps its steps and shows as `stale` (dynamics.runs.store.liveness), not running. `train(cfg, run_dir)` is what the CLI, the sweeps and the tests call.
+killed early keeps its steps and shows as `stale` (dynamics.runs.store.liveness), not running.
+`train(cfg, run_dir)` is what the CLI, the sweeps and the tests call.
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 Used by dynamics.runs.imports. `check_table(df, file, max_layer, where)` converts each column per the file's spec
 (step int32 ≥ 0 — int64 when a step is ≥ 2³¹, exact up to 2⁵³ —, layer int16 ≥ −1, names non-empty, values
 float64 with NaN allowed), and rejects with a one-line RunImportError: missing columns (named), non-numeric
-cells, NaN or non-integer keys, values out of range, duplicate keys. `where(i)` turns a row position into words for the message ("line 5", "row 4").
+cells, NaN or non-integer keys, values out of range, duplicate keys. `where(i)` turns a row position into
+words for the message ("line 5", "row 4").
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ output -> a tensor of shape (P,) or (P, C)) chooses f; with (P, C), f is column 
   shape (P, T, V) are a language model's: f_μ = mean over positions t < T−1 of the next-token loss
   −log softmax(logits[μ, t])[x_μ,t+1], the probe's own tokens as labels (positions whose next token is masked
   out by the probe's `attention_mask` are left out). Under causal attention this gives every position but
-  the last (which has no next token) a gradient; the first logit alone would reach position 0 only. Token logits without token ids are refused;
+  the last (which has no next token) a gradient; the first logit alone would reach position 0 only. Token
+  logits without token ids are refused;
 - anything else is refused with one line that says to pass `output=`.
 
 Blocks may return a tensor, a tuple/list (its first element is the residual stream, as in nn.TransformerEncoder

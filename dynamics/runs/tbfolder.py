@@ -8,8 +8,9 @@ Rules:
 - an event file is a file whose name holds `tfevents` or whose first 12 bytes are an event-file record header
   (the length CRC matches: a renamed event file counts); every other file is skipped and listed;
 - order: by directory, then by the writer's start time (the wall time of the file's first record, else the
-  `<unix seconds>` in `events.out.tfevents.<unix seconds>.…`), then by name; files without a time come after. Values are concatenated in that order and, for a (tag, step)
-  logged more than once (a resumed run), the later value wins;
+  `<unix seconds>` in `events.out.tfevents.<unix seconds>.…`), then by name; files without a time come
+  after. Values are concatenated in that order and, for a (tag, step) logged more than once (a resumed
+  run), the later value wins;
 - event files in subfolders of the folder that holds the first ones are other TensorBoard runs (e.g.
   `train/`, `val/`): their tags are prefixed with the subfolder (`val/loss`), as TensorBoard shows them; the
   folder that all event files share is the run (its name is the default run name);

@@ -241,6 +241,12 @@ def test_wandb_chart_export_csv(tmp_path):
     np.testing.assert_array_equal(h3.value, [_h(3, s) for s in (0, 100, 200, 300)])
     whys = " | ".join(f"{s['what']}: {s['why']}" for s in res.skipped)
     assert "__MIN" in whys and "sampling bounds" in whys
+    xaxis = pd.read_csv(src).rename(columns={"Step": "trainer/global_step"})
+    xaxis.to_csv(tmp_path / "xaxis.csv", index=False)  # the chart's x axis set to another key
+    with pytest.raises(RunImportError, match="without a Step column .* pass --step-column .* 'trainer/global_step'"):
+        import_file(tmp_path / "xaxis.csv", tmp_path / "out")
+    res = import_file(tmp_path / "xaxis.csv", tmp_path / "out", step_column="trainer/global_step")
+    assert len(read_metrics(res.run_dir)) == n_in
     two, _ = _chart_export(tmp_path / "two.csv", runs=("run-a", "run-b"))
     with pytest.raises(RunImportError, match=r"holds 2 runs \(run-a, run-b\)"):
         import_file(two, tmp_path / "out")

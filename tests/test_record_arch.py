@@ -317,3 +317,19 @@ def test_a_failure_after_recorded_steps_keeps_them_marked_failed(tmp_path):
     meta = read_meta(tmp_path / "mid")
     assert meta["status"] == "failed" and "RecordError" in meta["error"]
     assert sorted(read_metrics(tmp_path / "mid").step.unique()) == [0]
+
+
+def test_half_precision_models_are_measured_in_float32(tmp_path):
+    torch.manual_seed(0)
+    blocks = [nn.Sequential(nn.Linear(D, D), nn.Tanh()) for _ in range(2)]
+    model = nn.Sequential(nn.Linear(3, D), *blocks, nn.Linear(D, 2)).to(torch.bfloat16)
+    x = torch.randn(4, 3).to(torch.bfloat16)
+    with dynamics.record(model, blocks=list(model[1:3]), probe=x, out=tmp_path, name="bf16") as rec:
+        rec.step(0)
+    model.eval()
+    hs = [model[0](x)]
+    for b in model[1:3]:
+        hs.append(b(hs[-1]))
+    df = read_metrics(tmp_path / "bf16")
+    np.testing.assert_allclose(df[df.metric == "h_sq"].sort_values("layer").value,
+                               [float(h.float().pow(2).mean()) for h in hs], rtol=1e-6)

@@ -161,8 +161,9 @@ class Recorder:
             for m, mode in zip(self.model.modules(), modes):
                 m.training = mode
         shapes = [tuple(h.shape[1:]) for h in hs]
-        h = [t.detach().reshape(self.P, -1) for t in hs]
-        g = [(torch.zeros_like(t) if d is None else d.reshape(t.shape)) * (self.g_scale or t.shape[-1])
+        up = (lambda t: t.float()) if hs[0].dtype in (torch.float16, torch.bfloat16) else (lambda t: t)  # stats
+        h = [up(t.detach().reshape(self.P, -1)) for t in hs]
+        g = [(torch.zeros_like(t) if d is None else up(d).reshape(t.shape)) * (self.g_scale or t.shape[-1])
              for t, d in zip(h, grads)]
         return h, g, f.detach(), shapes
 

@@ -45,6 +45,10 @@ def shape(df: pd.DataFrame, p, step_column: str | None) -> tuple[pd.DataFrame, s
         df = _chart_export(df, ui, p)
         step_column = step_column or "Step"
         p.fmt = "wandb"
+    elif ui and not long and not ({"_step", STEP} & set(df.columns)):
+        others = [c for c in df.columns if c not in ui]
+        raise fail(f"a W&B chart export without a Step column (found: {', '.join(map(str, df.columns[:6]))}); "
+                   f"pass --step-column with its x-axis column" + (f", e.g. {others[0]!r}" if others else ""))
     if step_column is not None:
         if step_column not in df.columns:
             raise fail(f"step column {step_column!r} not found (found: {', '.join(map(str, df.columns[:12]))}); "

@@ -326,10 +326,10 @@ def test_half_precision_models_are_measured_in_float32(tmp_path):
     x = torch.randn(4, 3).to(torch.bfloat16)
     with dynamics.record(model, blocks=list(model[1:3]), probe=x, out=tmp_path, name="bf16") as rec:
         rec.step(0)
-    model.eval()
-    hs = [model[0](x)]
-    for b in model[1:3]:
-        hs.append(b(hs[-1]))
+    with torch.no_grad():
+        hs = [model[0](x)]
+        for b in model[1:3]:
+            hs.append(b(hs[-1]))
     df = read_metrics(tmp_path / "bf16")
     np.testing.assert_allclose(df[df.metric == "h_sq"].sort_values("layer").value,
                                [float(h.float().pow(2).mean()) for h in hs], rtol=1e-6)

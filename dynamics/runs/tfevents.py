@@ -272,7 +272,7 @@ def _event(body: bytes, ev: Events) -> None:
             other = {4: "graph_def", 6: "log_message", 7: "session_log", 8: "run_metadata",
                      9: "meta_graph_def", 10: "source_metadata"}.get(num, f"event field {num}")
     if other and not summaries:
-        if other != "file_version":
+        if other not in ("file_version", "source_metadata"):  # writer bookkeeping, not data
             ev.skip(f"{other} events (not scalars)")
         return
     for summary in summaries:

@@ -15,8 +15,9 @@ st.title("Upload your own runs")
 st.markdown(
     "Drop one or more files: a **zipped run directory** of ours; our **metrics.parquet** (with its "
     "`run.json`); a **long CSV** with columns `step, layer, metric, value` (optional `stderr`); a **W&B "
-    "history export** (CSV or Parquet with a `_step` column); or a **TensorBoard event file** "
-    "(`events.out.tfevents.*`). Add a JSON file with the config (e.g. `log.csv.json`, or a bare object like "
+    "history export** (CSV or Parquet with a `_step` column) or a W&B chart's **Export CSV**; a **TensorBoard "
+    "event file** (`events.out.tfevents.*`) or a **zipped TensorBoard log folder** (all its event files become "
+    "one run). Add a JSON file with the config (e.g. `log.csv.json`, or a bare object like "
     "`{\"depth\": 16, \"width\": 256}`) beside a CSV or Parquet file. Tags and columns named `layer_7/h_sq` or "
     "`h_sq/7` become per-layer metrics; other names become network scalars.")
 st.caption("Uploads are visible in this browser session only and deleted after "
@@ -24,7 +25,8 @@ st.caption("Uploads are visible in this browser session only and deleted after "
 U.clean_up()
 
 files = st.file_uploader("Run logs", accept_multiple_files=True, key=f"{PAGE}.files",
-                         help="zip, parquet, csv, json (config sidecar) or TensorBoard events.out.tfevents.* files")
+                         help="zip (a run or a TensorBoard log folder), parquet, csv, json (config sidecar) or "
+                              "TensorBoard events.out.tfevents.* files")
 outcomes = U.process(files or [])
 if not outcomes:
     st.info("Nothing uploaded yet in this session.")

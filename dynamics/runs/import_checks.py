@@ -1,9 +1,10 @@
 """Checks for imported tables: a pandas frame of one run file -> a typed pyarrow table of the run format.
 
 Used by dynamics.runs.imports. `check_table(df, file, max_layer, where)` converts each column per the file's spec
-(step int32 ≥ 0, layer int16 ≥ −1, names non-empty, values float64 with NaN allowed), and rejects with a
-one-line RunImportError: missing columns (named), non-numeric cells, NaN or non-integer keys, values out of
-range, duplicate keys. `where(i)` turns a row position into words for the message ("line 5", "row 4").
+(step int32 ≥ 0 — int64 when a step is ≥ 2³¹, exact up to 2⁵³ —, layer int16 ≥ −1, names non-empty, values
+float64 with NaN allowed), and rejects with a one-line RunImportError: missing columns (named), non-numeric
+cells, NaN or non-integer keys, values out of range, duplicate keys. `where(i)` turns a row position into
+words for the message ("line 5", "row 4").
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def check_table(df: pd.DataFrame, file: str, max_layer: int, where) -> pa.Table:
         raise fail(f"wrong columns{'' if file == METRICS else ' in ' + file}: missing {', '.join(missing)} "
                    f"(found: {', '.join(map(str, df.columns[:12])) or 'none'}); needed: {needed}")
     cols: dict[str, np.ndarray] = {}
-    hi = {"step": 2 ** 31 - 1, "layer": min(max_layer, 2 ** 15 - 1), "index": 2 ** 15 - 1}
+    hi = {"step": 2 ** 63 - 1024, "layer": min(max_layer, 2 ** 15 - 1), "index": 2 ** 15 - 1}
     for col, kind in spec.items():
         if col not in df.columns:
             continue
@@ -93,6 +94,8 @@ def check_table(df: pd.DataFrame, file: str, max_layer: int, where) -> pa.Table:
                     f"times ({int(dup.sum())} rows share a key with another row)")
     frame = frame.sort_values(keys, kind="stable")
     schema = store.METRICS_SCHEMA_SE if file == METRICS and STDERR in cols else _SCHEMAS[file]
+    if len(frame) and frame[STEP].max() > 2 ** 31 - 1:  # e.g. tokens seen as the step: the step column widens
+        schema = schema.set(schema.get_field_index(STEP), pa.field(STEP, pa.int64()))
     arrays = []
     for f in schema:
         v = frame[f.name].to_numpy()

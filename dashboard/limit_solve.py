@@ -1,6 +1,7 @@
 """Solve from the page: for a finite run without a matching limit run, the Limit page offers a button that
-solves one in the background (dynamics.limit.run.limit_like in a thread) and writes an ordinary limit run
-beside the data, with a progress bar; the page picks it up when it ends.
+solves one in the background (dynamics.limit.run.limit_like in a child process with one thread, watched by a
+thread that reads its progress lines) and writes an ordinary limit run beside the data, with a progress bar;
+the page picks it up when it ends.
 
 Particles are chosen from a time budget the user picks and the page states: the largest count whose estimate
 (dynamics.limit.cost: work M·K·block·(T·(P+Nb))² over a measured rate, cost ∝ M (T·P)² K) fits the budget;
@@ -11,6 +12,9 @@ HOSTED_BUDGET seconds, and the run goes to the session's own folder. Every refus
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +24,7 @@ import streamlit as st
 from dashboard import hosting, train_form
 from dashboard.runs import Run
 from dashboard.sections import matched_limit
+from dashboard.settings import REPO
 from dashboard.uploads import register, session_root
 from dynamics.config import ConfigError, RunConfig
 from dynamics.limit.cost import MAX_INPUTS, estimate_seconds, inputs_bound, particles_for_budget
@@ -31,13 +36,43 @@ _JOBS: dict[str, dict] = {}              # finite run path -> {"steps", "step", 
 _SESSION = "dashboard.limit_jobs"        # this session's finite run paths, newest last
 
 
+# the solve runs in a child process: its own GIL and one intra-op thread, so neither the server nor other jobs
+# slow it down (in the server's own process, threads oversubscribed on a busy 2-core machine ran 20× slower)
+_CHILD = """
+import sys
+import torch
+torch.set_num_threads(1)
+from pathlib import Path
+from dynamics.limit.run import limit_like
+try:
+    run_dir = limit_like(Path(sys.argv[1]), Path(sys.argv[2]), particles=int(sys.argv[3]), device="auto",
+                         on_step=lambda step, loss: print("step", step, loss, flush=True))
+    print("done", run_dir, flush=True)
+except Exception as e:
+    print("error", f"{type(e).__name__}: {e}".replace("\\n", " "), flush=True)
+"""
+
+
 def _work(like: str, out: Path, particles: int, job: dict) -> None:
     try:
-        from dynamics.limit.run import limit_like  # torch loads only when someone solves
-        from dynamics.runs.store import read_meta
-        run_dir = limit_like(Path(like), out, particles=particles, device="auto",
-                             on_step=lambda step, loss: job.update(step=step, loss=loss))
-        job.update(run_dir=str(run_dir), status=read_meta(run_dir)["status"])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, like, str(out), str(particles)], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in proc.stdout:
+            kind, _, rest = line.rstrip("\n").partition(" ")
+            if kind == "step":
+                step, loss = rest.split()
+                job.update(step=int(step), loss=float(loss))
+            elif kind == "done":
+                job["run_dir"] = rest
+            elif kind == "error":
+                job["error"] = rest
+        err = proc.stderr.read()
+        if proc.wait() and not job.get("error"):
+            job["error"] = (err.strip().splitlines() or [f"the solver exited with code {proc.returncode}"])[-1]
+        if job.get("run_dir"):
+            from dynamics.runs.store import read_meta
+            job["status"] = read_meta(job["run_dir"])["status"]
     except Exception as e:  # noqa: BLE001 (shown on the page as one line)
         job["error"] = f"{type(e).__name__}: {e}"
     finally:

@@ -53,14 +53,19 @@ def _solve(at: AppTest) -> tuple[AppTest, str]:
     return at.run().run(), job["run_dir"]
 
 
-def test_the_limit_page_solves_a_missing_limit_in_the_background(tiny_data):
+def test_the_limit_page_offers_a_solve_with_its_plan(tiny_data):
     at = _limit_page()
     assert "No limit runs found" in at.info[0].value
     (budget,) = [s for s in at.select_slider if s.label == "time budget (s)"]
-    assert budget.value == 30
+    assert budget.value == 30 and list(budget.options) == ["10", "30", "60", "120", "300", "600"]
     (plan,) = [c.value for c in at.caption if "particles" in c.value]
-    assert "3-block grid" in plan and "30 s budget" in plan and str(tiny_data) in plan
-    at, run_dir = _solve(at)
+    assert "3-block grid with 512 particles" in plan and "30 s budget" in plan and str(tiny_data) in plan
+    assert [b for b in at.button if b.label == "Solve"]
+
+
+@pytest.mark.slow
+def test_the_limit_page_solves_a_missing_limit_in_the_background(tiny_data):
+    at, run_dir = _solve(_limit_page())
     assert Path(run_dir).parent == tiny_data                          # beside the data, an ordinary run
     meta = store.read_meta(run_dir)
     assert meta["kind"] == "limit" and meta["limit"]["like"] == "tiny" and meta["limit"]["block"] == 2
@@ -71,6 +76,7 @@ def test_the_limit_page_solves_a_missing_limit_in_the_background(tiny_data):
     assert any("is in the limit picker" in s.value for s in at.success)
 
 
+@pytest.mark.slow
 def test_hosted_solves_go_to_the_session_folder_within_the_caps(tiny_data, monkeypatch, tmp_path):
     monkeypatch.setenv("DYNAMICS_READONLY", "1")
     monkeypatch.setenv("DYNAMICS_TRAIN_CAP", "64x2x200")                  # depth 3 > 2: refused, one line

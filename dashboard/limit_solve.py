@@ -37,7 +37,8 @@ _SESSION = "dashboard.limit_jobs"        # this session's finite run paths, newe
 
 
 # the solve runs in a child process: its own GIL and one intra-op thread, so neither the server nor other jobs
-# slow it down (in the server's own process, threads oversubscribed on a busy 2-core machine ran 20× slower)
+# slow it down (as a thread of the server's process, with torch's two default threads on a busy 2-core machine,
+# a solve estimated at 5 s took 115 s; as a child, about 10 s)
 _CHILD = """
 import sys
 import torch

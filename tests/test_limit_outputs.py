@@ -104,11 +104,14 @@ XENT = RunConfig(width=32, depth=3, act="tanh", task="mixture", classes=3, loss=
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("coupling, backward, dtype", [("full", "reused", "float64"), ("none", "decoupled", "float64"),
-                                                       ("full", "reused", "float32")])
-def test_xent_c3_replicas_sample_finite_networks_exactly(tmp_path, coupling, backward, dtype):
-    """Cross-entropy, 3 classes: replica means of width-32 limits vs 32 width-32 finite nets, z < 4."""
-    z = exact_sampling_z(tmp_path, dataclasses.replace(XENT, backward=backward), coupling, 32,
+@pytest.mark.parametrize("coupling, backward, dtype, batch", [
+    ("full", "reused", "float64", "full"), ("none", "decoupled", "float64", "full"), ("full", "reused", "float32", "full"),
+    ("full", "reused", "float64", 4)])
+def test_xent_c3_replicas_sample_finite_networks_exactly(tmp_path, coupling, backward, dtype, batch):
+    """Cross-entropy, 3 classes: replica means of width-32 limits vs 32 width-32 finite nets, z < 4 (also with
+    minibatches of 4 of the 8 inputs, so χ is zero off the batch and the probes' ĝ¹ columns differ from it)."""
+    cfg = dataclasses.replace(XENT, backward=backward, batch=batch)
+    z = exact_sampling_z(tmp_path, cfg, coupling, 32,
                          [("loss", -1), ("probe_loss", -1), ("h_move", 3), ("h_move", 1), ("g_move", 1),
                           ("g_sq", 0), ("fg_cov", 3)], (2, 4), dtype=dtype)
     assert np.max(np.abs(z)) < 4, np.round(z, 2)

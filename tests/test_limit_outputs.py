@@ -105,8 +105,8 @@ XENT = RunConfig(width=32, depth=3, act="tanh", task="mixture", classes=3, loss=
 
 @pytest.mark.slow
 @pytest.mark.parametrize("coupling, backward, dtype, batch", [
-    ("full", "reused", "float64", "full"), ("none", "decoupled", "float64", "full"), ("full", "reused", "float32", "full"),
-    ("full", "reused", "float64", 4)])
+    ("full", "reused", "float64", "full"), ("none", "decoupled", "float64", "full"),
+    ("full", "reused", "float32", "full"), ("full", "reused", "float64", 4)])
 def test_xent_c3_replicas_sample_finite_networks_exactly(tmp_path, coupling, backward, dtype, batch):
     """Cross-entropy, 3 classes: replica means of width-32 limits vs 32 width-32 finite nets, z < 4 (also with
     minibatches of 4 of the 8 inputs, so χ is zero off the batch and the probes' ĝ¹ columns differ from it)."""

@@ -111,8 +111,8 @@ def refusal(cfg: RunConfig, budget: float) -> str | None:
 
 
 def start(run: Run, cfg: RunConfig, particles: int) -> None:
-    """Start the solve of `run`'s limit in a background thread, writing beside the run (hosted: the
-    session's folder). Raises ReadOnlyError / ConfigError with one line."""
+    """Start the solve of `run`'s limit in the background (a child process, watched by a thread), writing beside
+    the run (hosted: the session's folder). Raises ReadOnlyError / ConfigError with one line."""
     out = session_root() if hosting.hosted() else Path(run.path).parent
     hosting.refuse_write(out)
     job = _JOBS[run.path] = {"steps": cfg.steps, "step": -1, "loss": None, "done": False, "particles": particles,
@@ -162,7 +162,7 @@ def solve_missing(page: str, run: Run | None, lims: Sequence[Run]) -> None:
             return
         where = "your session's temporary folder" if hosting.hosted() else f"`{Path(run.path).parent}`"
         st.caption(f"Solves the infinite-width limit of this setting on a {cfg.depth}-block grid with {particles} "
-                   f"particles (8 replicas, for error bars) in about {est:.0f} s on one CPU thread (CUDA when "
+                   f"particles (8 replicas, for error bars) in about {max(1, round(est))} s on one CPU thread (CUDA when "
                    f"present), within the {budget} s budget; cost grows like particles × (steps·inputs)² × depth. "
                    f"The limit run is written to {where}.")
         if st.button("Solve", key=f"{page}.limit_solve"):

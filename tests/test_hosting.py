@@ -218,12 +218,15 @@ def test_dockerfile_slim_cpu_torch_non_root_health_check_hosted():
     d = _dockerfile()
     assert d["FROM"] == ["python:3.11-slim"]
     assert any("torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in r for r in d["RUN"])
-    assert any("-r requirements.txt" in r for r in d["RUN"])
+    assert any("-r requirements.txt -c constraints.txt" in r for r in d["RUN"])
     assert d["USER"] and d["USER"][-1] not in ("root", "0")
     assert "/_stcore/health" in d["HEALTHCHECK"][0] and "curl" not in d["HEALTHCHECK"][0]
     assert "DYNAMICS_READONLY=1" in " ".join(d["ENV"])
-    assert json.loads(d["CMD"][0]) == ["streamlit", "run", "app.py", "--server.address", "0.0.0.0",
-                                       "--server.port", "8501", "--server.headless", "true"]
+    sh, c, line = json.loads(d["CMD"][0])
+    assert (sh, c) == ("sh", "-c") and line.startswith("python -m dashboard.settings && exec streamlit run app.py ")
+    assert shlex.split(line.split("exec ", 1)[1]) == [
+        "streamlit", "run", "app.py", "--server.address", "0.0.0.0", "--server.port", "8501", "--server.headless",
+        "true", "--server.maxUploadSize", "50", "--client.showErrorDetails", "none"]
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".streamlit/secrets.toml" in ignored and ".git" in ignored
 
@@ -233,14 +236,15 @@ def test_the_image_command_serves_and_its_health_check_passes(runs_dir, tmp_path
     """The Dockerfile's CMD and HEALTHCHECK, run here with the image's ENV (loopback and a free port in place
     of 0.0.0.0:8501). No Docker engine on this machine: the build itself is not exercised."""
     d, port = _dockerfile(), free_port()
-    cmd = [a.replace("0.0.0.0", "127.0.0.1").replace("8501", str(port)) for a in json.loads(d["CMD"][0])]
+    sh, c, line = json.loads(d["CMD"][0])  # sh -c "python -m dashboard.settings && exec streamlit run …"
+    line = line.replace("0.0.0.0", "127.0.0.1").replace("8501", str(port)).replace("python ", f"{sys.executable} ")
+    cmd = [sh, c, line.replace("exec streamlit ", f"exec {sys.executable} -m streamlit ")]
     env_pairs = dict(kv.split("=", 1) for r in d["ENV"] for kv in shlex.split(r))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAMICS_")} | env_pairs | {
         DATA_ENV: str(runs_dir), "DYNAMICS_UPLOAD_DIR": str(tmp_path / "up"), "DYNAMICS_CACHE_DIR": str(tmp_path / "c")}
     check = shlex.split(d["HEALTHCHECK"][0].split("CMD", 1)[1].replace("8501", str(port)))
     log = (tmp_path / "serve.log").open("w")
-    assert cmd[0] == "streamlit"  # the image's entry point; `python -m streamlit` is the same program
-    proc = subprocess.Popen([sys.executable, "-m", *cmd],
+    proc = subprocess.Popen(cmd,
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline, ok = time.monotonic() + 60, False

@@ -177,6 +177,8 @@ def _csv(data: bytes, limits: Limits) -> pd.DataFrame:
     except MemoryError:
         raise
     except (pd.errors.ParserError, ValueError, csv.Error, OverflowError) as e:
+        if "out of memory" in str(e):  # pandas' C tokenizer under the sandbox's memory bound
+            raise MemoryError(str(e)) from None
         raise _fail(f"not a readable CSV file ({str(e).strip().splitlines()[-1][:200] if str(e).strip() else 'parse error'})") from None
     del text
     df.columns = [str(c).strip() for c in df.columns]

@@ -1,7 +1,8 @@
 """One import at a time, in a child process with memory, CPU and wall-clock limits.
 
 `import_bounded(FILE, OUT, ...)` runs dynamics.runs.imports.import_file in `python -m dynamics.runs.sandbox`,
-a fresh interpreter whose address space is capped (RLIMIT_AS = Bounds.memory_mb) and whose CPU time is capped
+a fresh interpreter whose address space is capped (RLIMIT_AS: what the loaded interpreter already maps, about
+350 MB of mostly shared libraries, plus Bounds.memory_mb for the import's work) and whose CPU time is capped
 (RLIMIT_CPU), and kills it after Bounds.seconds of wall-clock time. The Limits of import_bounds reject most
 oversized files from their metadata before anything is decoded; the child is for what metadata cannot bound
 (a CSV whose cells decode to many Python objects, dictionary pages that expand, a slow parse): such a file
@@ -103,7 +104,7 @@ def _run(path, out, name, config, source_name, limits: Limits, bounds: Bounds) -
     code = proc.returncode
     if code in (-signal.SIGXCPU, -signal.SIGKILL) and time.monotonic() - t0 >= bounds.seconds * 0.9:
         raise fail(f"the import was stopped after {bounds.seconds:g} s of CPU time; upload a smaller file")
-    if code < 0 or b"MemoryError" in stderr or b"bad_alloc" in stderr:
+    if code < 0 or any(m in stderr for m in (b"MemoryError", b"bad_alloc", b"Cannot allocate memory")):
         raise fail(f"the import needed more than {bounds.memory_mb} MB of memory and was stopped; upload a "
                    "smaller file (fewer rows, steps or columns)")
     last = (stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
@@ -127,16 +128,19 @@ def _clean(out: Path, before: set[Path]) -> None:
 def _child() -> int:
     """The child: read the job (JSON on stdin), cap memory and CPU, import, answer JSON on stdout."""
     import resource
+
+    import pyarrow as pa
+
+    from .imports import import_file
     job = json.loads(sys.stdin.buffer.read())
-    cap = int(job["memory_mb"]) * 2 ** 20
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    # the cap is on the import's own work: the address space the loaded interpreter already has, plus memory_mb
+    cap = _vm_bytes() + int(job["memory_mb"]) * 2 ** 20
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     cpu = int(job["seconds"]) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
     try:
-        import pyarrow as pa
-        pa.set_cpu_count(1)
-        pa.set_io_thread_count(1)
-        from .imports import import_file
         res = import_file(job["path"], job["out"], name=job["name"], config=job["config"],
                           source_name=job["source_name"], limits=Limits(**job["limits"]))
         reply = {"ok": True, "run_dir": str(res.run_dir), "meta": res.meta}
@@ -147,6 +151,17 @@ def _child() -> int:
                                        "stopped; upload a smaller file (fewer rows, steps or columns)"}
     sys.stdout.write(json.dumps(reply, default=str))
     sys.stdout.flush()
+    return 0
+
+
+def _vm_bytes() -> int:
+    """This process's current address-space size (VmSize), 0 where /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return 0
 
 

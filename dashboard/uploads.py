@@ -119,7 +119,11 @@ def session_root() -> Path:
     root = st.session_state.get(_ROOT)
     if root is None or not Path(root).is_dir():
         base = base_dir()
-        hosting.refuse_write(base)  # a misconfigured upload folder inside the served runs
+        try:
+            hosting.refuse_write(base)  # a misconfigured upload folder inside the served runs
+        except hosting.ReadOnlyError:  # said without the server's path
+            raise hosting.ReadOnlyError("uploads are off: this shared instance's upload folder is inside its "
+                                        "read-only runs (whoever runs it: set DYNAMICS_UPLOAD_DIR elsewhere)") from None
         base.mkdir(parents=True, exist_ok=True)
         root = tempfile.mkdtemp(prefix=PREFIX, dir=base)
         st.session_state[_ROOT] = root
@@ -206,12 +210,22 @@ def import_uploads(files: list[tuple[str, Any]], root: Path) -> list[dict[str, A
             out.append({"file": name, "ok": True, "run": res.run_dir.name, "summary": res.summary,
                         "skipped": res.skipped, "sidecar": side, "format": res.meta["source"]["format"]})
         except (RunImportError, RunFormatError) as e:
-            out.append({"file": name, "ok": False, "error": str(e)})
+            out.append({"file": name, "ok": False, "error": scrub(str(e), root)})
         except OSError as e:  # the session folder is full or gone: one line, no path
             out.append({"file": name, "ok": False, "error": f"cannot store the upload ({e.strerror or 'disk error'})"})
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     return out
+
+
+_ABS_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.+=@-]+/)+[\w.+=@-]*")
+
+
+def scrub(msg: str, root: Path) -> str:
+    """A message for the visitor without server paths: the session folder is "your session folder", any other
+    absolute path "…"."""
+    msg = msg.replace(str(root), "your session folder")
+    return _ABS_PATH.sub("…", msg)
 
 
 def _release(files: list) -> None:

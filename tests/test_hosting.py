@@ -234,7 +234,8 @@ def test_an_upload_folder_inside_the_bundled_runs_is_refused(hosted_env, monkeyp
     at.file_uploader[0].set_value(("log.csv", b"step,layer,metric,value\n0,0,h_sq,1\n", "text/csv")).run()
     assert not at.exception
     (err,) = at.error
-    assert "`log.csv` was not imported" in err.value and "read-only on this shared instance" in err.value
+    assert "`log.csv` was not imported" in err.value and "upload folder is inside its read-only runs" in err.value
+    assert str(hosted_env) not in err.value  # no server path reaches the visitor
     assert not (hosted_env / "uploads").exists()
 
 

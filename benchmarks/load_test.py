@@ -69,6 +69,7 @@ async def _attack(page, k: int, n: int, stats: dict, drops: dict) -> None:
     """Drop one attack of the corpus; it must end in its one-line refusal (or import, for the harmless ones)."""
     name = ATTACKS[(k + n) % len(ATTACKS)]
     paths, refusal = drops[name]
+    stats["where"][k] = f"attack {name}"
     outcome = "[data-testid=stAlert]"
     before = await page.locator(outcome, has_text=re.compile("was not imported|imported as run")).count()
     t0 = time.monotonic()
@@ -97,6 +98,7 @@ async def _session(browser, base: str, k: int, deadline: float, stats: dict, dro
 
     async def switch(label: str) -> None:
         title, ready = PAGES[label]
+        stats["where"][k] = f"switch to {label}"
         t0 = time.monotonic()
         await page.get_by_test_id("stSidebarNav").get_by_text(label, exact=True).click()
         await page.locator("h1", has_text=title).first.wait_for()
@@ -117,6 +119,7 @@ async def _session(browser, base: str, k: int, deadline: float, stats: dict, dro
             if n > 1:
                 await page.get_by_test_id("stSidebarNav").get_by_text("Upload", exact=True).click()
             t0 = time.monotonic()
+            stats["where"][k] = f"upload {name}"
             await page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
                 files=[{"name": f"{name}.csv", "mimeType": "text/csv", "buffer": _csv(name)}])
             await page.get_by_text(re.compile(rf"imported as run {name}\b")).first.wait_for()
@@ -143,7 +146,7 @@ async def _session(browser, base: str, k: int, deadline: float, stats: dict, dro
                                               f"(table: {sorted(labels)[:12]})")
             stats["cycles"] += 1
     except PWTimeout as e:
-        stats["errors"].append(f"session {k}: timeout ({str(e).splitlines()[0][:120]})")
+        stats["errors"].append(f"session {k}: timeout in {stats['where'].get(k, '?')} ({str(e).splitlines()[0][:120]})")
     finally:
         await ctx.close()
 
@@ -151,12 +154,11 @@ async def _session(browser, base: str, k: int, deadline: float, stats: dict, dro
 def _drops(folder: Path) -> dict:
     """The attack corpus written to files (Playwright takes no buffer over 50 MB): name -> (paths, refusal)."""
     out = {}
-    for name, (drop, refusal) in corpus().items():
-        if name in ATTACKS:
-            (folder / name).mkdir(parents=True)
-            for n, b in drop:
-                (folder / name / n).write_bytes(b)
-            out[name] = ([str(folder / name / n) for n, _ in drop], refusal)
+    for name, (drop, refusal) in corpus(ATTACKS).items():
+        (folder / name).mkdir(parents=True)
+        for n, b in drop:
+            (folder / name / n).write_bytes(b)
+        out[name] = ([str(folder / name / n) for n, _ in drop], refusal)
     return out
 
 
@@ -191,7 +193,8 @@ def main() -> None:
     except RuntimeError as e:
         sys.exit(f"streamlit did not start: {e}")
     rss, stop = [], threading.Event()
-    stats = {"switch": [], "upload": [], "attack": [], "first": [], "errors": [], "cycles": 0}
+    stats = {"switch": [], "upload": [], "attack": [], "first": [], "errors": [], "cycles": 0,
+             "where": {}}
     drops = _drops(tmp / "attacks")
     try:
         def sample() -> None:

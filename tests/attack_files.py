@@ -52,14 +52,19 @@ def _zip_bomb(mb: int) -> bytes:
     return buf.getvalue()
 
 
-def corpus() -> dict[str, tuple[Drop, str | None]]:
-    """name -> (drop, phrase of the expected refusal or None for a bounded import)."""
+def corpus(only: tuple[str, ...] | None = None) -> dict[str, tuple[Drop, str | None]]:
+    """name -> (drop, phrase of the expected refusal or None for a bounded import); `only`: just these."""
+    return {k: (make(), refusal) for k, (make, refusal) in _makers().items() if only is None or k in only}
+
+
+def _makers() -> dict:
     rng = np.random.default_rng(0)
     n_wide = 300_000  # _step + 20 constant columns: 6.3 M cells, over the hosted 5 M
-    wide = pa.table({"_step": np.arange(n_wide), **{f"c{k}": np.zeros(n_wide) for k in range(20)}})
+    wide = lambda: pa.table({"_step": np.arange(n_wide), **{f"c{k}": np.zeros(n_wide) for k in range(20)}})  # noqa: E731
     n_long = 120_000  # one network scalar at 120 000 distinct steps: over the hosted 50 000 steps
-    long = pa.table({"step": np.arange(n_long, dtype=np.int32), "layer": np.full(n_long, -1, np.int16),
-                     "metric": ["loss"] * n_long, "value": rng.random(n_long)})
+    long = lambda: pa.table({"step": np.arange(n_long, dtype=np.int32),  # noqa: E731
+                             "layer": np.full(n_long, -1, np.int16), "metric": ["loss"] * n_long,
+                             "value": rng.random(n_long)})
     grid = [(s, 0, "h_sq", 1.0) for s in range(3000)] + [(0, l, "h_sq", 1.0) for l in range(1, 1001)]
     bidi = pa.table({"step": pa.array([0, 1], pa.int32()), "layer": pa.array([0, 0], pa.int16()),
                      "metric": ["h_\u202eqs", "h_\u202eqs"], "value": [1.0, 2.0]})
@@ -67,19 +72,19 @@ def corpus() -> dict[str, tuple[Drop, str | None]]:
                     "value": [1.0]})
     small = _csv([(s, l, "h_sq", 1.0) for s in range(2) for l in range(3)])
     return {
-        "hugedepth": ([("hugedepth.csv", small), ("hugedepth.csv.json", json.dumps({"depth": 10 ** 12}).encode())],
-                      "config depth"),
-        "width_abc": ([("widthabc.zip", _small_run({"depth": 2, "width": "abc"}))], "config width"),
-        "grid": ([("grid.csv", _csv(grid))], "grid cells"),
-        "wide_parquet": ([("wide.parquet", _parquet(wide))], "cells"),
-        "long_parquet": ([("long.parquet", _parquet(long))], "distinct steps"),
-        "zip_bomb": ([("bomb.zip", _zip_bomb(120))], "uncompressed"),
-        "bidi_name": ([("bidi.parquet", _parquet(bidi))], "U+202E"),
-        "nul_name": ([("nul.parquet", _parquet(nul))], "U+0000"),
-        "many_files": ([(f"junk{k}.csv", small) for k in range(6)], "files in one drop"),
-        "big_drop": ([("big.csv", b"step,layer,metric,value\n" + bytes(55 * 2 ** 20))], "MB in one drop"),
-        "formula_config": ([("formula.csv", small), ("formula.csv.json", json.dumps(
+        "hugedepth": (lambda: [("hugedepth.csv", small),
+                               ("hugedepth.csv.json", json.dumps({"depth": 10 ** 12}).encode())], "config depth"),
+        "width_abc": (lambda: [("widthabc.zip", _small_run({"depth": 2, "width": "abc"}))], "config width"),
+        "grid": (lambda: [("grid.csv", _csv(grid))], "grid cells"),
+        "wide_parquet": (lambda: [("wide.parquet", _parquet(wide()))], "cells"),
+        "long_parquet": (lambda: [("long.parquet", _parquet(long()))], "distinct steps"),
+        "zip_bomb": (lambda: [("bomb.zip", _zip_bomb(120))], "uncompressed"),
+        "bidi_name": (lambda: [("bidi.parquet", _parquet(bidi))], "U+202E"),
+        "nul_name": (lambda: [("nul.parquet", _parquet(nul))], "U+0000"),
+        "many_files": (lambda: [(f"junk{k}.csv", small) for k in range(6)], "files in one drop"),
+        "big_drop": (lambda: [("big.csv", b"step,layer,metric,value\n" + bytes(55 * 2 ** 20))], "MB in one drop"),
+        "formula_config": (lambda: [("formula.csv", small), ("formula.csv.json", json.dumps(
             {"depth": 2, "act": "=cmd|' /C calc'!A0", "task": "@SUM(1+1)*cmd|' /C calc'!A0"}).encode())], None),
-        "markdown_column": ([("mdcol.csv", b"_step,loss,![x](http://127.0.0.1:9/pixel.png)\n0,1.0,a\n1,0.5,b\n")],
-                            None),
+        "markdown_column": (lambda: [("mdcol.csv",
+                                      b"_step,loss,![x](http://127.0.0.1:9/pixel.png)\n0,1.0,a\n1,0.5,b\n")], None),
     }

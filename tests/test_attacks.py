@@ -181,11 +181,11 @@ def test_upload_bytes_are_released_once_written(hosted):
 
 
 def test_names_render_as_text_and_csv_cells_cannot_be_formulas(hosted):
-    (o,) = U.import_uploads(corpus()["markdown_column"][0], hosted)
+    (o,) = U.import_uploads(corpus(("markdown_column",))["markdown_column"][0], hosted)
     text = U.skipped_markdown(o["skipped"])
     assert "![x](" not in text and r"\!\[x\](http" in text  # shown as text: the browser fetches nothing
     assert U.code("a`b\u202e\n") == "`a'bU+202EU+000A`"
-    (o,) = U.import_uploads(corpus()["formula_config"][0], hosted)
+    (o,) = U.import_uploads(corpus(("formula_config",))["formula_config"][0], hosted)
     cfg = json.loads((hosted / o["run"] / "run.json").read_text())["config"]
     out = pd.read_csv(io.BytesIO(csv_bytes(pd.DataFrame([cfg]).assign(value=[-1.5], text=["-2"]))), dtype=str)
     assert out.loc[0, "act"] == "'=cmd|' /C calc'!A0" and out.loc[0, "task"].startswith("'@SUM")

@@ -99,14 +99,14 @@ def test_parquet_decoded_size_checked_before_reading(tmp_path):
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
-    n = 200_000  # constant strings: a few KB on disk, megabytes once decoded
+    n = 50_000  # the 10 MB "junk" column is never read; step, layer, metric, value decode to ≈ 0.7 MB
     t = pa.table({"step": np.arange(n, dtype=np.int32), "layer": np.zeros(n, np.int16), "metric": ["h_sq"] * n,
-                  "value": np.zeros(n), "junk": ["x" * 1000] * n})
+                  "value": np.zeros(n), "junk": ["x" * 200] * n})
     pq.write_table(t, tmp_path / "m.parquet", use_dictionary=False)
     with pytest.raises(RunImportError, match="too large once decoded"):
-        import_file(tmp_path / "m.parquet", tmp_path / "out", limits=Limits(max_decoded_bytes=2 * 2 ** 20))
-    # only the run-format columns are read: the 200 MB "junk" column is skipped unread (and said so)
-    res = import_file(tmp_path / "m.parquet", tmp_path / "out", limits=Limits(max_steps=n, max_decoded_bytes=16 * 2 ** 20))
+        import_file(tmp_path / "m.parquet", tmp_path / "out", limits=Limits(max_decoded_bytes=2 ** 19))
+    # only the run-format columns are read: the junk column is skipped unread (and said so)
+    res = import_file(tmp_path / "m.parquet", tmp_path / "out", limits=Limits(max_decoded_bytes=2 ** 21))
     assert {"what": "column junk", "why": "not one of step, layer, metric, value, stderr"} in res.skipped
 
 

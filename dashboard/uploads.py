@@ -13,8 +13,8 @@ copy in the server's memory is released as soon as the bytes are on disk.
 Bounds (dashboard.settings.quotas, lower in hosted mode): files and MB per drop, MB per session folder and
 over all session folders; each file is imported by dynamics.runs.sandbox, one at a time, in a child process
 with a memory and time limit (Limits.hosted() in hosted mode), so a hostile file ends in one line. Staging
-folders left by a server that was killed mid-import are removed by the first sweep of a new server process
-(later sweeps: when older than twice the import time limit). Names shown on the page are escaped (`md`),
+folders left by a server that was killed mid-import (made before this process started) are removed by the
+next sweep, and any older than twice the import time limit. Names shown on the page are escaped (`md`),
 never read as Markdown.
 """
 from __future__ import annotations
@@ -45,21 +45,20 @@ def base_dir() -> Path:
 
 
 _STAGED = (".staging-", ".import-")  # hidden work folders inside a session folder
-_FIRST_SWEEP: list[bool] = []            # empty until this server process has swept once
+_STARTED = time.time()                   # when this server process loaded the module: older staging is stale
 
 
 def sweep_old(base: Path | None = None, ttl: float | None = None, keep: Path | None = None) -> list[Path]:
     """Delete per-session folders whose last change is older than the TTL (not `keep`), and stale staging
-    folders inside the others; returns what was deleted. A process's first sweep removes every staging
-    folder (nothing can be mid-import before it), later ones those older than twice the import time limit."""
+    folders inside the others; returns what was deleted. A staging folder is stale when it was made before
+    this server process started (a killed server's: nothing of this process can be in it) or is older than
+    twice the import time limit."""
     base, ttl = base or base_dir(), ttl_seconds() if ttl is None else ttl
     gone: list[Path] = []
     if not base.is_dir():
         return gone
     now = time.time()
-    stale = 0.0 if not _FIRST_SWEEP else 2 * quotas().import_seconds + 60
-    _FIRST_SWEEP.append(True)
-    del _FIRST_SWEEP[1:]
+    stale = 2 * quotas().import_seconds + 60
     for d in base.iterdir():
         try:
             if not (d.is_dir() and d.name.startswith(PREFIX)):
@@ -73,7 +72,7 @@ def sweep_old(base: Path | None = None, ttl: float | None = None, keep: Path | N
             continue
         for w in _children(d):
             try:
-                if w.name.startswith(_STAGED) and now - w.stat().st_mtime >= stale:
+                if w.name.startswith(_STAGED) and (w.stat().st_mtime < _STARTED or now - w.stat().st_mtime >= stale):
                     shutil.rmtree(w, ignore_errors=True)
                     gone.append(w)
             except OSError:

@@ -146,17 +146,19 @@ def test_disk_quotas_per_drop_session_and_server(hosted, monkeypatch):
     assert o["ok"], o
 
 
-def test_stale_staging_folders_go_at_the_first_sweep_young_ones_stay_later(hosted, monkeypatch):
+def test_staging_folders_of_a_killed_server_go_at_the_next_sweep_this_servers_stay(hosted, monkeypatch):
     for d in (".staging-abc", ".import-run-xyz"):
         (hosted / d).mkdir()
         (hosted / d / "part").write_bytes(b"x" * 100)
-    monkeypatch.setattr(U, "_FIRST_SWEEP", [])  # a new server process
+    monkeypatch.setattr(U, "_STARTED", time.time() + 1)  # a new server process, started after they were made
     gone = U.sweep_old(base=hosted.parent, ttl=3600)
     assert sorted(p.name for p in gone) == [".import-run-xyz", ".staging-abc"]
-    (hosted / ".staging-new").mkdir()
-    assert U.sweep_old(base=hosted.parent, ttl=3600) == []  # mid-import in this process: kept
+    monkeypatch.setattr(U, "_STARTED", time.time() - 1)
+    (hosted / ".staging-new").mkdir()  # mid-import in this process (another session's sweep runs): kept
+    assert U.sweep_old(base=hosted.parent, ttl=3600) == []
     old = time.time() - 3 * U.quotas().import_seconds - 60
     os.utime(hosted / ".staging-new", (old, old))
+    monkeypatch.setattr(U, "_STARTED", old - 1)
     assert [p.name for p in U.sweep_old(base=hosted.parent, ttl=3600)] == [".staging-new"]
 
 
@@ -199,6 +201,18 @@ def _proc_stats(pid: int) -> tuple[float, float]:
     hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return hwm, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _zygote_pid(server: int) -> int | None:
+    """The import zygote (dynamics.runs.sandbox) the server started, if any."""
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == server and \
+                    b"dynamics.runs.sandbox" in (d / "cmdline").read_bytes():
+                return int(d.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
 
 
 @pytest.mark.slow
@@ -244,8 +258,15 @@ def test_served_app_takes_every_attack_under_1_gb_and_bounded_cpu(runs_dir, tmp_
                 assert page.get_by_test_id("stException").count() == 0, name
             browser.close()
         hwm, cpu = _proc_stats(proc.pid)
+        zygote = _zygote_pid(proc.pid)
+        assert zygote is not None  # the imports ran outside the server process
+        z_hwm, _ = _proc_stats(zygote)
+        fields = Path(f"/proc/{zygote}/stat").read_text().rsplit(")", 1)[1].split()
+        child_cpu = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
     finally:
         stop_server(proc, log)
-    print(f"server peak RSS {hwm:.0f} MB, CPU {cpu:.1f} s")
+    print(f"server peak RSS {hwm:.0f} MB, CPU {cpu:.1f} s; import zygote peak RSS {z_hwm:.0f} MB, its children's "
+          f"CPU {child_cpu:.1f} s (each child capped at 768 MB above the loaded interpreter)")
     assert hwm < 1024, f"server peak memory {hwm:.0f} MB"
+    assert z_hwm < 1024, f"import zygote peak memory {z_hwm:.0f} MB"
     assert cpu < 120, f"server CPU time {cpu:.0f} s"

@@ -54,7 +54,7 @@ W.show_chart(chance_figure(prof, ref, x=TAU, metric=metric, caption=R.caption(me
              f"{metric}_step{step}", key=f"{PAGE}.depth", fmt=fmt)
 
 st.subheader("Over steps at one depth")
-grid = sorted({round(l / D.depth_of(r), 4) for r in chosen for l in range(1, D.depth_of(r) + 1)})
+grid = D.tau_grid(chosen, first=1) or [1.0]
 tau = W.choose(PAGE, "tau", "Depth time τ (the nearest block of each run)", grid,
                min(grid, key=lambda g: abs(g - 0.5)), widget=st.select_slider, format_func=lambda t: f"{t:g}")
 full = (steps[0], steps[-1])

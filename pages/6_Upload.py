@@ -34,13 +34,13 @@ if not outcomes:
 
 for o in reversed(outcomes):
     if not o["ok"]:
-        st.error(f"`{o['file']}` was not imported: {o['error']}")
+        st.error(f"{U.code(o['file'])} was not imported: {U.md(o['error'])}")
         continue
-    side = f", config from `{o['sidecar']}`" if o.get("sidecar") else ""
-    st.success(f"`{o['file']}` imported as run `{o['run']}` ({o['format']}{side}); it now appears on every page.")
+    side = f", config from {U.code(o['sidecar'])}" if o.get("sidecar") else ""
+    st.success(f"{U.code(o['file'])} imported as run {U.code(o['run'])} ({o['format']}{side}); it now appears on every page.")
     st.dataframe(pd.DataFrame(U.preview_rows(o["summary"])), hide_index=True)
     if o["skipped"]:
-        st.markdown("**Skipped, and why:**\n" + "\n".join(f"- {s['what']}: {s['why']}" for s in o["skipped"]))
+        st.markdown(U.skipped_markdown(o["skipped"]))
     else:
         st.caption("Nothing was skipped.")
 st.page_link("pages/1_Runs.py", label="Open the Runs page", icon=":material/table_chart:")

@@ -113,13 +113,17 @@ def refusal(cfg: RunConfig, budget: float) -> str | None:
 def start(run: Run, cfg: RunConfig, particles: int) -> None:
     """Start the solve of `run`'s limit in the background (a child process, watched by a thread), writing beside
     the run (hosted: the session's folder). Raises ReadOnlyError / ConfigError with one line."""
-    out = session_root() if hosting.hosted() else Path(run.path).parent
+    hosted = hosting.hosted()
+    out = session_root() if hosted else Path(run.path).parent
     hosting.refuse_write(out)
-    job = _JOBS[run.path] = {"steps": cfg.steps, "step": -1, "loss": None, "done": False, "particles": particles,
-                             "label": run.label}
+    with train_form._START:  # one check-and-claim with the train form: two clicks cannot both pass the job cap
+        if hosted and hosting.running_jobs(_JOBS) + hosting.running_jobs(train_form._JOBS) >= hosting.max_jobs():
+            raise hosting.ReadOnlyError("the server is busy with another run; try again when it ends")
+        job = _JOBS[run.path] = {"steps": cfg.steps, "step": -1, "loss": None, "done": False,
+                                 "particles": particles, "label": run.label}
     threading.Thread(target=_work, args=(run.path, out, particles, job), daemon=True,
                      name=f"limit {Path(run.path).name}").start()
-    if hosting.hosted():
+    if hosted:
         register(out)
     jobs = st.session_state.setdefault(_SESSION, [])
     if run.path not in jobs:

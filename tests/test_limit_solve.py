@@ -115,3 +115,15 @@ def test_refusals_are_one_line(monkeypatch):
     assert refusal(TINY, 60) is None and "at most 60 s" in refusal(TINY, 120)
     for why in (refusal(big, 30), refusal(TINY, 120)):
         assert "\n" not in why
+
+
+def test_hosted_start_claims_the_job_cap_under_the_train_forms_lock(tiny_data, monkeypatch):
+    from dashboard import hosting, limit_solve, train_form
+    from dashboard.runs import Run
+    monkeypatch.setenv("DYNAMICS_READONLY", "1")
+    monkeypatch.setenv("DYNAMICS_TRAIN_CAP", "64x4x200")
+    monkeypatch.setitem(train_form._JOBS, "elsewhere", {"done": False})   # a training run in flight
+    run = Run(label="tiny", source="bundled", path=str(tiny_data / "tiny"), meta=store.read_meta(tiny_data / "tiny"))
+    with pytest.raises(hosting.ReadOnlyError, match="busy with another run"):
+        limit_solve.start(run, TINY, 64)
+    assert str(tiny_data / "tiny") not in limit_solve._JOBS

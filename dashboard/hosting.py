@@ -31,6 +31,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from typing import Callable, Iterable
 
 import streamlit as st
 
@@ -147,6 +148,24 @@ def mirror(url: str) -> Path:
 harden()  # before any page draws: errors raised above the first banner() are covered too
 
 
-def running_jobs(jobs: dict[str, dict]) -> int:
-    """How many of the train form's jobs are still in flight (dashboard.train_form._JOBS)."""
-    return sum(not j.get("done") for j in jobs.values())
+def running_jobs(jobs: Iterable[dict]) -> int:
+    """How many of these background jobs (records with a "done" flag) are still in flight."""
+    return sum(not j.get("done") for j in jobs)
+
+
+_IN_FLIGHT: list[dict] = []        # every background job this server started: training runs and limit solves
+_CLAIM = threading.Lock()          # check-the-cap-and-register is one step across all sessions and both kinds
+
+
+def claim_job(make: Callable[[], dict]) -> dict:
+    """Start a background job within the server-wide cap: in hosted mode, refuse (ReadOnlyError) when
+    max_jobs() jobs — training runs and limit solves together — are in flight; else call `make()` (which
+    prepares the job and returns its record, with a "done" flag) and count it. Check and registration happen
+    under one lock, so two visitors clicking at once cannot both pass the cap."""
+    with _CLAIM:
+        _IN_FLIGHT[:] = [j for j in _IN_FLIGHT if not j.get("done")]
+        if hosted() and len(_IN_FLIGHT) >= max_jobs():
+            raise ReadOnlyError("the server is busy with another run; try again when it ends")
+        job = make()
+        _IN_FLIGHT.append(job)
+        return job

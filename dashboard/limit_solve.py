@@ -21,7 +21,7 @@ from typing import Sequence
 
 import streamlit as st
 
-from dashboard import hosting, train_form
+from dashboard import hosting
 from dashboard.runs import Run
 from dashboard.sections import matched_limit
 from dashboard.settings import REPO
@@ -105,7 +105,7 @@ def refusal(cfg: RunConfig, budget: float) -> str | None:
                         f"`python -m dynamics limit --like RUN --out runs/` on your own machine")
         if budget > HOSTED_BUDGET:
             return f"this shared instance spends at most {HOSTED_BUDGET} s on a solve; pick a smaller budget"
-        if hosting.running_jobs(_JOBS) + hosting.running_jobs(train_form._JOBS) >= hosting.max_jobs():
+        if hosting.running_jobs(hosting._IN_FLIGHT) >= hosting.max_jobs():
             return "the server is busy with another run; try again when it ends"
     return None
 
@@ -116,11 +116,11 @@ def start(run: Run, cfg: RunConfig, particles: int) -> None:
     hosted = hosting.hosted()
     out = session_root() if hosted else Path(run.path).parent
     hosting.refuse_write(out)
-    with train_form._START:  # one check-and-claim with the train form: two clicks cannot both pass the job cap
-        if hosted and hosting.running_jobs(_JOBS) + hosting.running_jobs(train_form._JOBS) >= hosting.max_jobs():
-            raise hosting.ReadOnlyError("the server is busy with another run; try again when it ends")
+    def make() -> dict:
         job = _JOBS[run.path] = {"steps": cfg.steps, "step": -1, "loss": None, "done": False,
                                  "particles": particles, "label": run.label}
+        return job
+    job = hosting.claim_job(make)  # one check-and-claim with the train form: two clicks cannot both pass the cap
     threading.Thread(target=_work, args=(run.path, out, particles, job), daemon=True,
                      name=f"limit {Path(run.path).name}").start()
     if hosted:

@@ -7,7 +7,8 @@ second draws its st.progress bar, and when the run ends the whole page reruns on
 run folder becomes the sidebar's *Your runs folder*). Errors come back as one line, never a traceback.
 In hosted mode (dashboard.hosting) runs go only into the session's own temporary folder (the Upload page's,
 so they share its TTL and per-session visibility), within hosting.train_cap() and hosting.max_jobs(); the
-check of the running jobs and the registration of the new one happen under one lock (`_START`), so two
+check of the running jobs and the registration of the new one happen under one lock (hosting.claim_job,
+shared with the Limit page's solver), so two
 sessions pressing Train at once cannot both pass the cap.
 """
 from __future__ import annotations
@@ -26,7 +27,6 @@ from dynamics.runs.store import RunFormatError
 CAPS = {"width": 512, "depth": 64, "steps": 1000}
 _JOBS: dict[str, dict] = {}                 # run_dir -> {"steps", "step", "loss", "done", "status", "error"}
 _SESSION_JOBS = "dashboard.train_jobs"       # this session's run_dirs, newest last
-_START = threading.Lock()                    # check-the-cap-and-register is one step across all sessions
 
 
 def _work(cfg: RunConfig, run_dir: Path, job: dict) -> None:
@@ -54,11 +54,13 @@ def start(cfg: RunConfig, out: str) -> Path:
         if getattr(cfg, name) > cap:
             raise ConfigError(f"{name}={getattr(cfg, name)} is above {where} cap {cap}; "
                               "use `python -m dynamics train` for bigger runs")
-    with _START:
-        if hosted and hosting.running_jobs(_JOBS) >= hosting.max_jobs():
-            raise hosting.ReadOnlyError("the server is busy training another run; try again when it ends")
-        run_dir = prepare_run_dir(out, None, cfg, overwrite=False)
-        job = _JOBS[str(run_dir)] = {"steps": cfg.steps, "step": -1, "loss": None, "done": False}
+    def make() -> dict:
+        job = {"steps": cfg.steps, "step": -1, "loss": None, "done": False,
+               "run_dir": prepare_run_dir(out, None, cfg, overwrite=False)}
+        _JOBS[str(job["run_dir"])] = job
+        return job
+    job = hosting.claim_job(make)  # the server-wide cap (with limit solves), checked and claimed under one lock
+    run_dir = job["run_dir"]
     threading.Thread(target=_work, args=(cfg, run_dir, job), daemon=True, name=f"train {run_dir.name}").start()
     return run_dir
 

@@ -133,6 +133,7 @@ def test_two_sessions_pressing_train_at_once_do_not_both_pass_the_cap(hosted_env
     from dashboard import train_form
     from dynamics.config import RunConfig
     monkeypatch.setattr(train_form, "_JOBS", {})
+    monkeypatch.setattr(hosting, "_IN_FLIGHT", [])
     release = threading.Event()
     monkeypatch.setattr(train_form, "_work", lambda cfg, run_dir, job: release.wait(30))
 
@@ -159,7 +160,7 @@ def test_two_sessions_pressing_train_at_once_do_not_both_pass_the_cap(hosted_env
     release.set()
     started = [r for r in results if isinstance(r, Path)]
     busy = [r for r in results if isinstance(r, str)]
-    assert len(started) == 1 and busy == ["the server is busy training another run; try again when it ends"]
+    assert len(started) == 1 and busy == ["the server is busy with another run; try again when it ends"]
 
 
 def test_train_cap_parsing(monkeypatch):

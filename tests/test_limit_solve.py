@@ -117,13 +117,18 @@ def test_refusals_are_one_line(monkeypatch):
         assert "\n" not in why
 
 
-def test_hosted_start_claims_the_job_cap_under_the_train_forms_lock(tiny_data, monkeypatch):
+def test_hosted_start_claims_the_job_cap_shared_with_the_train_form(tiny_data, tmp_path, monkeypatch):
     from dashboard import hosting, limit_solve, train_form
     from dashboard.runs import Run
     monkeypatch.setenv("DYNAMICS_READONLY", "1")
     monkeypatch.setenv("DYNAMICS_TRAIN_CAP", "64x4x200")
-    monkeypatch.setitem(train_form._JOBS, "elsewhere", {"done": False})   # a training run in flight
+    monkeypatch.setattr(hosting, "_IN_FLIGHT", [{"done": False}])   # a training run in flight
     run = Run(label="tiny", source="bundled", path=str(tiny_data / "tiny"), meta=store.read_meta(tiny_data / "tiny"))
     with pytest.raises(hosting.ReadOnlyError, match="busy with another run"):
         limit_solve.start(run, TINY, 64)
     assert str(tiny_data / "tiny") not in limit_solve._JOBS
+    # and the other way round: a solve in flight keeps the train form from starting a run
+    monkeypatch.setattr(hosting, "_IN_FLIGHT", [])
+    hosting.claim_job(lambda: {"done": False, "kind": "limit solve"})
+    with pytest.raises(hosting.ReadOnlyError, match="busy with another run"):
+        train_form.start(RunConfig(width=16, depth=2, steps=2), str(tmp_path / "uploads" / "session-x"))

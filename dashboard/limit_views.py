@@ -50,7 +50,7 @@ def default_view(chosen: Sequence, ref, catalog: dict[str, list[int]]) -> tuple[
 
 def over_steps(page: str, chosen: Sequence, ref, metric: str, log_y: bool, fmt: str) -> None:
     """Panels at chosen depth times: finite runs solid, the limit dashed with its ±1 stderr band, over steps."""
-    grid = D.layer_taus([*chosen, ref], metric)
+    grid = D.tau_grid([*chosen, ref]) or [0.0]
     near = list(dict.fromkeys(min(grid, key=lambda g: abs(g - t)) for t in (0.25, 0.5, 1.0)))
     taus = W.choose(page, "tau", "Depth times τ (one panel each; the nearest layer of each run)", grid, near,
                     widget=st.multiselect, multi=True, format_func=lambda t: f"τ={t:g}") or near

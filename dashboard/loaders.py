@@ -227,19 +227,6 @@ def curves(runs: Sequence, metric: str, taus: Sequence[float], step_range: tuple
     return _over_runs(runs, load)
 
 
-def layer_taus(runs: Sequence, metric: str, first_layer: int = 0) -> list[float]:
-    """The depth times τ = ℓ/L at which `runs` recorded `metric` (layers ≥ first_layer), from the data, not
-    from the depth a run.json claims (a run may record fewer layers); sorted, rounded to 4 digits."""
-    out = set()
-    for r in runs:
-        try:
-            layers = grid(r.path, mtime(r.path), metric)["layers"]
-        except RunFormatError:
-            continue
-        out |= {round(int(l) / depth_of(r), 4) for l in layers if l >= first_layer}
-    return sorted(out)
-
-
 def same_setting(run, ref) -> list[str]:
     """Config fields (outside SHAPE_FIELDS) in which `run` differs from the limit run `ref`; [] = same setting."""
     return [k for k, v in run.config.items() if k not in SHAPE_FIELDS and k in ref.config and ref.config[k] != v]
@@ -307,3 +294,25 @@ def transfer_family(runs: Sequence) -> tuple[list, int]:
         return [], 0
     best = max(fams.values(), key=lambda fam: len({(r.config.get("depth"), r.config.get("lr")) for r in fam}))
     return best, len(fams)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def recorded_layers(path: str, mtime_ns: int) -> tuple[int, ...]:
+    """The layer indices ≥ 0 that metrics.parquet holds: pages build their depth lists from these, never from
+    the config's claimed depth (a run claiming depth 10¹² must not make a page loop over 10¹² layers)."""
+    cols = _query("SELECT DISTINCT layer FROM read_parquet(?) WHERE layer >= 0 ORDER BY layer",
+                  [_parquet(path, METRICS)])
+    return tuple(int(v) for v in cols[LAYER])
+
+
+def tau_grid(runs: Sequence, first: int = 0) -> list[float]:
+    """Depth times τ = ℓ/L (rounded to 4 places) of the layers ℓ ≥ first that the runs recorded; runs whose
+    metrics cannot be read add none."""
+    grid = set()
+    for r in runs:
+        try:
+            layers = recorded_layers(r.path, mtime(r.path))
+        except RunFormatError:
+            continue
+        grid.update(round(ell / depth_of(r), 4) for ell in layers if ell >= first)
+    return sorted(grid)

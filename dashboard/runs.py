@@ -27,7 +27,7 @@ from dashboard.uploads import keep_fresh
 from dashboard.state import set_url
 from dynamics.figures import RUN, TAU
 from dynamics.metrics import METRICS
-from dynamics.runs.store import LAYER, METRIC, RUN_JSON, STEP, RunFormatError, list_runs, read_metrics
+from dynamics.runs.store import LAYER, METRIC, RUN_JSON, STEP, RunFormatError, list_runs, liveness, read_metrics
 
 TABLE_FIELDS = ("width", "depth", "act", "param", "backward", "steps", "lr")
 TRAIN_HINT = "python -m dynamics train --width 256 --depth 16 --steps 100 --out runs/"
@@ -186,8 +186,9 @@ pick_runs = selection.pick_runs  # the sidebar picker: one selection per session
 
 # --- views of the metadata (pure) --------------------------------------------------------------
 def run_table(runs: list[Run]) -> pd.DataFrame:
-    """One row per run: id, kind, status and the config fields that tell runs apart at a glance."""
-    return pd.DataFrame([{"run_id": r.label, "kind": r.meta.get("kind"), "status": r.meta.get("status"),
+    """One row per run: id, kind, status and the config fields that tell runs apart at a glance. The status of
+    a `running` run whose writer stopped (its heartbeat: dynamics.runs.store.liveness) is shown as `stale`."""
+    return pd.DataFrame([{"run_id": r.label, "kind": r.meta.get("kind"), "status": liveness(r.meta),
                           **{f: r.config.get(f) for f in TABLE_FIELDS}, "source": r.source} for r in runs])
 
 

@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 import streamlit as st
 
+from dashboard.csv_export import csv_bytes
 from dashboard.runs import caption, layered_catalog
 from dashboard.state import seed_range, seed_widget, set_url
 from dashboard.selection import style
@@ -96,5 +97,5 @@ def show_chart(fig, data: pd.DataFrame, name: str, *, key: str, fmt: str = "png"
     drawn, built only when the button is clicked."""
     restyle_runs(fig, *style())  # each run's short name and colour, the same on every page
     st.plotly_chart(fig, config=chart_config(name, fmt), key=f"{key}.chart")
-    st.download_button("CSV of this chart", lambda: data.to_csv(index=False).encode(), file_name=f"{name}.csv",
+    st.download_button("CSV of this chart", lambda: csv_bytes(data), file_name=f"{name}.csv",
                        mime="text/csv", key=f"{key}.csv", on_click="ignore")

@@ -4,7 +4,10 @@ Conventions (issue #2): step 0 is the initialisation; `steps=S` performs S SGD u
 0..S; `loss` at step t is the loss of the parameters after t updates on the batch of step t (the whole
 training set for batch="full"); probe metrics are recorded at step 0, every `record_every` steps and at S;
 the probes are the first `probes` training inputs. A non-finite loss ends the run as `diverged`, keeping
-everything recorded so far. `train(cfg, run_dir)` is what the CLI, the sweeps and the tests call.
+everything recorded so far. Files are flushed right after the first record, then every 30 s or 10 records
+(throttled to ~10% overhead), and run.json's heartbeat is refreshed every 30 s between records too, so a run
+killed early keeps its steps and shows as `stale` (dynamics.runs.store.liveness), not running.
+`train(cfg, run_dir)` is what the CLI, the sweeps and the tests call.
 """
 from __future__ import annotations
 
@@ -191,6 +194,8 @@ def train(cfg: RunConfig, run_dir: Path, *, record_probes: bool = True, progress
                 writer.meta["steps_done"] = step
                 sc.drain()
                 writer.maybe_flush()
+            else:
+                writer.maybe_flush()  # the heartbeat, every flush period, between record steps too
             if step < cfg.steps:
                 sgd_step(groups)
             else:

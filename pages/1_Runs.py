@@ -15,7 +15,11 @@ st.set_page_config(page_title="Runs · dynamics", page_icon=":material/monitorin
 st.title("Runs")
 
 runs = R.load_runs(PAGE)
-st.dataframe(R.run_table(runs), hide_index=True)
+table = R.run_table(runs)
+st.dataframe(table, hide_index=True)
+if (table["status"] == "stale").any():
+    st.caption("**stale**: the run says `running` but its writer stopped (its process is gone, or run.json has not "
+               "been updated for several flush periods); the steps it flushed are readable.")
 chosen = R.pick_runs(PAGE, runs)
 if not chosen:
     st.info("Pick one or more runs in the sidebar to compare them.")

@@ -58,7 +58,7 @@ if depth_tab.open:
 
 if steps_tab.open:
     with steps_tab:
-        grid = D.layer_taus(chosen, metric)  # from the recorded layers, not from a claimed depth
+        grid = D.tau_grid(chosen) or [0.0]
         near = list(dict.fromkeys(min(grid, key=lambda g: abs(g - t)) for t in (0, 0.25, 0.5, 0.75, 1)))
         taus = W.choose(PAGE, "tau", "Layers (depth time τ; the nearest layer of each run)", grid, near,
                         widget=st.multiselect, multi=True, format_func=lambda t: f"τ={t:g}")

@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard import limit_views as V, loaders as D, runs as R, widgets as W
 from dashboard.sections import limit_missing, limits, matched_limit, other_differences, quantile_fan
+from dashboard.limit_solve import solve_missing
 
 PAGE = "limit_page"
 st.set_page_config(page_title="Limit · dynamics", page_icon=":material/monitoring:", layout="wide")
@@ -18,6 +19,7 @@ lims, finite = limits(runs), [r for r in runs if r.kind != "limit"]
 like = [r.label for r in finite if lims and not D.same_setting(r, lims[0])][:8]  # default: the first limit's family
 chosen = R.pick_runs(PAGE, finite, default=like or None)
 fmt = W.image_format(PAGE)
+solve_missing(PAGE, chosen[0] if chosen else None, lims)  # offers to solve a chosen run's missing limit here
 if not lims:
     R.show_problems(R.metric_catalog(chosen)[1])
     limit_missing(chosen[0] if chosen else None)

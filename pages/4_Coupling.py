@@ -68,7 +68,7 @@ show(prof, ref, TAU, f"{metric}{' excess' if excess else ''} over depth at step 
      f"{PAGE}.depth")
 
 st.subheader("Over steps at one depth")
-grid = D.layer_taus(chosen, metric, first_layer=1)
+grid = D.tau_grid(chosen, first=1) or [1.0]
 tau = W.choose(PAGE, "tau", "Depth time τ (the nearest block of each run)", grid,
                min(grid, key=lambda g: abs(g - 0.5)), widget=st.select_slider, format_func=lambda t: f"{t:g}")
 cur, errors = D.curves(chosen, metric, [tau], (steps[0], steps[-1]), 0.0)

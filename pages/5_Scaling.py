@@ -20,6 +20,7 @@ runs = R.load_runs(PAGE)
 finite = [r for r in runs if r.kind != "limit"]
 chosen = R.pick_runs(PAGE, finite, default_count=len(finite))
 fmt = W.image_format(PAGE)
+R.show_problems(R.metric_catalog(chosen)[1])  # unreadable runs, said once whichever panels follow
 
 st.subheader("Error against width and depth")
 lims, panels = limits(runs), 0
@@ -36,7 +37,7 @@ if chosen and lims:
     step = W.choose(PAGE, "step", "Step", steps, steps[0], widget=c2.selectbox)
     err, errors = D.limit_errors(chosen, ref, metric, step)
     if err["width"].nunique() > 1 or err["depth"].nunique() > 1:  # else the bundled points stand in, no wall
-        R.show_problems(errors)
+        R.show_problems([e for e in errors if e.startswith("from the error panels")])
     for x, group in (("width", "depth"), ("depth", "width")):
         if err[x].nunique() < 2:
             continue
@@ -67,8 +68,7 @@ if max(map(len, per_depth.values()), default=0) < 2:
     st.stop()
 nets = [m for m in ("test_loss", "loss", "probe_loss") if m in R.metric_catalog(family)[0]] or ["loss"]
 loss = W.choose(PAGE, "loss", "Loss", nets, nets[0])
-final, errors = D.final_values(family, loss)
-R.show_problems(errors)
+final, _ = D.final_values(family, loss)  # unreadable runs were reported above
 if n_families > 1:
     st.caption(f"The chosen runs form {n_families} settings (apart from lr, depth and seed); showing the one with "
                f"the most learning rates × depths ({len(family)} runs). Pick runs in the sidebar to change it.")

@@ -17,8 +17,9 @@ nav()
 st.markdown(
     "Drop one or more files: a **zipped run directory** of ours; our **metrics.parquet** (with its "
     "`run.json`); a **long CSV** with columns `step, layer, metric, value` (optional `stderr`); a **W&B "
-    "history export** (CSV or Parquet with a `_step` column); or a **TensorBoard event file** "
-    "(`events.out.tfevents.*`). Add a JSON file with the config (e.g. `log.csv.json`, or a bare object like "
+    "history export** (CSV or Parquet with a `_step` column) or a W&B chart's **Export CSV**; a **TensorBoard "
+    "event file** (`events.out.tfevents.*`) or a **zipped TensorBoard log folder** (all its event files become "
+    "one run). Add a JSON file with the config (e.g. `log.csv.json`, or a bare object like "
     "`{\"depth\": 16, \"width\": 256}`) beside a CSV or Parquet file. Tags and columns named `layer_7/h_sq` or "
     "`h_sq/7` become per-layer metrics; other names become network scalars.")
 st.caption("Uploads are visible in this browser session only and deleted after "
@@ -26,7 +27,8 @@ st.caption("Uploads are visible in this browser session only and deleted after "
 U.clean_up()
 
 files = st.file_uploader("Run logs", accept_multiple_files=True, key=f"{PAGE}.files",
-                         help="zip, parquet, csv, json (config sidecar) or TensorBoard events.out.tfevents.* files")
+                         help="zip (a run or a TensorBoard log folder), parquet, csv, json (config sidecar) or "
+                              "TensorBoard events.out.tfevents.* files")
 outcomes = U.process(files or [])
 if not outcomes:
     st.info("Nothing uploaded yet in this session.")
@@ -34,13 +36,13 @@ if not outcomes:
 
 for o in reversed(outcomes):
     if not o["ok"]:
-        st.error(f"`{o['file']}` was not imported: {o['error']}")
+        st.error(f"{U.code(o['file'])} was not imported: {U.md(o['error'])}")
         continue
-    side = f", config from `{o['sidecar']}`" if o.get("sidecar") else ""
-    st.success(f"`{o['file']}` imported as run `{o['run']}` ({o['format']}{side}); it now appears on every page.")
+    side = f", config from {U.code(o['sidecar'])}" if o.get("sidecar") else ""
+    st.success(f"{U.code(o['file'])} imported as run {U.code(o['run'])} ({o['format']}{side}); it now appears on every page.")
     st.dataframe(pd.DataFrame(U.preview_rows(o["summary"])), hide_index=True)
     if o["skipped"]:
-        st.markdown("**Skipped, and why:**\n" + "\n".join(f"- {s['what']}: {s['why']}" for s in o["skipped"]))
+        st.markdown(U.skipped_markdown(o["skipped"]))
     else:
         st.caption("Nothing was skipped.")
 st.page_link("pages/1_Runs.py", label="Open the Runs page", icon=":material/table_chart:")

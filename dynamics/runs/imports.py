@@ -5,8 +5,11 @@ Formats (detected from the bytes first, the file name second):
             at the top of the zip or inside one folder;
   parquet   our metrics.parquet (step, layer, metric, value[, stderr]), alone or with a run.json beside it;
   csv       a long CSV with columns step, layer, metric, value [, stderr];
-  wandb     a W&B history export (CSV or Parquet): one row per `_step`, one column per logged key;
-  tfevents  a TensorBoard event file (dynamics.runs.tfevents reads it; no TensorFlow needed).
+  wandb     a W&B history export (CSV or Parquet): one row per `_step`, one column per logged key, or a W&B
+            chart "Export CSV" (`Step`, `<run> - <key>`); other step columns by `step_column`
+            (dynamics.runs.wandb);
+  tfevents  a TensorBoard event file (dynamics.runs.tfevents reads it; no TensorFlow needed), a log folder of
+            them or a zip of one (merged: dynamics.runs.tbfolder). Event files are recognised by content too.
 A config comes from --config JSON, else a sidecar FILE.json (e.g. log.csv.json) or FILE-without-suffix.json,
 else run.json beside our Parquet; it may be a bare config object or a whole run.json. Without one, the config
 is {"depth": largest layer index} (the pages need config.depth).
@@ -47,25 +50,16 @@ import pyarrow.parquet as pq
 
 from . import store
 from .store import KERNELS, LAYER, METRIC, METRICS, NEURONS, RUN_JSON, STDERR, STEP, VALUE
-from .import_checks import NAN_TEXT, RunImportError, check_table
+from .import_bounds import MB, Limits, zip_entry as _entry
+from .import_checks import NAN_TEXT, RunImportError, check_config, check_grid, check_table
 from .import_checks import fail as _fail, line as _line, numbers as _numbers, row as _row
-from .tfevents import TFEventsError, read_scalars
+from . import tbfolder, wandb
+from .tfevents import looks_like_events
 
 __all__ = ["RunImportError", "Limits", "Imported", "import_file", "split_name", "register", "FORMATS"]
 
 FORMATS = ("run-zip", "parquet", "csv", "wandb", "tfevents")
 RUN_FILES = (RUN_JSON, METRICS, KERNELS, NEURONS)
-MB = 2 ** 20
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_bytes: int = 200 * MB            # the file (and each sidecar: 1/100 of it)
-    max_rows: int = 20_000_000           # rows of a table, records of an event file, melted W&B cells
-    max_columns: int = 10_000            # CSV / Parquet columns (W&B exports are wide)
-    max_layers: int = 10_000             # largest layer index
-    max_zip_entries: int = 16
-    max_unzipped_bytes: int = 1024 * MB  # total uncompressed size of a zip
 
 
 @dataclass
@@ -108,7 +102,15 @@ class _Parsed:
         self.skipped.append({"what": what, "why": why})
 
 
+# columns a long table (metrics, kernels, neurons) may use; a table without `_step` reads only these
+_LONG_COLUMNS = (STEP, LAYER, METRIC, VALUE, STDERR, "kind", "i", "j", "probe", "quantile")
+_TEXT_COLUMNS = (METRIC, "kind")  # read dictionary-encoded: one Python string per distinct name, not per row
+
+
 def _parquet(data: bytes, limits: Limits, label: str) -> pd.DataFrame:
+    """Parquet bytes -> a frame, after checking the footer's metadata: rows, columns, rows × columns read
+    (limits.max_cells) and the uncompressed bytes of the columns read (limits.max_decoded_bytes). Without a
+    W&B `_step` column only the run-format columns are read (the others are named in df.attrs["unread"])."""
     if data[:4] != b"PAR1":
         raise _fail(f"{label} is not a Parquet file (no PAR1 magic at the start)")
     if len(data) < 12 or data[-4:] != b"PAR1":
@@ -119,12 +121,30 @@ def _parquet(data: bytes, limits: Limits, label: str) -> pd.DataFrame:
         if md.num_rows > limits.max_rows or md.num_columns > limits.max_columns:
             raise _fail(f"{label} is too large: {md.num_rows} rows × {md.num_columns} columns (limits: "
                         f"{limits.max_rows} rows, {limits.max_columns} columns)")
-        df = pf.read().to_pandas()
+        names = [pf.schema_arrow.field(i).name for i in range(len(pf.schema_arrow))]
+        wide = "_step" in names
+        read = names if wide else [n for n in names if n.strip() in _LONG_COLUMNS]
+        if md.num_rows * max(len(read), 1) > limits.max_cells:
+            raise _fail(f"{label} is too large: {md.num_rows} rows × {len(read)} columns to read = "
+                        f"{md.num_rows * len(read)} cells (limit {limits.max_cells})")
+        wanted = [j for j in range(md.num_columns) if md.schema.column(j).path.split(".")[0] in set(read)]
+        decoded = sum(max(md.row_group(g).column(j).total_uncompressed_size, 0)
+                      for g in range(md.num_row_groups) for j in wanted)
+        if decoded > limits.max_decoded_bytes:
+            raise _fail(f"{label} is too large once decoded: {decoded / MB:.0f} MB uncompressed in the columns "
+                        f"read (limit {limits.max_decoded_bytes / MB:.0f} MB)")
+        if text := [c for c in _TEXT_COLUMNS if c in read]:
+            pf = pq.ParquetFile(pa.BufferReader(data), read_dictionary=text)
+        df = pf.read(columns=read, use_pandas_metadata=False).to_pandas(
+            strings_to_categorical=False, ignore_metadata=True, self_destruct=True)
     except RunImportError:
+        raise
+    except MemoryError:  # the sandbox's memory bound: reported as such, not as a damaged file
         raise
     except (pa.ArrowException, OSError, ValueError, TypeError, IndexError, OverflowError, KeyError) as e:
         raise _fail(f"{label} is not a readable Parquet file ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
     df.columns = [str(c).strip() for c in df.columns]
+    df.attrs["unread"] = [n for n in names if n not in read]
     for c in df.columns:
         if isinstance(df[c].dtype, pd.CategoricalDtype):
             df[c] = df[c].astype(object)
@@ -132,6 +152,8 @@ def _parquet(data: bytes, limits: Limits, label: str) -> pd.DataFrame:
 
 
 def _csv(data: bytes, limits: Limits) -> pd.DataFrame:
+    """CSV bytes -> a frame of text cells; without a W&B `_step` column only the run-format columns are read
+    (the others are named in df.attrs["unread"]); rows × columns read is bounded by limits.max_cells."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -140,36 +162,51 @@ def _csv(data: bytes, limits: Limits) -> pd.DataFrame:
         raise _fail("not a text file (it holds NUL bytes)")
     header = next(csv.reader([text.split("\n", 1)[0]]), [])
     names = [h.strip() for h in header]
-    if len(names) > limits.max_columns or text.count("\n") > limits.max_rows:
-        raise _fail(f"CSV too large: {len(names)} columns, {text.count(chr(10))} lines (limits: "
+    lines = text.count("\n")
+    if len(names) > limits.max_columns or lines > limits.max_rows:
+        raise _fail(f"CSV too large: {len(names)} columns, {lines} lines (limits: "
                     f"{limits.max_columns} columns, {limits.max_rows} rows)")
     if dups := sorted({n for n in names if names.count(n) > 1}):
         raise _fail(f"duplicate CSV column name(s): {', '.join(dups)}")
+    read = names if "_step" in names else [n for n in names if n in _LONG_COLUMNS]
+    if lines * max(len(read), 1) > limits.max_cells:
+        raise _fail(f"CSV too large: {lines} lines × {len(read)} columns to read = {lines * len(read)} cells "
+                    f"(limit {limits.max_cells})")
+    keep = [i for i, n in enumerate(names) if n in set(read)] or None
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, engine="c")
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, engine="c",
+                         usecols=keep if keep and len(keep) < len(names) else None)
     except pd.errors.EmptyDataError:
         raise _fail("empty CSV file (no header line)") from None
+    except MemoryError:
+        raise
     except (pd.errors.ParserError, ValueError, csv.Error, OverflowError) as e:
+        if "out of memory" in str(e):  # pandas' C tokenizer under the sandbox's memory bound
+            raise MemoryError(str(e)) from None
         raise _fail(f"not a readable CSV file ({str(e).strip().splitlines()[-1][:200] if str(e).strip() else 'parse error'})") from None
+    del text
     df.columns = [str(c).strip() for c in df.columns]
+    df.attrs["unread"] = [n for n in names if n not in set(read)]
     return df
 
 
 def _long(df: pd.DataFrame, p: _Parsed, where) -> None:
     extra = [c for c in df.columns if c not in (STEP, LAYER, METRIC, VALUE, STDERR)]
-    for c in extra:
+    for c in [*extra, *df.attrs.get("unread", [])]:
         p.skip(f"column {c}", "not one of step, layer, metric, value, stderr")
     p.frames[METRICS] = (df.drop(columns=extra), where)
 
 
-def _wide(df: pd.DataFrame, p: _Parsed, limits: Limits, where) -> None:
-    """A W&B history (one row per _step) -> long rows; empty cells are steps where a key was not logged."""
-    steps = df["_step"]
+def _wide(df: pd.DataFrame, p: _Parsed, limits: Limits, where, step: str = "_step") -> None:
+    """A wide table (W&B history: one row per step, one column per key; dynamics.runs.wandb) -> long rows;
+    empty cells are steps where a key was not logged; a key logged twice at one step keeps the later row."""
+    steps = df[step]
     parts = []
     for c in df.columns:
+        if c == step:
+            continue
         if c.startswith("_"):
-            if c != "_step":
-                p.skip(f"column {c}", "W&B bookkeeping column")
+            p.skip(f"column {c}", "W&B bookkeeping column")
             continue
         s = df[c]
         if s.dtype.kind not in "biuf":
@@ -184,29 +221,26 @@ def _wide(df: pd.DataFrame, p: _Parsed, limits: Limits, where) -> None:
         parts.append(pd.DataFrame({STEP: steps[keep].to_numpy(), LAYER: layer, METRIC: metric, VALUE: x[keep],
                                    "_row": np.flatnonzero(keep)}))
     if not parts:
-        raise _fail("the W&B history has no numeric metric columns besides _step")
+        raise _fail(f"the table has no numeric metric columns besides its step column {step} (found: "
+                    f"{', '.join(map(str, df.columns[:12]))})")
     long = pd.concat(parts, ignore_index=True)
     if len(long) > limits.max_rows:
         raise _fail(f"too many values: {len(long)} (limit {limits.max_rows} rows)")
+    if step != "_step":  # _step is unique per row; another step column may repeat (train and val rows)
+        again = long.assign(_s=pd.to_numeric(long[STEP].astype(str), errors="coerce")).sort_values(
+            "_row", kind="stable").duplicated(["_s", LAYER, METRIC], keep="last")
+        if (n := int(again.sum())):
+            p.skip(f"{n} earlier value(s) of a (key, {step})", "logged again in a later row: the later is kept")
+            long = long[~again.reindex(long.index).to_numpy()].reset_index(drop=True)
     rows = long.pop("_row").to_numpy()
     p.frames[METRICS] = (long, lambda i: where(rows[i]))
 
 
-def _tfevents(data: bytes, p: _Parsed, limits: Limits) -> None:
-    try:
-        ev = read_scalars(data, max_records=limits.max_rows)
-    except TFEventsError as e:
-        raise _fail(str(e)) from None
-    for why, (count, tags) in ev.skipped.items():
-        p.skip(f"{count} value(s)" + (f" ({', '.join(tags)})" if tags else ""), why)
-    if not ev.scalars:
-        raise _fail(f"no scalar summaries in the event file ({ev.records} records)")
-    df = pd.DataFrame({"tag": [s.tag for s in ev.scalars], STEP: [s.step for s in ev.scalars],
-                       VALUE: [s.value for s in ev.scalars]})
-    last = ~df.duplicated(["tag", STEP], keep="last")
-    if (n := int((~last).sum())):
-        p.skip(f"{n} earlier value(s) of a (tag, step)", "logged again later (a resumed run): the later is kept")
-    df = df[last.to_numpy()].reset_index(drop=True)
+def _tfevents(blobs: list[tuple[str, bytes]], p: _Parsed, limits: Limits) -> None:
+    """One or more event files (a folder's, in merge order) -> long rows (merge rules: dynamics.runs.tbfolder)."""
+    df = tbfolder.merge(blobs, limits.max_rows, p.skip)
+    if len(blobs) > 1:
+        p.meta["merged_files"] = [n for n, _ in blobs]  # the merge order, kept in run.json
     names = {t: split_name(t) for t in df["tag"].unique()}
     df[LAYER] = df["tag"].map(lambda t: names[t][0])
     df[METRIC] = df["tag"].map(lambda t: names[t][1])
@@ -249,16 +283,7 @@ def _zip(data: bytes, p: _Parsed, limits: Limits) -> None:
     for need in (RUN_JSON, METRICS):
         if need not in wanted:
             raise _fail(f"zip has no {need}; zip a run directory (run.json and metrics.parquet)")
-    blobs = {}
-    for name, info in wanted.items():
-        try:
-            with zf.open(info) as fh:
-                blob = fh.read(info.file_size + 1)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as e:
-            raise _fail(f"damaged zip entry {info.filename} ({e})") from None
-        if len(blob) != info.file_size:
-            raise _fail(f"zip entry {info.filename} does not match its declared size; the zip is damaged")
-        blobs[name] = blob
+    blobs = {name: _entry(zf, info, limits) for name, info in wanted.items()}
     p.meta = _json(blobs[RUN_JSON], RUN_JSON)
     for name in (METRICS, KERNELS, NEURONS):
         if name in blobs:
@@ -277,22 +302,34 @@ def _json(blob: bytes, label: str) -> dict[str, Any]:
 
 # --- the whole import ------------------------------------------------------------------------------------
 def _detect(name: str, data: bytes) -> str:
+    """The format from the bytes (zip, Parquet and event-file magic; text with commas is CSV), then the name."""
     low = name.lower()
     if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return "run-zip"
+        return "tb-zip" if tbfolder.zip_holds_events(data) else "run-zip"
     if data[:4] == b"PAR1" or low.endswith(".parquet"):
         return "parquet"
-    if "tfevents" in low:
+    if "tfevents" in low or looks_like_events(data):
         return "tfevents"
     if low.endswith(".zip"):
         raise _fail(f"{name} is not a zip file (no PK header)")
     if low.endswith(".json"):
         raise _fail(f"{name}: a JSON file alone is not a run; give it as the config sidecar (--config) of a "
                     f"CSV or Parquet file")
-    if low.endswith((".csv", ".txt")):
+    if low.endswith((".csv", ".txt")) or _texty(data):
         return "csv"
-    raise _fail(f"unsupported format: {name} is not a zip, Parquet, CSV or TensorBoard events.out.tfevents.* "
-                f"file")
+    raise _fail(f"unsupported format: {name} is not a zip, Parquet, CSV or TensorBoard event file (found "
+                f"{'no data' if not data else 'first bytes ' + repr(data[:8])}); expected a zipped run or log "
+                f"folder, a .parquet, a .csv with a header line, or events.out.tfevents.*")
+
+
+def _texty(data: bytes) -> bool:
+    """A renamed CSV: UTF-8 text without NUL whose first line holds a comma."""
+    head = data[:4096]
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        text = head[:e.start].decode("utf-8-sig", "ignore") if e.start > len(head) - 4 else ""
+    return bool(text) and "\x00" not in text and "," in text.split("\n", 1)[0]
 
 
 def _sidecar(path: Path, config: Any, fmt: str, limits: Limits) -> tuple[dict | None, str | None]:
@@ -312,15 +349,25 @@ def _sidecar(path: Path, config: Any, fmt: str, limits: Limits) -> tuple[dict | 
 
 
 def import_file(path: str | Path, out: str | Path, *, name: str | None = None, config: Any = None,
-                limits: Limits = Limits(), source_name: str | None = None) -> Imported:
+                limits: Limits = Limits(), source_name: str | None = None,
+                step_column: str | None = None) -> Imported:
     """Read FILE (format detected), validate it, and write OUT/NAME as a complete run of kind `imported`.
 
     config: a dict, or the path of a JSON file (a config object or a whole run.json); default: a sidecar.
-    source_name: the file name to record and detect by (the upload page's original name). Raises
-    RunImportError (one line) and leaves nothing under OUT when the file is rejected.
+    source_name: the file name to record and detect by (the upload page's original name). A directory is a
+    TensorBoard log folder (dynamics.runs.tbfolder). step_column: the column of a wide table (W&B history,
+    e.g. `trainer/global_step`) or long table that holds the step; default `_step`, `Step` or `step`
+    (dynamics.runs.wandb). Raises RunImportError (one line) and leaves nothing under OUT when the file is
+    rejected.
     """
     path = Path(path)
     label = source_name or path.name
+    if path.is_dir():  # a TensorBoard log folder: all its event files, merged (dynamics.runs.tbfolder)
+        if step_column is not None:
+            raise _fail(f"--step-column applies to CSV and Parquet tables; {label} is a TensorBoard log folder "
+                        f"(its events carry their own steps)")
+        blobs, skipped = tbfolder.folder_events(path, limits.max_bytes)
+        return _events_run(blobs, skipped, path, config, limits, out, name or _folder_name(path.resolve()))
     try:
         size = path.stat().st_size
     except OSError as e:
@@ -329,24 +376,53 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
         raise _fail(f"{label} is too large: {size / MB:.1f} MB (limit {limits.max_bytes / MB:.0f} MB)")
     data = path.read_bytes()
     fmt = _detect(label, data)
+    if step_column is not None and fmt not in ("csv", "parquet"):
+        raise _fail(f"--step-column applies to CSV and Parquet tables; {label} is {fmt} (it carries its own "
+                    f"steps)")
+    if fmt == "tb-zip":
+        blobs, skipped = tbfolder.zip_events(data, limits.max_bytes, limits.max_unzipped_bytes)
+        return _events_run(blobs, skipped, path, config, limits, out, name or _default_name(label), label)
     p = _Parsed(fmt, {})
     if fmt == "run-zip":
         _zip(data, p, limits)
     elif fmt == "tfevents":
-        _tfevents(data, p, limits)
+        _tfevents([(label, data)], p, limits)
+        name = name or (_folder_name(path.resolve().parent) if source_name is None and
+                        tbfolder.is_event_name(label) else None)
     else:
         df = _parquet(data, limits, label) if fmt == "parquet" else _csv(data, limits)
         where = _row if fmt == "parquet" else _line
-        if "_step" in df.columns:
-            p.fmt = "wandb"
-            _wide(df, p, limits, where)
+        df, step = wandb.shape(df, p, step_column)
+        if step is not None:
+            _wide(df, p, limits, where, step)
         else:
             _long(df, p, where)
     cfg, cfg_source = _sidecar(path, config, p.fmt, limits)
     if cfg is not None and isinstance(cfg.get("config"), dict):  # a whole run.json
         p.meta, cfg = {**cfg, **p.meta}, cfg["config"]
     tables = {f: check_table(df, f, limits.max_layers, where) for f, (df, where) in p.frames.items()}
-    return _write(p, tables, cfg if cfg is not None else p.meta.get("config"), cfg_source, out, name, label, data)
+    check_grid(tables[METRICS], limits.max_steps, limits.max_grid)
+    if (cfg := cfg if cfg is not None else p.meta.get("config")) is not None:
+        cfg = check_config(cfg, int(tables[METRICS].column(LAYER).to_numpy().max()), limits.max_layers)
+    return _write(p, tables, cfg, cfg_source, out, name, label, data)
+
+
+def _events_run(blobs, skipped, path: Path, config, limits: Limits, out, name: str, label: str | None = None
+                ) -> Imported:
+    """A folder's (or zipped folder's) event files -> one run, as import_file does for one file."""
+    p = _Parsed("tfevents", {}, skipped=list(skipped))
+    _tfevents(blobs, p, limits)
+    cfg, cfg_source = _sidecar(path, config, p.fmt, limits) if config is not None or not path.is_dir() else (None, None)
+    if cfg is not None and isinstance(cfg.get("config"), dict):
+        p.meta, cfg = {**cfg, **p.meta}, cfg["config"]
+    tables = {f: check_table(df, f, limits.max_layers, where) for f, (df, where) in p.frames.items()}
+    data = b"".join(b for _, b in blobs)
+    return _write(p, tables, cfg, cfg_source, out, name, label or f"{path.name}/", data)
+
+
+def _folder_name(folder: Path) -> str:
+    """The default run name of a log folder: its own name (`runs/exp1` -> exp1)."""
+    return _default_name(folder.name) if folder.name else "imported"
 
 
 def _summary(t: pa.Table) -> dict[str, Any]:
@@ -414,16 +490,18 @@ def register(sub) -> None:
                        description="Import a zipped run, our metrics.parquet, a long CSV (step, layer, metric, "
                                    "value), a W&B history export or a TensorBoard event file as a run of kind "
                                    "'imported' under OUT. Naming rule for tags/columns: see README.")
-    c.add_argument("file", help="the file to import")
+    c.add_argument("file", help="the file (or TensorBoard log folder) to import")
     c.add_argument("--out", required=True, help="folder that receives the run directory")
     c.add_argument("--name", help="run directory name (default: from the file name)")
     c.add_argument("--config", help="JSON file with the config (or a whole run.json); default: FILE.json")
+    c.add_argument("--step-column", help="column holding the step in a CSV/Parquet table, e.g. "
+                                         "trainer/global_step (default: _step, Step or step)")
     c.add_argument("--max-mb", type=float, default=Limits.max_bytes / MB, help="file size limit (default: 200)")
     c.set_defaults(func=cmd_import)
 
 
 def cmd_import(args) -> int:
-    res = import_file(args.file, args.out, name=args.name, config=args.config,
+    res = import_file(args.file, args.out, name=args.name, config=args.config, step_column=args.step_column,
                       limits=Limits(max_bytes=int(args.max_mb * MB)))
     s = res.summary
     print(f"imported: {res.run_dir}  ({res.meta['source']['format']}; per-layer metrics "

@@ -2,19 +2,29 @@
 
 The user names the residual blocks (a list of modules, or a regex over `model.named_modules()` names); at
 the steps the user chooses (`rec.step(step)`), the recorder runs the probe batch through the model in eval
-mode with forward hooks on those blocks, takes h_0 = the first block's input and h_ℓ = block ℓ's output
-(flattened per probe: (P, n)), backpropagates the first output coordinate to every h_ℓ, and scales it as ĝ_ℓ =
-g_scale · ∂f₁/∂h_ℓ (default g_scale = n, the μP normalisation γ0·n with γ0 = 1; pass √n for a standard
-parametrization). The metrics, kernels and neuron quantiles are then the very functions of dynamics.probes
-(FUNCTIONS, kernels, neuron_quantiles), so the names and formulas are those of our own runs. φ is unknown in
-general: phi_sq, fg_cov, fg_eigmin and the Phi kernel are recorded only when `act` is given (one of our activation
-names or a callable). h_move and g_move are relative to the first recorded step.
+mode with hooks on those blocks, takes h_0 = the first block's input and h_ℓ = block ℓ's output, each
+flattened per probe to (P, n_ℓ), backpropagates one scalar per probe (`output=`, see dynamics.runs.outputs:
+by default a tensor output's first coordinate, a language model's mean next-token loss) to every h_ℓ, and
+scales it as ĝ_ℓ = g_scale_ℓ · ∂f/∂h_ℓ (default g_scale_ℓ = n_ℓ, the μP normalisation γ0·n with γ0 = 1; pass
+a number, e.g. √n, for a standard parametrization). The metrics, kernels and neuron quantiles are the very
+functions of dynamics.probes (FUNCTIONS, kernels, neuron_quantiles), so the names and formulas are those of our
+own runs. φ is unknown in general: phi_sq, fg_cov, fg_eigmin and the Phi kernel are recorded only when `act`
+is given (one of our activation names or a callable). h_move and g_move are relative to the first recorded step.
+
+Widths may change from block to block (CNN stages, a downsampling block): every layer is measured on its own,
+normalised by its own size n_ℓ (|h_ℓ|²/n_ℓ, kernels h·h'/n_ℓ, ĝ_ℓ = n_ℓ ∂f/∂h_ℓ); `diversity` (L·|h_ℓ−h_{ℓ−1}|²/n)
+needs h_ℓ and h_{ℓ−1} of one shape and is left out, with a note, where the shape changes. A feature map of
+shape (C, H, W) counts as n = C·H·W coordinates (C channels × H·W positions), and a sequence (T, d) as n = T·d
+(T positions × d features): every coordinate is one "neuron". Normalising by C·H·W makes h_sq the mean over
+positions of the per-channel second moments, so a stage that halves H·W and doubles C stays comparable, and
+with global average pooling before a μP readout (f = w·mean_pos(h)/C) ĝ = C·H·W ∂f/∂h = w is O(1), as ĝ is in
+our ResNets. run.json `layers` keeps each layer's module name, shape and width n_ℓ.
 
 The run is of kind `imported` (source "record" in run.json): its numbers are ours, but its config is not a
-RunConfig (the architecture is the user's), so commands that rebuild a network from a config
-(`limit --like`) must not treat it as one of our finite runs. Network scalars (loss, ...) can be passed as
-keywords to `step`. Files are flushed like the trainer's (atomic, throttled); leaving the `with` block or
-calling `close()` marks the run complete (failed if the block raised).
+RunConfig (the architecture is the user's). Network scalars (loss, ...) can be passed as keywords to `step`.
+The run directory is created at the first successful `step` and flushed like the trainer's (atomic,
+throttled, with a heartbeat); leaving the `with` block or calling `close()` marks the run complete, or
+failed with the error when the block raised. A failure before any step was recorded leaves nothing behind.
 
     rec = dynamics.record(model, blocks=model.blocks, probe=x[:8], out="runs/", name="my-resnet")
     with rec:
@@ -29,24 +39,29 @@ import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 
 from .. import probes as P
 from . import store
+from .outputs import RecordError, block_tensor, call, pick_scalar, probe_size
 
-__all__ = ["record", "Recorder"]
+__all__ = ["record", "Recorder", "RecordError"]
 
 _PHI_METRICS = ("phi_sq", "fg_cov", "fg_eigmin")
 
 
-def record(model: torch.nn.Module, *, probe: torch.Tensor, out: str | Path, name: str,
+def record(model: torch.nn.Module, *, probe: Any, out: str | Path, name: str,
            blocks: Iterable[torch.nn.Module] | None = None, pattern: str | None = None,
            act: str | Callable[[torch.Tensor], torch.Tensor] | None = None, g_scale: float | None = None,
-           config: dict | None = None, flush_seconds: float = 30.0) -> "Recorder":
-    """Attach a Recorder to `model`; see the module docstring. Exactly one of `blocks` and `pattern`."""
+           output: Callable[[Any], torch.Tensor] | None = None, config: dict | None = None,
+           flush_seconds: float = 30.0) -> "Recorder":
+    """Attach a Recorder to `model`; see the module docstring. Exactly one of `blocks` and `pattern`.
+
+    probe: a tensor (P, ...) or a dict of tensors (called as model(**probe)); output: the model's output ->
+    one scalar per probe, (P,) or (P, C) (default: dynamics.runs.outputs)."""
     if (blocks is None) == (pattern is None):
         raise ValueError("pass exactly one of blocks=[modules] or pattern='regex over module names'")
     if pattern is not None:
@@ -60,112 +75,182 @@ def record(model: torch.nn.Module, *, probe: torch.Tensor, out: str | Path, name
             raise ValueError("blocks must be a non-empty list of the model's residual-block modules")
     if len({id(m) for m in chosen}) != len(chosen):
         raise ValueError("a block is named twice; name each residual block once")
-    return Recorder(model, chosen, probe, Path(out), name, act, g_scale, config or {}, flush_seconds)
+    probe_size(probe)
+    return Recorder(model, chosen, probe, Path(out), name, act, g_scale, config or {}, flush_seconds, output)
 
 
 class Recorder:
-    def __init__(self, model, blocks, probe, out, name, act, g_scale, config, flush_seconds):
-        self.model, self.blocks, self.probe = model, blocks, probe
+    def __init__(self, model, blocks, probe, out, name, act, g_scale, config, flush_seconds, output=None):
+        self.model, self.blocks, self.probe, self.output = model, blocks, probe, output
+        self.P = probe_size(probe)
         self.depth = len(blocks)
         self.act = (lambda h: P.phi(h, act)) if isinstance(act, str) else act
         self.g_scale = g_scale
-        self.s0: P.ProbeState | None = None
+        self.s0: list[P.ProbeState] | None = None
         self._captured: list[torch.Tensor] | None = None
         self._t0 = time.monotonic()
         root = store.check_writable(out)
-        run_dir = root / store.check_run_id(name)
-        if run_dir.exists():
-            raise store.RunFormatError(f"{run_dir} already exists; choose another name")
-        meta = {"run_id": name, "kind": "imported", "config": {**config, "depth": self.depth},
-                "source": {"format": "record", "blocks": self.depth, "act": act if isinstance(act, str) else
-                           (getattr(act, "__name__", "callable") if act else None)},
-                "probe_ids": list(range(probe.shape[0])), "quantiles": list(P.QUANTILES),
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        self.writer = store.RunWriter(run_dir, meta, flush_seconds=flush_seconds)
-        self.run_dir = run_dir
-        self._handles = [blocks[0].register_forward_pre_hook(self._pre_hook)]
+        self.run_dir = root / store.check_run_id(name)
+        if self.run_dir.exists():
+            raise store.RunFormatError(f"{self.run_dir} already exists; choose another name")
+        names = {id(m): n for n, m in model.named_modules()}
+        self._names = ["input of " + names.get(id(blocks[0]), "block 1")] + [names.get(id(b), f"block {k + 1}")
+                                                                               for k, b in enumerate(blocks)]
+        self.meta = {"run_id": name, "kind": "imported", "config": {**config, "depth": self.depth},
+                     "source": {"format": "record", "blocks": self.depth,
+                                "act": act if isinstance(act, str) else
+                                (getattr(act, "__name__", "callable") if act else None),
+                                "output": getattr(output, "__name__", "callable") if output else "default"},
+                     "probe_ids": list(range(self.P)), "quantiles": list(P.QUANTILES),
+                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        self._flush_seconds = flush_seconds
+        self.writer: store.RunWriter | None = None  # created at the first successful step
+        self._handles = [blocks[0].register_forward_pre_hook(self._pre_hook, with_kwargs=True)]
         self._handles += [b.register_forward_hook(self._hook) for b in blocks]
 
     # hooks: active only during the recorder's own probe pass, so the user's training is untouched
-    def _pre_hook(self, module, args):
+    def _pre_hook(self, module, args, kwargs):
         if self._captured is None or self._captured:
             return None
-        x = args[0]
+        if args and isinstance(args[0], torch.Tensor):
+            x, put = args[0], lambda v: ((v, *args[1:]), kwargs)
+        else:
+            key = "hidden_states" if isinstance(kwargs.get("hidden_states"), torch.Tensor) else next(
+                (k for k, v in kwargs.items() if isinstance(v, torch.Tensor)), None)
+            if key is None:
+                raise RecordError("the first block was called without a tensor input; name the blocks whose "
+                                  "first argument is the hidden state")
+            x, put = kwargs[key], lambda v: (args, {**kwargs, key: v})
         if not x.requires_grad:  # the raw input: make it a leaf so ∂f/∂h_0 exists
             x = x.detach().requires_grad_(True)
         self._captured.append(x)
-        return (x, *args[1:])
+        return put(x.clone())  # the block gets a copy: in-place ops inside it cannot alter h_0
 
     def _hook(self, module, args, output):
-        if self._captured is not None:
-            self._captured.append(output[0] if isinstance(output, (tuple, list)) else output)
+        if self._captured is None:
+            return None
+        h = block_tensor(output)
+        self._captured.append(h)
+        if isinstance(output, torch.Tensor):  # later in-place ops (ReLU(inplace=True)) act on a copy
+            return h.clone()
+        if isinstance(output, tuple) and output[0] is h:
+            return (h.clone(), *output[1:])
+        return None
 
-    def probe_state(self) -> P.ProbeState:
-        """h_0..h_L and ĝ_0..ĝ_L on the probe batch (eval mode; the model's modes are restored after)."""
+    def probe_pass(self) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, list[tuple[int, ...]]]:
+        """h_0..h_L as (P, n_ℓ), ĝ_0..ĝ_L as (P, n_ℓ), f (P, C) and each layer's shape (eval mode; the model's
+        modes are restored after)."""
         modes = [m.training for m in self.model.modules()]
         self.model.eval()
         self._captured = []
         try:
             with torch.enable_grad():
-                f = self.model(self.probe)
-                f = (f[0] if isinstance(f, (tuple, list)) else f).reshape(self.probe.shape[0], -1)  # (P, C)
+                f, scalar = pick_scalar(call(self.model, self.probe), self.probe, self.output)
                 hs = self._captured
                 if len(hs) != self.depth + 1:
-                    raise RuntimeError(f"expected {self.depth} block calls in one forward, saw {len(hs) - 1}; "
-                                       "name each residual block once")
-                grads = torch.autograd.grad(f[:, 0].sum(), hs, allow_unused=True)
+                    raise RecordError(f"expected {self.depth} block calls in one forward, saw {len(hs) - 1}; "
+                                      "name each residual block once")
+                for k, h in enumerate(hs):
+                    if h.dim() < 1 or h.shape[0] != self.P:
+                        raise RecordError(f"{self._names[k]} has shape {tuple(h.shape)}: its first dimension must be "
+                                          f"the probe batch (P = {self.P}); e.g. build attention layers with "
+                                          f"batch_first=True")
+                grads = torch.autograd.grad(scalar.sum(), hs, allow_unused=True)
         finally:
             self._captured = None
             for m, mode in zip(self.model.modules(), modes):
                 m.training = mode
-        P_ = self.probe.shape[0]
-        h = torch.stack([t.detach().reshape(P_, -1) for t in hs])  # (L+1, P, n)
-        g = torch.stack([torch.zeros_like(t) if d is None else d for t, d in zip(hs, grads)])
-        g = g.reshape(h.shape) * (self.g_scale or h.shape[-1])     # (L+1, P, n) ĝ
-        phi_h = self.act(h) if self.act else h                    # placeholder when φ is unknown
-        return P.ProbeState(h=h, g_hat=g, phi_h=phi_h, a=None, f=f.detach())
+        shapes = [tuple(h.shape[1:]) for h in hs]
+        up = (lambda t: t.float()) if hs[0].dtype in (torch.float16, torch.bfloat16) else (lambda t: t)  # stats
+        h = [up(t.detach().reshape(self.P, -1)) for t in hs]
+        g = [(torch.zeros_like(t) if d is None else up(d).reshape(t.shape)) * (self.g_scale or t.shape[-1])
+             for t, d in zip(h, grads)]
+        return h, g, f.detach(), shapes
+
+    def _states(self, h, g, f) -> list[P.ProbeState]:
+        return [P.ProbeState(h=x[None], g_hat=y[None], phi_h=(self.act(x) if self.act else x)[None], a=None, f=f)
+                for x, y in zip(h, g)]
 
     def step(self, step: int, **scalars: float) -> None:
         """Record every metric at `step` (an int ≥ 0); keywords are network scalars (layer −1), e.g. loss."""
-        s = self.probe_state()
+        h, g, f, shapes = self.probe_pass()
+        states = self._states(h, g, f)
         if self.s0 is None:
-            self.s0 = s
-            self.writer.meta["reference_step"] = int(step)
+            self._start(step, shapes)
+            self.s0 = states
         w = self.writer
-        for metric, (values, first) in P.layer_metrics(s, self.s0, self.depth).items():
-            if self.act is None and metric in _PHI_METRICS:
+        for name, fn in P.FUNCTIONS.items():
+            if self.act is None and name in _PHI_METRICS:
                 continue
-            v = values.double().cpu().numpy()
-            w.add_metrics(step, np.arange(first, first + v.size), metric, v)
+            if P.METRICS[name][1] == "0..L":
+                vals = [fn(s, s0, self.depth) for s, s0 in zip(states, self.s0)]
+                if any(v is None for v in vals):
+                    continue
+                layers = np.arange(len(vals))
+            else:  # per block, from h_ℓ and h_{ℓ−1}: only where the shape does not change
+                pairs = [(k, P.ProbeState(h=torch.cat([states[k - 1].h, states[k].h]), g_hat=None, phi_h=None,
+                                          a=None, f=f)) for k in range(1, len(states)) if shapes[k] == shapes[k - 1]]
+                vals = [fn(s2, None, self.depth) for _, s2 in pairs]
+                if not pairs or any(v is None for v in vals):
+                    continue
+                layers = np.array([k for k, _ in pairs])
+            w.add_metrics(step, layers, name, torch.cat([v.reshape(1) for v in vals]).double().cpu().numpy())
         for metric, value in scalars.items():
             w.add_metrics(step, store.NETWORK_LAYER, metric, float(value))
-        L1, Pn = s.h.shape[0], s.h.shape[1]
+        Pn = self.P
         ii, jj = np.meshgrid(np.arange(Pn), np.arange(Pn), indexing="ij")
-        for kind, mat in P.kernels(s).items():
-            if kind == "Phi" and self.act is None:
-                continue
-            w.add(store.KERNELS, step=step, layer=np.repeat(np.arange(L1), Pn * Pn), kind=kind,
-                  i=np.tile(ii.reshape(-1), L1), j=np.tile(jj.reshape(-1), L1),
-                  value=mat.double().cpu().numpy().reshape(-1))
-        q = P.neuron_quantiles(s).double().cpu().numpy()  # (L+1, P, Q)
-        nq = len(P.QUANTILES)
-        w.add(store.NEURONS, step=step, layer=np.repeat(np.arange(L1), Pn * nq),
-              probe=np.tile(np.repeat(np.arange(Pn), nq), L1),
-              quantile=np.tile(np.array(P.QUANTILES, dtype=np.float32), L1 * Pn), value=q.reshape(-1))
+        for ell, s in enumerate(states):
+            for kind, mat in P.kernels(s).items():
+                if kind == "Phi" and self.act is None:
+                    continue
+                w.add(store.KERNELS, step=step, layer=ell, kind=kind, i=ii.reshape(-1), j=jj.reshape(-1),
+                      value=mat.double().cpu().numpy().reshape(-1))
+            q = P.neuron_quantiles(s).double().cpu().numpy()  # (1, P, Q)
+            w.add(store.NEURONS, step=step, layer=ell, probe=np.repeat(np.arange(Pn), len(P.QUANTILES)),
+                  quantile=np.tile(np.array(P.QUANTILES, dtype=np.float32), Pn), value=q.reshape(-1))
         w.meta["steps_done"] = int(step)
-        w.meta["config"]["width"] = int(s.h.shape[-1])
         w.maybe_flush()
 
-    def close(self, status: str = "complete") -> None:
+    def _start(self, step: int, shapes: list[tuple[int, ...]]) -> None:
+        """The first successful step: the run directory, with each layer's module, shape and width."""
+        widths = [int(np.prod(sh)) for sh in shapes]
+        cfg = self.meta["config"]
+        if len(set(widths)) == 1:
+            cfg["width"] = widths[0]
+        else:
+            cfg["widths"] = widths
+            changes = [k for k in range(1, len(shapes)) if shapes[k] != shapes[k - 1]]
+            self.meta["notes"] = [f"diversity is not recorded at layer(s) {', '.join(map(str, changes))}: the "
+                                  f"feature shape changes there"]
+        self.meta["layers"] = [{"layer": k, "module": self._names[k], "shape": list(sh), "width": n,
+                                "layout": _layout(sh)} for k, (sh, n) in enumerate(zip(shapes, widths))]
+        self.meta["reference_step"] = int(step)
+        if self.run_dir.exists():
+            raise store.RunFormatError(f"{self.run_dir} already exists; choose another name")
+        self.writer = store.RunWriter(self.run_dir, self.meta, flush_seconds=self._flush_seconds)
+
+    def close(self, status: str = "complete", error: str | None = None) -> None:
+        """Remove the hooks and finish the run (nothing is written when no step was recorded)."""
         for h in self._handles:
             h.remove()
         self._handles = []
-        if self.writer.meta["status"] == "running":
+        if self.writer is not None and self.writer.meta["status"] == "running":
             self.writer.finish(status, wall_seconds=round(time.monotonic() - self._t0, 3),
-                               g_scale=self.g_scale or "width")
+                               g_scale=self.g_scale or "width", **({"error": error} if error else {}))
 
     def __enter__(self) -> "Recorder":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.close("failed" if exc_type is not None else "complete")
+        self.close("failed" if exc_type is not None else "complete",
+                   f"{exc_type.__name__}: {exc}" if exc_type is not None else None)
+
+
+def _layout(shape: tuple[int, ...]) -> str:
+    """How the coordinates of one probe's feature are read: (n) features, (T, d) positions × features,
+    (C, H, W) channels × positions (PyTorch's batch-first conventions)."""
+    if len(shape) <= 1:
+        return "features"
+    if len(shape) == 2:
+        return f"{shape[0]} positions × {shape[1]} features"
+    return f"{shape[0]} channels × {int(np.prod(shape[1:]))} positions"

@@ -5,14 +5,17 @@ A run is a directory holding `run.json` (metadata and the full config), `metrics
 `neurons.parquet` (step, layer, probe, quantile, value). Column names are the constants below, shared by
 the writer, the reader, the importers and the figure builders. Every file is written to a temporary name
 in the same directory and renamed, so a reader never sees half a file; a run killed midway keeps
-`status: running` and the steps flushed so far stay readable.
+`status: running` and the steps flushed so far stay readable; its heartbeat (host, pid, last update) lets
+`liveness` show it as `stale` rather than running.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import socket
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -97,22 +100,28 @@ def check_run_id(run_id: str) -> str:
 
 # --- writing --------------------------------------------------------------------------------------
 class RunWriter:
-    """Accumulates rows in memory and flushes whole files atomically.
+    """Accumulates rows in memory and flushes whole files atomically, with a heartbeat in run.json.
 
-    Flushing rewrites each file, so `maybe_flush` throttles it: at most every `flush_seconds`, and never more
-    often than ten times the last flush's cost, which keeps the overhead of periodic flushing under ~10%.
+    Flushing rewrites each file, so `maybe_flush` throttles it: right after the first rows (a run killed early
+    keeps its first record), then when `flush_seconds` have passed or `flush_records` calls brought new rows,
+    and never more often than ten times the last flush's cost, which keeps the overhead under ~10%. Calling
+    `maybe_flush` with nothing new still rewrites run.json every `flush_seconds`: run.json `heartbeat` = {host,
+    pid, updated (UTC), every_seconds} says the writer is alive (`liveness` reads it).
     """
 
     def __init__(self, run_dir: Path, meta: dict[str, Any], flush_seconds: float = 30.0,
-                 stderr: bool = False):
+                 stderr: bool = False, flush_records: int = 10):
         """stderr=True adds the metrics column `stderr` (limit runs); add_metrics then needs it."""
         self.run_dir = Path(run_dir)
-        self.meta = {"schema_version": SCHEMA_VERSION, "status": "running", **meta}
+        self.meta = {"schema_version": SCHEMA_VERSION, "status": "running", **meta,
+                     "heartbeat": {"host": socket.gethostname(), "pid": os.getpid(), "updated": _now(),
+                                   "every_seconds": flush_seconds}}
         self._schemas = {**_SCHEMAS, METRICS: METRICS_SCHEMA_SE if stderr else METRICS_SCHEMA}
         self._rows: dict[str, dict[str, list[np.ndarray]]] = {
             name: {f.name: [] for f in schema} for name, schema in self._schemas.items()}
         self._dirty: set[str] = set()
         self._flush_seconds = flush_seconds
+        self._flush_records, self._pending, self._flushed_rows = flush_records, 0, False
         self._last_flush = time.monotonic()
         self._flush_cost = 0.0
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -143,21 +152,34 @@ class RunWriter:
                                                                  pa.types.is_dictionary(f.type) else None)
             if pa.types.is_dictionary(f.type):
                 cols.append(pa.array(arr.astype(str), pa.string()).dictionary_encode())
+            elif f.name == STEP and arr.size and int(arr.max()) > 2 ** 31 - 1:  # e.g. tokens seen as the step
+                schema = schema.set(schema.get_field_index(STEP), pa.field(STEP, pa.int64()))
+                cols.append(pa.array(arr, pa.int64()))
             else:
                 cols.append(pa.array(arr, f.type))
         return pa.Table.from_arrays(cols, schema=schema)
 
     def flush(self) -> None:
         t0 = time.monotonic()
+        if self._dirty:
+            self._flushed_rows = True
         for file in sorted(self._dirty):
             write_parquet_atomic(self.run_dir / file, self.table(file))
         self._dirty.clear()
+        self._pending = 0
+        self.meta["heartbeat"] = {**self.meta.get("heartbeat", {}), "updated": _now()}
         write_json_atomic(self.run_dir / RUN_JSON, self.meta)
         self._last_flush = time.monotonic()
         self._flush_cost = self._last_flush - t0
 
     def maybe_flush(self) -> None:
-        if time.monotonic() - self._last_flush >= max(self._flush_seconds, 10 * self._flush_cost):
+        """Flush if due (see the class docstring); cheap to call every training step."""
+        since = time.monotonic() - self._last_flush
+        if self._dirty:
+            self._pending += 1
+        first = bool(self._dirty) and not self._flushed_rows
+        many = self._pending >= self._flush_records and since >= 10 * self._flush_cost
+        if first or many or since >= max(self._flush_seconds, 10 * self._flush_cost):
             self.flush()
 
     def finish(self, status: str, **extra: Any) -> None:
@@ -166,6 +188,46 @@ class RunWriter:
         self.meta.update(status=status, **extra)
         self._dirty.update(self._schemas)  # always leave all three files, even if empty
         self.flush()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+STALE_PERIODS, STALE_MIN_SECONDS = 3, 120.0
+
+
+def liveness(meta: dict[str, Any], now: datetime | None = None) -> str:
+    """The status to show: `stale` for a `running` run whose writer stopped, else the status as recorded.
+
+    Stale: the heartbeat's pid is gone on this host, or (another host) no update for STALE_PERIODS flush
+    periods (at least STALE_MIN_SECONDS). A run without a heartbeat (older files) stays `running`."""
+    status = str(meta.get("status"))
+    hb = meta.get("heartbeat")
+    if status != "running" or not isinstance(hb, dict):
+        return status
+    if hb.get("host") == socket.gethostname() and isinstance(hb.get("pid"), int) and os.name == "posix":
+        return "running" if _alive(hb["pid"]) else "stale"
+    try:
+        updated = datetime.fromisoformat(str(hb.get("updated")))
+        every = float(hb.get("every_seconds", 30.0))
+    except (TypeError, ValueError):
+        return status
+    if updated.tzinfo is None:
+        updated = updated.replace(tzinfo=timezone.utc)
+    age = ((now or datetime.now(timezone.utc)) - updated).total_seconds()
+    return "stale" if age > max(STALE_PERIODS * every, STALE_MIN_SECONDS) else "running"
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of that id exists here (signal 0 checks without sending; POSIX only)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
 
 
 # --- reading --------------------------------------------------------------------------------------

@@ -8,14 +8,16 @@ is a serialised `tensorflow.Event`; we decode its wire format by hand (varint, 6
 Summary.value (1) → Value.tag (1), Value.simple_value (2, float), Value.tensor (8, a TensorProto whose single
 float/double/int element is the scalar of newer writers: dtype 1, tensor_content 4, float_val 5, double_val 6,
 int_val 7, int64_val 10). Everything else (graphs, histograms, images, text, non-scalar tensors) is counted
-and reported as skipped. `read_scalars(data)` is what dynamics.runs.imports calls; any damage raises TFEventsError.
+and reported as skipped. `read_scalars(data)` is what dynamics.runs.imports calls; any damage raises TFEventsError,
+except a cut last record (the file of a run still writing), which ends the read with a note (Events.truncated).
+Steps are int64 (Event.step), so token counts ≥ 2³¹ used as steps are kept.
 """
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
 
-__all__ = ["TFEventsError", "Scalar", "read_scalars", "crc32c", "masked_crc32c"]
+__all__ = ["TFEventsError", "Scalar", "read_scalars", "looks_like_events", "first_wall_time", "crc32c", "masked_crc32c"]
 
 
 class TFEventsError(ValueError):
@@ -187,6 +189,7 @@ class Events:
     scalars: list[Scalar] = field(default_factory=list)
     skipped: dict[str, list] = field(default_factory=dict)  # reason -> [count, first few tags]
     records: int = 0
+    truncated: str = ""  # why reading stopped early (a cut last record), else empty
 
     def skip(self, why: str, tag: str = "") -> None:
         entry = self.skipped.setdefault(why, [0, []])
@@ -195,19 +198,23 @@ class Events:
             entry[1].append(tag)
 
 
-def _records(data: bytes, max_records: int):
+def _records(data: bytes, max_records: int, ev: "Events"):
+    """(index, body) of each whole record; a cut last record (a file still being written) ends the file and is
+    noted in ev.truncated, as TensorBoard reads it; a CRC mismatch anywhere is damage and raises."""
     pos, k = 0, 0
     while pos < len(data):
         if pos + 12 > len(data):
-            raise TFEventsError(f"truncated file: record {k} header cut off at byte {len(data)}")
+            ev.truncated = f"the last record (record {k}) is cut off at byte {len(data)}: read up to the cut"
+            return
         header = data[pos:pos + 8]
         (length,), (hcrc,) = struct.unpack("<Q", header), struct.unpack("<I", data[pos + 8:pos + 12])
         if masked_crc32c(header) != hcrc:
             raise TFEventsError(f"record {k} at byte {pos}: length CRC mismatch (not an event file, or damaged)")
         start = pos + 12
         if start + length + 4 > len(data):
-            raise TFEventsError(f"truncated file: record {k} needs {length} bytes but the file ends at byte "
-                                f"{len(data)}")
+            ev.truncated = (f"the last record (record {k}, {length} bytes) is cut off at byte {len(data)}: "
+                            f"read up to the cut")
+            return
         body = data[start:start + length]
         (dcrc,) = struct.unpack("<I", data[start + length:start + length + 4])
         if masked_crc32c(body) != dcrc:
@@ -219,10 +226,29 @@ def _records(data: bytes, max_records: int):
         pos = start + length + 4
 
 
+def looks_like_events(data: bytes) -> bool:
+    """True when the bytes start with an event-file record header (its length CRC matches): content sniffing,
+    so a renamed event file is still recognised."""
+    return len(data) >= 12 and masked_crc32c(data[:8]) == struct.unpack("<I", data[8:12])[0]
+
+
+def first_wall_time(data: bytes) -> float | None:
+    """Event.wall_time of the first record (when its writer started), or None if it cannot be read."""
+    try:
+        for _, body in _records(data, 1, Events()):
+            for num, wt, val in _fields(body):
+                if num == 1 and wt == 1:
+                    return struct.unpack("<d", val)[0]
+            return None
+    except (TFEventsError, _Corrupt, struct.error):
+        return None
+    return None
+
+
 def read_scalars(data: bytes, max_records: int = 10_000_000) -> Events:
     """Every scalar of an event file's bytes, in file order, with counts of what was skipped and why."""
     ev = Events()
-    for k, body in _records(data, max_records):
+    for k, body in _records(data, max_records, ev):
         ev.records += 1
         try:
             _event(body, ev)
@@ -246,7 +272,7 @@ def _event(body: bytes, ev: Events) -> None:
             other = {4: "graph_def", 6: "log_message", 7: "session_log", 8: "run_metadata",
                      9: "meta_graph_def", 10: "source_metadata"}.get(num, f"event field {num}")
     if other and not summaries:
-        if other != "file_version":
+        if other not in ("file_version", "source_metadata"):  # writer bookkeeping, not data
             ev.skip(f"{other} events (not scalars)")
         return
     for summary in summaries:

@@ -7,7 +7,6 @@ builds both). Used by app.py: `show_claims()`.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import streamlit as st
 

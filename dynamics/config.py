@@ -17,7 +17,7 @@ BACKWARDS = ("reused", "decoupled")
 READOUTS = ("phi", "linear")
 GROUPS = ("input", "hidden", "readout")
 LOSSES = ("mse", "xent")
-BUILTIN_TASKS = ("teacher", "mixture", "cifar10")
+BUILTIN_TASKS = ("teacher", "mixture", "digits", "cifar10")
 DTYPES = ("float32", "float64")
 
 
@@ -50,7 +50,7 @@ class RunConfig:
     batch: int | str = 64           # minibatch size or "full"
     loss: str = "mse"               # mse = mean ½‖f−y‖²; xent = cross-entropy
     # data
-    task: str = "teacher"           # teacher | mixture | cifar10 | file:PATH
+    task: str = "teacher"           # teacher | mixture | digits | cifar10 | file:PATH
     data_dir: str = ""              # cifar10: folder holding the binary batches
     input_dim: int = 32             # d for synthetic tasks
     classes: int = 4                # mixture: number of classes

@@ -25,6 +25,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "coupling_acc": ("accumulated forward coupling on the stream ‖Σ_{k≤ℓ} β/√L·(2)_k‖²/n", "1..L"),
     "coupling_fwd_chance": ("chance level of coupling_fwd (independent matrix)", "1..L"),
     "coupling_bwd_chance": ("chance level of coupling_bwd (independent matrix)", "1..L"),
+    "coupling_acc_chance": ("chance level of coupling_acc: the same accumulation over independent matrices, "
+                            "β²/L·Σ_{k≤ℓ} coupling_fwd_chance(k)", "1..L"),
     "loss": ("training loss on the step's batch", "net"),
     "probe_loss": ("loss on the probe set", "net"),
     "test_loss": ("loss on the held-out test set", "net"),

@@ -149,7 +149,9 @@ class CouplingTracker:
     (recorded as such). Histories hold the probe vectors of past *recorded* steps within the window: exact
     when the probes are the whole training set, trained full-batch, recorded every step; otherwise a probe
     proxy for what SGD applied W to. Chance levels are the expectation of the same split with an independent
-    Gaussian matrix (dynamics.coupling.expected_chance), r_B‖Π_A^⊥u‖²/n² (forward; backward mirrored).
+    Gaussian matrix (dynamics.coupling.expected_chance), r_B‖Π_A^⊥u‖²/n² (forward; backward mirrored);
+    coupling_acc's chance level is the same accumulation over independent matrices, whose expectation is
+    branch²·Σ_{k≤ℓ} coupling_fwd_chance(k) (independent zero-mean terms: no cross terms).
     dynamics.coupling holds the reference (SVD) form of the same split; the tests compare the two.
     """
 
@@ -199,4 +201,7 @@ class CouplingTracker:
                 "coupling_bwd_frac": ((sq(c_bwd) / sq(x).clamp_min(1e-300)).mean(-1), 1),
                 "coupling_acc": (sq(acc).mean(-1) / n, 1),
                 "coupling_fwd_chance": (ch_fwd, 1),
-                "coupling_bwd_chance": (ch_bwd, 1)}
+                "coupling_bwd_chance": (ch_bwd, 1),
+                # E‖Σ_{k≤ℓ} branch·(2)'_k‖²/n with an independent W'_k per block: the blocks' chance
+                # couplings are independent with mean zero, so cross terms vanish and the squares add
+                "coupling_acc_chance": (self.branch ** 2 * torch.cumsum(ch_fwd, dim=0), 1)}

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from dynamics import store  # noqa: E402
+from dynamics.runs import store  # noqa: E402
 from dynamics.config import RunConfig  # noqa: E402
 
 METRICS = ("h_sq", "g_sq", "h_move")

@@ -46,7 +46,7 @@ def write_big_run(root: Path, depth: int = 512, steps: int = 5000, n_metrics: in
     import pyarrow as pa
     from dynamics.config import RunConfig
     from dynamics.metrics import METRICS as NAMES
-    from dynamics.store import (METRICS, METRICS_SCHEMA, NEURONS, NEURONS_SCHEMA, KERNELS, KERNELS_SCHEMA,
+    from dynamics.runs.store import (METRICS, METRICS_SCHEMA, NEURONS, NEURONS_SCHEMA, KERNELS, KERNELS_SCHEMA,
                                 RUN_JSON, SCHEMA_VERSION, write_json_atomic, write_parquet_atomic)
     rng = np.random.default_rng(seed)
     run = Path(root) / RUN_ID
@@ -98,7 +98,7 @@ t0 = time.perf_counter()
 from types import SimpleNamespace
 from dashboard import loaders as D
 from dynamics.figures import depth_profile_figure, heatmap_figure, layer_curves_figure, quantile_fan_figure
-from dynamics.store import NEURONS
+from dynamics.runs.store import NEURONS
 import_s = time.perf_counter() - t0
 path, metric = {path!r}, {metric!r}
 meta = json.load(open(path + "/run.json"))

@@ -1,7 +1,8 @@
 """Hosted mode: the switch, the caps and the guards that make the dashboard safe as a shared instance.
 
 Hosted mode is on when the environment says `DYNAMICS_READONLY=1` (the Docker image sets it), else when
-`.streamlit/secrets.toml` (or Streamlit Community Cloud's secrets box) holds `[dynamics] readonly = true`.
+`.streamlit/secrets.toml` (or Streamlit Community Cloud's secrets box) holds `[dynamics] readonly = true`
+(the switch and the caps live in dashboard.settings; `hosting.hosted()` etc. are the same functions).
 (Not config.toml: Streamlit warns about sections it does not know there.) In hosted mode:
 
 - the bundled runs ($DYNAMICS_DATA_DIR), the configured runs folder ($DYNAMICS_RUNS) and the remote-runs
@@ -30,12 +31,10 @@ from pathlib import Path
 
 import streamlit as st
 
-READONLY_ENV, CAP_ENV, JOBS_ENV = "DYNAMICS_READONLY", "DYNAMICS_TRAIN_CAP", "DYNAMICS_TRAIN_JOBS"
-CACHE_ENV, REMOTE_MB_ENV = "DYNAMICS_CACHE_DIR", "DYNAMICS_REMOTE_MAX_MB"
-DEFAULT_CAP = (256, 16, 200)      # width, depth, steps: a CPU run of seconds
-HOSTED_TTL_HOURS = 0.5            # session folders of a shared instance live 30 min after the last visit
+from dashboard.settings import (CACHE_ENV, DATA_ENV, DEFAULT_CAP, REMOTE_MB_ENV, REPO, USER_ENV,  # noqa: F401
+                                cache_dir, hosted, max_jobs, train_cap, ttl_seconds)
+
 RUN_FILES = {"run.json", "metrics.parquet", "kernels.parquet", "neurons.parquet", "sweep.json"}
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 
 class ReadOnlyError(PermissionError):
@@ -46,41 +45,8 @@ class RemoteRunsError(OSError):
     """A remote runs root that cannot be mirrored (too big); an OSError, as callers of data_dir() catch."""
 
 
-def hosted() -> bool:
-    """$DYNAMICS_READONLY if set (1/true/yes/on, or 0/false/no/off), else secrets [dynamics] readonly."""
-    env = os.environ.get(READONLY_ENV)
-    if env is not None and env.strip().lower() in _TRUE | _FALSE:
-        return env.strip().lower() in _TRUE
-    if not st.secrets.load_if_toml_exists():  # no secrets file: no error element, no exception
-        return False
-    section = st.secrets.get("dynamics") or {}
-    return str(section.get("readonly", False)).strip().lower() in _TRUE
-
-
-def train_cap() -> tuple[int, int, int] | None:
-    """(width, depth, steps) caps of the train form in hosted mode; None = training off ($DYNAMICS_TRAIN_CAP
-    = "WxDxS", or "0"/"off"). A malformed value falls back to the default rather than lifting the cap."""
-    raw = os.environ.get(CAP_ENV, "").strip().lower()
-    if raw in {"0", "off", "none"}:
-        return None
-    try:
-        w, d, s = (int(v) for v in raw.replace("×", "x").split("x"))
-        return (w, d, s) if min(w, d, s) > 0 else None
-    except ValueError:
-        return DEFAULT_CAP
-
-
-def max_jobs() -> int:
-    """Training runs in flight at once over all sessions (hosted mode; $DYNAMICS_TRAIN_JOBS, default 1)."""
-    try:
-        return max(1, int(os.environ.get(JOBS_ENV, 1)))
-    except ValueError:
-        return 1
-
-
 def protected_roots() -> list[Path]:
     """Folders a hosted instance serves and never writes: bundled runs, $DYNAMICS_RUNS, the remote cache."""
-    from dashboard.runs import DATA_ENV, REPO, USER_ENV
     roots = [REPO / "data", cache_dir()]
     for env in (DATA_ENV, USER_ENV):
         value = os.environ.get(env, "").strip()
@@ -108,7 +74,6 @@ def banner() -> None:
     """One line at the top of every page (called by the shared run loader and the Upload page)."""
     if not hosted():
         return
-    from dashboard.uploads import ttl_seconds
     cap = train_cap()
     train = f"training is capped at {'×'.join(map(str, cap))} (width×depth×steps)" if cap else "training is off"
     st.info(f"**Shared read-only instance.** The runs shown here cannot be changed; your uploads and "
@@ -119,10 +84,6 @@ def banner() -> None:
 # --- remote runs roots --------------------------------------------------------------------------
 _MIRRORS: dict[str, Path] = {}
 _MIRROR_LOCK = threading.Lock()
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "dynamics-remote")
 
 
 def mirror(url: str) -> Path:

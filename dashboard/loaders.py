@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import streamlit as st
 
 from dynamics.figures import RUN, SMOOTH, TAU, bin_grid, ema_debiased, minmax_indices
-from dynamics.store import LAYER, METRIC, METRICS, NETWORK_LAYER, NEURONS, PROBE, QUANTILE, STDERR, STEP, \
+from dynamics.runs.store import LAYER, METRIC, METRICS, NETWORK_LAYER, NEURONS, PROBE, QUANTILE, STDERR, STEP, \
     VALUE, RunFormatError, read_neurons
 
 # What is sent to the browser: heatmap cells (steps × layers; depth ≤ 128 keeps every layer) and points per
@@ -232,10 +232,10 @@ def same_setting(run, ref) -> list[str]:
 
 def limit_errors(runs: Sequence, ref, metric: str, step: int) -> tuple[pd.DataFrame, list[str]]:
     """Finite-vs-limit error of `metric` at `step` per (width, depth): the profile averaged over the runs
-    (seeds) sharing width and depth, against the limit run `ref` (dynamics.fits.profile_error).
+    (seeds) sharing width and depth, against the limit run `ref` (dynamics.paper.fits.profile_error).
     Only runs whose config matches the limit's apart from SHAPE_FIELDS count; the others come back as
     messages. Columns width, depth, error, seeds."""
-    from dynamics.fits import profile_error
+    from dynamics.paper.fits import profile_error
     other = {r.label: same_setting(r, ref) for r in runs}
     errors = [f"from the error panels (their setting differs from the limit run's): " + ", ".join(
         f"`{k}` ({', '.join(v)})" for k, v in other.items() if v)] if any(other.values()) else []

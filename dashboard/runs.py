@@ -21,18 +21,17 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import hosting, loaders
+from dashboard.settings import DATA_ENV, REPO, UPLOADED_ROOTS, USER_ENV
+from dashboard.uploads import keep_fresh
 from dashboard.state import seed_widget, set_url
 from dynamics.figures import RUN, TAU
 from dynamics.metrics import METRICS
-from dynamics.store import LAYER, METRIC, RUN_JSON, STEP, RunFormatError, list_runs, read_metrics
+from dynamics.runs.store import LAYER, METRIC, RUN_JSON, STEP, RunFormatError, list_runs, read_metrics
 
-DATA_ENV, USER_ENV = "DYNAMICS_DATA_DIR", "DYNAMICS_RUNS"
-REPO = Path(__file__).resolve().parents[1]
 TABLE_FIELDS = ("width", "depth", "act", "param", "backward", "steps", "lr")
 TRAIN_HINT = "python -m dynamics train --width 256 --depth 16 --steps 100 --out runs/"
 _USER_DIR = "dashboard.user_dir"  # plain session key (not a widget's), so the folder survives page switches
 _PENDING_DIR = "dashboard.pending_user_dir"  # set by code (e.g. the train form); applied before the box exists
-UPLOADED_ROOTS = "uploaded_roots"  # session key: list of extra run roots for this session (Upload page)
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,6 @@ def folders(page: str) -> dict[str, Path]:
     "upload", "upload2", …: session_roots()}."""
     hosting.banner()
     if hosting.hosted():
-        from dashboard.uploads import keep_fresh
         keep_fresh()  # every page sweeps expired session folders on a shared instance, not only Upload
     folder = user_dir_input(page)
     try:

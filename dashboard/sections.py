@@ -13,7 +13,7 @@ from dashboard import loaders as D
 from dashboard.runs import Run
 from dashboard.widgets import choose, show_chart
 from dynamics.figures import quantile_fan_figure
-from dynamics.store import NEURONS, RunFormatError
+from dynamics.runs.store import NEURONS, RunFormatError
 
 NONE = "(none)"
 # where a limit run names its twin: run.json's "limit" section (dynamics.limit.run) or the top level

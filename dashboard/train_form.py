@@ -17,8 +17,9 @@ import streamlit as st
 
 from dashboard import hosting
 from dashboard.runs import _USER_DIR, use_user_dir
+from dashboard.uploads import register, session_root
 from dynamics.config import ACTIVATIONS, BACKWARDS, PARAMS, ConfigError, RunConfig
-from dynamics.store import RunFormatError
+from dynamics.runs.store import RunFormatError
 
 CAPS = {"width": 512, "depth": 64, "steps": 1000}
 _JOBS: dict[str, dict] = {}                 # run_dir -> {"steps", "step", "loss", "done", "status", "error"}
@@ -29,7 +30,7 @@ def _work(cfg: RunConfig, run_dir: Path, job: dict) -> None:
     try:
         from dynamics.train import train   # torch loads only when someone trains
         train(cfg, run_dir, on_step=lambda step, loss: job.update(step=step, loss=loss))
-        from dynamics.store import read_meta
+        from dynamics.runs.store import read_meta
         job["status"] = read_meta(run_dir)["status"]
     except Exception as e:  # noqa: BLE001 (shown on the page as one line)
         job["error"] = f"{type(e).__name__}: {e}"
@@ -97,7 +98,6 @@ def train_form(page: str) -> None:
             else:
                 st.session_state.setdefault(_SESSION_JOBS, []).append(str(run_dir))
                 if hosted:
-                    from dashboard.uploads import register
                     register(Path(out))  # the session folder joins this session's run roots
                 else:
                     use_user_dir(out.strip() or "runs/")
@@ -108,7 +108,6 @@ def train_form(page: str) -> None:
 
 def _hosted_out(typed: str) -> str:
     """Hosted mode: the session's own folder; a typed folder is refused (served runs: as read-only)."""
-    from dashboard.uploads import session_root
     own = session_root()
     if typed.strip() and Path(typed.strip()).expanduser().resolve() != own.resolve():
         hosting.refuse_write(typed.strip())

@@ -2,7 +2,7 @@
 
 Each browser session gets its own folder `session-XXXX` (tempfile.mkdtemp) under a base folder
 ($DYNAMICS_UPLOAD_DIR, else the system temp folder's `dynamics-uploads`). Imported runs are written there
-by dynamics.imports, and the folder is appended to `st.session_state["uploaded_roots"]`, which every page's
+by dynamics.runs.imports, and the folder is appended to `st.session_state["uploaded_roots"]`, which every page's
 run finder reads (dashboard.runs.session_roots): the runs appear on every page of this session and of no
 other, since no other session knows the folder. Folders untouched for longer than the TTL (default 6 h,
 $DYNAMICS_UPLOAD_TTL_HOURS; 30 min in hosted mode) are deleted when the Upload page loads (in hosted mode:
@@ -22,25 +22,16 @@ from typing import Any
 import streamlit as st
 
 from dashboard import hosting
-from dashboard.runs import UPLOADED_ROOTS
-from dynamics.imports import RunImportError, import_file
-from dynamics.store import RunFormatError
+from dashboard.settings import TTL_ENV, UPLOAD_ENV, UPLOADED_ROOTS, ttl_seconds  # noqa: F401
+from dynamics.runs.imports import RunImportError, import_file
+from dynamics.runs.store import RunFormatError
 
-UPLOAD_ENV, TTL_ENV = "DYNAMICS_UPLOAD_DIR", "DYNAMICS_UPLOAD_TTL_HOURS"
 PREFIX = "session-"
 _ROOT, _DONE = "upload_page.root", "upload_page.done"  # session keys: this session's folder; outcomes by file id
 
 
 def base_dir() -> Path:
     return Path(os.environ.get(UPLOAD_ENV) or Path(tempfile.gettempdir()) / "dynamics-uploads")
-
-
-def ttl_seconds() -> float:
-    default = hosting.HOSTED_TTL_HOURS if hosting.hosted() else 6
-    try:
-        return float(os.environ.get(TTL_ENV, default)) * 3600
-    except ValueError:
-        return default * 3600.0
 
 
 def sweep_old(base: Path | None = None, ttl: float | None = None, keep: Path | None = None) -> list[Path]:

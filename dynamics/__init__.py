@@ -7,6 +7,11 @@ with the infinite-width / infinite-depth limit (arXiv 2512.21075).
 
 Heavy parts (torch) load on first use, so `import dynamics.store` or `dynamics.metrics` stays light for the
 dashboard.
+
+Layout: the core (config, model, data, train, probes, metrics, the CLI) sits here; `limit/` solves the
+infinite-width / infinite-depth limit; `runs/` is where runs come from and go to (the run format, importers,
+the recorder); `sweep/` runs grids of them; `paper/` holds the paper's experiments, fits and `reproduce`;
+`figures/` turns tidy frames into Plotly figures.
 """
 from __future__ import annotations
 
@@ -20,9 +25,9 @@ __all__ = ["RunConfig", "ConfigError", "METRICS", "ResNet", "scales",
            "record", "solve_limit"]
 
 _LAZY = {"ResNet": "model", "scales": "model",
-         "read_meta": "store", "read_metrics": "store", "read_kernels": "store", "read_neurons": "store",
-         "list_runs": "store", "RunFormatError": "store", "catalog": "sweep_catalog",
-         "record": "recorder", "solve_limit": "limit.nfd"}  # the module is recorder.py, so dynamics.record stays the function
+         "read_meta": "runs.store", "read_metrics": "runs.store", "read_kernels": "runs.store",
+         "read_neurons": "runs.store", "list_runs": "runs.store", "RunFormatError": "runs.store",
+         "catalog": "sweep.catalog", "record": "runs.recorder", "solve_limit": "limit.nfd"}
 
 
 def __getattr__(name: str):

@@ -11,10 +11,10 @@ import sys
 
 from .cli import Parser, add_config_flags, config_from_args, prepare_run_dir
 from .config import ConfigError, DataError
-from .store import RunFormatError, read_meta
+from .runs.store import RunFormatError, read_meta
 
-from .experiments import ExperimentError
-from .imports import RunImportError
+from .paper.experiments import ExperimentError
+from .runs.imports import RunImportError
 
 USER_ERRORS = (ConfigError, DataError, RunFormatError, FileNotFoundError, ExperimentError, RunImportError)
 
@@ -33,7 +33,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from .experiments import run_experiment
+    from .paper.experiments import run_experiment
     summary = run_experiment(args.name, args.out, profile=args.profile, device=args.device)
     cols = ["quantity", "axis", "setting", "slope", "ci_low", "ci_high", "paper_rate", "verdict"]
     print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
-    from .experiments import EXPERIMENTS, PROFILES
+    from .paper.experiments import EXPERIMENTS, PROFILES
     e = sub.add_parser("experiment", help="coupling sweeps with fitted rates beside the paper's",
                        description="Run a sweep of ordinary runs under OUT/runs and write OUT/summary.parquet "
                                    "with fitted log-log slopes and bootstrap intervals next to the paper's rates.")
@@ -64,13 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cpu: minutes on 2 cores; gpu: paper-sized (default: cpu)")
     e.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     e.set_defaults(func=cmd_experiment)
-    from .sweep import register as register_sweep
+    from .sweep.plan import register as register_sweep
     register_sweep(sub)
-    from .imports import register as register_import
+    from .runs.imports import register as register_import
     register_import(sub)
     from .limit.run import register as register_limit  # LimitError is a ConfigError: caught below
     register_limit(sub)
-    from .reproduce import register as register_reproduce
+    from .paper.reproduce import register as register_reproduce
     register_reproduce(sub)
     return parser
 

@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .config import RunConfig, parse_batch, parse_trained, _CHOICES
-from .store import RunFormatError, check_run_id, check_writable, read_meta, RUN_JSON
+from .runs.store import RunFormatError, check_run_id, check_writable, read_meta, RUN_JSON
 
 
 class Parser(argparse.ArgumentParser):

@@ -149,10 +149,10 @@ class CouplingTracker:
     (recorded as such). Histories hold the probe vectors of past *recorded* steps within the window: exact
     when the probes are the whole training set, trained full-batch, recorded every step; otherwise a probe
     proxy for what SGD applied W to. Chance levels are the expectation of the same split with an independent
-    Gaussian matrix (dynamics.coupling.expected_chance), r_B‖Π_A^⊥u‖²/n² (forward; backward mirrored);
+    Gaussian matrix (dynamics.coupling_reference.expected_chance), r_B‖Π_A^⊥u‖²/n² (forward; backward mirrored);
     coupling_acc's chance level is the same accumulation over independent matrices, whose expectation is
     branch²·Σ_{k≤ℓ} coupling_fwd_chance(k) (independent zero-mean terms: no cross terms).
-    dynamics.coupling holds the reference (SVD) form of the same split; the tests compare the two.
+    dynamics.coupling_reference holds the reference (SVD) form of the same split; the tests compare the two.
     """
 
     def __init__(self, W0: torch.Tensor, window: int, decoupled: bool, branch: float):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import probes as P
-from . import store
+from .runs import store
 from .config import ConfigError, RunConfig
 from .data import Dataset, load_task
 from .model import ResNet, sgd_step

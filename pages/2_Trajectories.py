@@ -12,7 +12,7 @@ from dashboard import loaders as D, runs as R, widgets as W
 from dashboard.sections import limits, quantile_fan
 from dashboard.train_form import train_form
 from dynamics.figures import TAU, depth_profile_figure, heatmap_figure, layer_curves_figure
-from dynamics.store import STEP, RunFormatError
+from dynamics.runs.store import STEP, RunFormatError
 
 PAGE = "traj_page"
 st.set_page_config(page_title="Trajectories · dynamics", page_icon=":material/monitoring:", layout="wide")

@@ -2,7 +2,7 @@
 
 Finite runs (solid) and a limit run (kind "limit" in run.json; dashed, with its Monte-Carlo ±stderr band)
 over depth time τ at a step, and, when several widths or depths are chosen, the finite-vs-limit error
-(RMS over τ of the seed-averaged profile; dynamics.fits.profile_error) against width n and depth L.
+(RMS over τ of the seed-averaged profile; dynamics.paper.fits.profile_error) against width n and depth L.
 Without limit runs the page says which command makes one. The view lives in the URL.
 """
 import streamlit as st

@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard import loaders as D, runs as R, widgets as W
 from dashboard.sections import train_command
 from dynamics.figures import TAU, chance_figure
-from dynamics.store import STEP
+from dynamics.runs.store import STEP
 
 PAGE = "coupling_page"
 MEASURED = ("coupling_fwd", "coupling_bwd", "coupling_fwd_frac", "coupling_bwd_frac", "coupling_acc")

@@ -1,5 +1,5 @@
 """Scaling page: rates and transfer. Log-log finite-vs-limit error against width n and depth L, with fitted
-slopes and 95% bootstrap intervals (dynamics.fits) beside the theory's slope −1 (errors ∝ 1/n, ∝ 1/L;
+slopes and 95% bootstrap intervals (dynamics.paper.fits) beside the theory's slope −1 (errors ∝ 1/n, ∝ 1/L;
 THEORY §3, §7); and hyperparameter transfer: final loss against learning rate, one curve per depth
 (under depth-μP the best learning rate should stay put as L grows). Says which runs are missing and how to
 make them. The view lives in the URL.
@@ -9,7 +9,7 @@ import streamlit as st
 from dashboard import loaders as D, runs as R, widgets as W
 from dashboard.sections import limit_missing, limits, matched_limit
 from dynamics.figures import error_scaling_figure, lr_transfer_figure
-from dynamics.fits import THEORY_SLOPE, fit_groups
+from dynamics.paper.fits import THEORY_SLOPE, fit_groups
 
 PAGE = "scaling_page"
 st.set_page_config(page_title="Scaling · dynamics", page_icon=":material/monitoring:", layout="wide")

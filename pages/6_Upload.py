@@ -1,6 +1,6 @@
 """Upload page: bring your own run logs; they appear in every other page, for this browser session only.
 
-Files are imported by dynamics.imports into a per-session folder (dashboard.uploads), which is added to
+Files are imported by dynamics.runs.imports into a per-session folder (dashboard.uploads), which is added to
 st.session_state["uploaded_roots"]; the run finder of every page reads that list. Folders of sessions idle
 for longer than the TTL are deleted when this page loads.
 """

@@ -1,4 +1,4 @@
-"""Shared fixtures: small synthetic runs written in the real run format (dynamics.store.RunWriter).
+"""Shared fixtures: small synthetic runs written in the real run format (dynamics.runs.store.RunWriter).
 
 `runs_dir`: two finite runs (the Runs/Trajectories/Coupling pages); `limit_dir`: those two plus a limit run
 (kind "limit", metrics with a Monte-Carlo `stderr` column) made `--like` w64-d4; `scaling_dir`: a grid of
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dynamics.config import RunConfig
-from dynamics.store import NEURONS, NETWORK_LAYER, RunWriter
+from dynamics.runs.store import NEURONS, NETWORK_LAYER, RunWriter
 
 DEPTH, STEPS = 4, (0, 10, 20)
 QUANTILES = np.array([0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99], dtype=np.float32)

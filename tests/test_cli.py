@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dynamics import store
+from dynamics.runs import store
 from dynamics.__main__ import main
 
 TINY = ["--width", "16", "--depth", "2", "--steps", "3", "--train-size", "32", "--batch", "8", "--probes", "2",

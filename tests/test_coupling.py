@@ -1,10 +1,10 @@
-"""Tests for dynamics.coupling: the exact §5 identity, its parts, and the chance-level statistics (THEORY §5)."""
+"""Tests for dynamics.coupling_reference: the exact §5 identity, its parts, and the chance-level statistics (THEORY §5)."""
 import math
 
 import pytest
 import torch
 
-from dynamics.coupling import (backward_decomposition, chance_level, conditional_parts, coupling_stats,
+from dynamics.coupling_reference import (backward_decomposition, chance_level, conditional_parts, coupling_stats,
                                expected_chance, forward_decomposition)
 
 DT = torch.float64

@@ -1,13 +1,13 @@
 """The coupling as recorded in runs (issue #4): the batched tracker equals the reference decomposition of
-dynamics.coupling, the init coupling is a finite-width effect, and decoupled runs have none."""
+dynamics.coupling_reference, the init coupling is a finite-width effect, and decoupled runs have none."""
 import numpy as np
 import pytest
 import torch
 
-from dynamics import coupling as C
-from dynamics import store
+from dynamics import coupling_reference as C
+from dynamics.runs import store
 from dynamics.config import RunConfig
-from dynamics.fits import fit_loglog
+from dynamics.paper.fits import fit_loglog
 from dynamics.probes import CouplingTracker
 from dynamics.train import train
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dynamics import store
+from dynamics.runs import store
 from dynamics.__main__ import main
-from dynamics.experiments import COUPLING_QUANTITIES, ExperimentError, run_experiment, summarise
+from dynamics.paper.experiments import COUPLING_QUANTITIES, ExperimentError, run_experiment, summarise
 
 
 def test_coupling_width_smoke_writes_runs_and_summary(tmp_path):

@@ -1,5 +1,5 @@
 """Figure builders (dynamics.figures) on ten-row tidy frames: trace count, trace names, axis titles; the
-server-side reductions (figures.reduce) and the log-log fits (dynamics.fits) on synthetic data."""
+server-side reductions (figures.reduce) and the log-log fits (dynamics.paper.fits) on synthetic data."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from dynamics.figures import RUN, TAU, TAU_TITLE, depth_profile_figure, metric_over_steps_figure
-from dynamics.store import STDERR, STEP, VALUE
+from dynamics.runs.store import STDERR, STEP, VALUE
 
 
 def _depth_frame(stderr: bool = False) -> pd.DataFrame:
@@ -70,8 +70,8 @@ def test_builders_name_missing_columns(builder, frame):
 from dynamics.figures import (SMOOTH, WEBGL_LINE_POINTS, WEBGL_POINTS, bin_grid, chance_figure,  # noqa: E402
                               chart_config, ema_debiased, error_scaling_figure, heatmap_figure,
                               layer_curves_figure, lr_transfer_figure, minmax_downsample, quantile_fan_figure)
-from dynamics.fits import fit_groups, fit_loglog, profile_error  # noqa: E402
-from dynamics.store import LAYER, QUANTILE  # noqa: E402
+from dynamics.paper.fits import fit_groups, fit_loglog, profile_error  # noqa: E402
+from dynamics.runs.store import LAYER, QUANTILE  # noqa: E402
 
 
 def test_minmax_downsample_keeps_extremes_and_bounds_points():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dynamics.fits import fit_loglog
+from dynamics.paper.fits import fit_loglog
 
 
 def test_exact_power_law_has_exact_slope():

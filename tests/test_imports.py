@@ -1,4 +1,4 @@
-"""dynamics.imports and dynamics.tfevents: every format becomes a readable run; every bad file is one line.
+"""dynamics.runs.imports and dynamics.runs.tfevents: every format becomes a readable run; every bad file is one line.
 
 Event files are written here independently of the reader: the Event/Summary/TensorProto messages are encoded
 by the `protobuf` package from descriptors declared in this file, and the CRCs by a bit-at-a-time CRC32C
@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dynamics.__main__ import main
-from dynamics.imports import Limits, RunImportError, import_file, split_name
-from dynamics.store import list_runs, read_kernels, read_meta, read_metrics, read_neurons
-from dynamics.tfevents import crc32c, masked_crc32c, read_scalars
+from dynamics.runs.imports import Limits, RunImportError, import_file, split_name
+from dynamics.runs.store import list_runs, read_kernels, read_meta, read_metrics, read_neurons
+from dynamics.runs.tfevents import crc32c, masked_crc32c, read_scalars
 
 from conftest import write_limit_run, write_synthetic_runs
 

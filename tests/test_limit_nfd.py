@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dynamics import store
+from dynamics.runs import store
 from dynamics.__main__ import main
 from dynamics.config import RunConfig
 from dynamics.limit import init_kernels, solve_limit

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import dynamics
-from dynamics.store import KERNELS, read_kernels, read_meta, read_metrics, read_neurons
+from dynamics.runs.store import KERNELS, read_kernels, read_meta, read_metrics, read_neurons
 
 D, N, DEPTH, P = 5, 16, 3, 4
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dynamics import store
+from dynamics.runs import store
 from dynamics.__main__ import main
-from dynamics.fits import fit_loglog
-from dynamics.experiments import ExperimentError
-from dynamics.reproduce import CLAIMS_JSON, compare_claims, reproduce
+from dynamics.paper.fits import fit_loglog
+from dynamics.paper.experiments import ExperimentError
+from dynamics.paper.reproduce import CLAIMS_JSON, compare_claims, reproduce
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 FIELDS = ("statement", "measured", "ci", "verdict", "page", "runs", "points", "x", "y")
@@ -126,7 +126,7 @@ def test_gpu_profile_runs_end_to_end_on_cifar_files_at_smoke_sizes(tmp_path, mon
     and learning-rate experiments, synthetic elsewhere) runs at the smoke sizes on files in the real binary
     layout (label byte, then 3072 pixel bytes), on the CPU."""
     import numpy as np
-    from dynamics import experiments, reproduce as R
+    from dynamics.paper import experiments, reproduce as R
     from dynamics.data import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES
     rng = np.random.default_rng(0)
     for name in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE):  # 5 × 220 training records: train_size 1024 fits

@@ -6,7 +6,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from dynamics import store
+from dynamics.runs import store
 
 
 def _writer(path, **meta):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import dynamics
-from dynamics import store
+from dynamics.runs import store
 from dynamics.__main__ import main
 from dynamics.cli import default_run_id
 from dynamics.config import RunConfig

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from dynamics import store
+from dynamics.runs import store
 from dynamics.config import RunConfig
 from dynamics.data import load_task
 from dynamics.train import build, loss_fn, train

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from dynamics.store import STDERR, VALUE
+from dynamics.runs.store import STDERR, VALUE
 
 RUN, TAU = "run", "tau"  # tidy-frame columns the store does not define: run label, depth time ℓ/L
 SMOOTH = "smoothed"      # debiased-EMA column beside the raw `value` (figures.reduce.ema_debiased)

@@ -8,7 +8,7 @@ from typing import Collection
 import pandas as pd
 import plotly.graph_objects as go
 
-from dynamics.store import STEP, VALUE
+from dynamics.runs.store import STEP, VALUE
 
 from ._style import PALETTE, RUN, STEP_TITLE, TAU, TAU_TITLE, _check_columns, _layout, _metric_title, \
     _run_curves, _scatter

@@ -1,5 +1,5 @@
 """Rates and transfer: log-log error vs width or depth with fitted slopes (and their bootstrap intervals,
-dynamics.fits) beside the theory's slope, and final loss vs learning rate across depths (μP-style
+dynamics.paper.fits) beside the theory's slope, and final loss vs learning rate across depths (μP-style
 hyperparameter transfer: under depth-μP the best learning rate should not move with L).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ def error_scaling_figure(df: pd.DataFrame, fits: pd.DataFrame | None = None, *, 
                          y_title: str = "error vs limit") -> go.Figure:
     """Log-log error against `x` (width or depth), one colour per value of `group` (the other of the two).
 
-    `df`: columns x, group, error. `fits` (dynamics.fits.fit_groups, keyed by `group`): a fitted line per
+    `df`: columns x, group, error. `fits` (dynamics.paper.fits.fit_groups, keyed by `group`): a fitted line per
     group with its slope and 95% bootstrap interval in the legend. The theory's slope is drawn dotted
     through the geometric mean of each group's points.
     """

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
-from dynamics.store import LAYER, QUANTILE, STEP, VALUE
+from dynamics.runs.store import LAYER, QUANTILE, STEP, VALUE
 
 from ._style import RUN, SMOOTH, STEP_TITLE, TAU, TAU_TITLE, _check_columns, _layout, _metric_title, \
     _rgba, _scatter

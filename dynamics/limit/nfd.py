@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from .. import probes as PR
-from .. import store
+from ..runs import store
 from ..config import RunConfig
 from ..data import Dataset, load_task
 from . import COUPLINGS, LimitError

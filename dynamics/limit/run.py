@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import store
+from ..runs import store
 from ..cli import prepare_run_dir
 from ..config import ConfigError, RunConfig
 from . import COUPLINGS, LimitError  # torch loads with the solver, in limit_like: `limit --help` stays fast

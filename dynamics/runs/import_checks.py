@@ -1,6 +1,6 @@
 """Checks for imported tables: a pandas frame of one run file -> a typed pyarrow table of the run format.
 
-Used by dynamics.imports. `check_table(df, file, max_layer, where)` converts each column per the file's spec
+Used by dynamics.runs.imports. `check_table(df, file, max_layer, where)` converts each column per the file's spec
 (step int32 ≥ 0, layer int16 ≥ −1, names non-empty, values float64 with NaN allowed), and rejects with a
 one-line RunImportError: missing columns (named), non-numeric cells, NaN or non-integer keys, values out of
 range, duplicate keys. `where(i)` turns a row position into words for the message ("line 5", "row 4").

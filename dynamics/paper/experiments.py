@@ -22,9 +22,9 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from . import store
-from .cli import default_run_id
-from .config import RunConfig
+from ..runs import store
+from ..cli import default_run_id
+from ..config import RunConfig
 from .fits import fit_loglog
 
 EXPERIMENTS = ("coupling-width", "coupling-depth", "gia")
@@ -67,7 +67,7 @@ class ExperimentError(ValueError):
 
 def run_or_reuse(cfg: RunConfig, root: Path, log: Callable[[str], None]) -> Path:
     """Train cfg into root/<deterministic id> unless a complete or diverged run is already there."""
-    from .train import train
+    from ..train import train
     run_dir = root / default_run_id(cfg)
     if (run_dir / store.RUN_JSON).exists():
         try:

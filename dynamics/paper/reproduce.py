@@ -3,7 +3,7 @@ measured by this tool, written as ordinary runs plus one OUT/claims.json.
 
 Experiments, in order: (1) initialisation: finite nets against the exact width-limit kernels (error vs width)
 and the finite-L recursion against the continuum (error vs depth, kernels only); (2) and (4) the coupling
-sweeps of dynamics.experiments (at init and during training, vs width and depth); (3) training: finite nets
+sweeps of dynamics.paper.experiments (at init and during training, vs width and depth); (3) training: finite nets
 against the NFD limit vs depth, coupling full (reused) and none (decoupled); (5) the gia sweep (reused vs
 decoupled, plain / μP / depth-μP); (6) two-layer blocks: a_move vs depth per inner-LR exponent, and the best
 learning rate vs depth. Each writes its runs under OUT/runs/ (complete runs are reused, so a rerun resumes),
@@ -23,8 +23,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import store
-from .config import RunConfig
+from ..runs import store
+from ..config import RunConfig
 from .experiments import ExperimentError, run_experiment, run_or_reuse
 from .fits import fit_loglog, profile_error
 
@@ -100,7 +100,7 @@ def _profile(run: Path, metric: str, step: int) -> tuple[np.ndarray, np.ndarray]
 
 def _limit(like: Path, out: Path, grid: int, particles: int, coupling: str, device: str) -> Path:
     """The limit run of `like` on a K = grid depth grid, reused when already complete."""
-    from .limit.run import limit_like
+    from ..limit.run import limit_like
     name = f"{like.name}_limit-{coupling}-K{grid}-M{particles}"
     run = out / name
     if (run / store.RUN_JSON).exists() and store.read_meta(run)["status"] == "complete":
@@ -114,7 +114,7 @@ def _limit(like: Path, out: Path, grid: int, particles: int, coupling: str, devi
 
 # --- (1) initialisation ---------------------------------------------------------------------------
 def _init(out: Path, s: dict, base: RunConfig, log) -> list[dict]:
-    from .limit.kernels import continuum_kernels, init_kernels
+    from ..limit.kernels import continuum_kernels, init_kernels
     rows, runs = [], []
     cfg0 = dataclasses.replace(base, steps=0, record_coupling="off", depth=s["depth"])
     ref = None
@@ -293,7 +293,7 @@ def _base(device: str) -> RunConfig:
 
 
 def _check_gpu(data_dir: str | None) -> None:
-    from .data import CIFAR_TRAIN_FILES
+    from ..data import CIFAR_TRAIN_FILES
     if not data_dir or not all((Path(data_dir) / f).exists() for f in CIFAR_TRAIN_FILES):
         raise ExperimentError(f"--profile gpu needs --data-dir holding the CIFAR-10 binary batches "
                               f"({', '.join(CIFAR_TRAIN_FILES)}, test_batch.bin); got {data_dir or 'none'}")

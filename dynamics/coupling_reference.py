@@ -8,8 +8,12 @@ inputs ĝ_ℓ(x,s) with backward messages X = Wᵀ B/√n. Then, exactly,
 
 so a new forward message W u/√n = regression + coupling + fresh (`forward_decomposition`), and the same
 identity written for Wᵀ, with (A, Y) and (B, X) swapped, splits a new backward message Wᵀ g/√n
-(`backward_decomposition`). The recorder calls these per block and step and stores `coupling_stats`;
-`chance_level` (Monte Carlo) and `expected_chance` (closed form) give the projection-noise baseline.
+(`backward_decomposition`). `chance_level` (Monte Carlo) and `expected_chance` (closed form) give the
+projection-noise baseline.
+
+This is the reference form of the split, written plainly with pseudo-inverses and SVDs for reading and as a
+test oracle. The recorder does not call it: `dynamics.probes` computes the same split incrementally
+(orthonormal histories grown one record at a time), and tests/test_coupling*.py check the two agree.
 Pure tensor math: any floating dtype and device, no files, no model.
 
 Numerics. A⁺ is the Moore–Penrose pseudo-inverse from a thin SVD truncated at rtol·σ_max

@@ -12,7 +12,7 @@ atomically by the driver, records the grid, the base config and every run's stat
 An `OUT` given as a URL (s3://..., file://...) goes through pyarrow.fs: each run trains in a local temp
 dir and is uploaded with run.json last, so a run without run.json is an unfinished upload. Workers only
 ever write their own run's files; the driver alone writes the manifest. This module holds the grid, the
-driver (manifest, resume, progress) and the CLI; dynamics/sweep_exec.py the task and the two backends.
+driver (manifest, resume, progress) and the CLI; execute.py the task and the two backends.
 """
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from . import store
-from .cli import add_config_flags, default_run_id
-from .config import ConfigError, RunConfig, parse_batch, parse_trained
-from .sweep_exec import (DONE, MANIFEST, SweepError, Task, _connect, _cores, _dask, _Dest, _local,
+from ..runs import store
+from ..cli import add_config_flags, default_run_id
+from ..config import ConfigError, RunConfig, parse_batch, parse_trained
+from .execute import (DONE, MANIFEST, SweepError, Task, _connect, _cores, _dask, _Dest, _local,
                          _require_dask, run_task, warm_local_pool)
 
 __all__ = ["SweepError", "Task", "Sweep", "parse_grid", "plan_sweep", "run_sweep", "run_task", "register"]
@@ -100,7 +100,7 @@ def _check_data(configs: Sequence[RunConfig]) -> None:
         if not (c.task in ("teacher", "mixture") and c.loss == "mse"):
             seen.setdefault(tuple(getattr(c, k) for k in keys), c)
     if seen:
-        from .data import load_task
+        from ..data import load_task
     for c in list(seen.values())[:16]:  # beyond 16 distinct datasets the runs report their own data errors
         load_task(c)
 

@@ -6,7 +6,7 @@ Formats (detected from the bytes first, the file name second):
   parquet   our metrics.parquet (step, layer, metric, value[, stderr]), alone or with a run.json beside it;
   csv       a long CSV with columns step, layer, metric, value [, stderr];
   wandb     a W&B history export (CSV or Parquet): one row per `_step`, one column per logged key;
-  tfevents  a TensorBoard event file (dynamics.tfevents reads it; no TensorFlow needed).
+  tfevents  a TensorBoard event file (dynamics.runs.tfevents reads it; no TensorFlow needed).
 A config comes from --config JSON, else a sidecar FILE.json (e.g. log.csv.json) or FILE-without-suffix.json,
 else run.json beside our Parquet; it may be a bare config object or a whole run.json. Without one, the config
 is {"depth": largest layer index} (the pages need config.depth).

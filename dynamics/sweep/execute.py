@@ -3,7 +3,7 @@
 `run_task(task)` trains one grid point into a hidden tmp dir and publishes it under its final name (a
 rename for a local folder; an upload with run.json last for a pyarrow.fs URL); it never raises for a
 failing run. `_local` runs tasks on a forkserver (or spawn) process pool, `_dask` on a Dask cluster; both
-yield (task, result) as runs finish, and the driver in sweep.py turns those into the manifest and the bar.
+yield (task, result) as runs finish, and the driver in plan.py turns those into the manifest and the bar.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from . import store
-from .config import ConfigError, RunConfig
+from ..runs import store
+from ..config import ConfigError, RunConfig
 
 MANIFEST = "sweep.json"
 DONE = ("complete", "diverged")   # a finished run: kept and skipped on resume (divergence is a result)
@@ -147,7 +147,7 @@ def run_task(task: Task) -> dict[str, Any]:
     status, error = "failed", None
     try:
         cfg = _place(RunConfig.from_dict(task.config))
-        from .train import train
+        from ..train import train
         work = dest.workdir(task.name)
         train(cfg, work, run_id=task.name)
         status = store.read_meta(work)["status"]

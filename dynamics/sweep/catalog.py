@@ -31,8 +31,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import store
-from .config import RunConfig
+from ..runs import store
+from ..config import RunConfig
 
 __all__ = ["Catalog", "CatalogError", "catalog", "cache_path"]
 _META = {"kind": pa.string(), "status": pa.string(), "steps_done": pa.int64(), "wall_seconds": pa.float64(),

@@ -8,7 +8,7 @@ is a serialised `tensorflow.Event`; we decode its wire format by hand (varint, 6
 Summary.value (1) → Value.tag (1), Value.simple_value (2, float), Value.tensor (8, a TensorProto whose single
 float/double/int element is the scalar of newer writers: dtype 1, tensor_content 4, float_val 5, double_val 6,
 int_val 7, int64_val 10). Everything else (graphs, histograms, images, text, non-scalar tensors) is counted
-and reported as skipped. `read_scalars(data)` is what dynamics.imports calls; any damage raises TFEventsError.
+and reported as skipped. `read_scalars(data)` is what dynamics.runs.imports calls; any damage raises TFEventsError.
 """
 from __future__ import annotations
 

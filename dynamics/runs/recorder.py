@@ -34,7 +34,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from . import probes as P
+from .. import probes as P
 from . import store
 
 __all__ = ["record", "Recorder"]

@@ -51,7 +51,7 @@ def interval(points: pd.DataFrame, method: str, x: str, y: str, seed_col: str = 
     extra = extra or {}
     if method == "points":
         fit = fit_loglog(points[x], points[y])
-        return S.Interval(fit.slope, fit.ci_low, fit.ci_high, int(points[x].nunique()))
+        return S.Interval(fit.slope, fit.ci_low, fit.ci_high, 0)  # no seeds: no seeds_to_decide
     if method == "seed_means":
         table, xs = S.by_seed(points, x, y, seed_col)
         return S.seed_bootstrap(table, S.slope_of_means(xs))
@@ -90,15 +90,17 @@ def lr_optima(points: pd.DataFrame, x: str = "depth", y: str = "loss") -> dict[f
 
 def joint_stat(cells: list[tuple], term: str) -> Callable[[np.ndarray], float]:
     """On a (seeds, width × depth) table of errors: −p (term 'width') or −q ('depth') of the joint fit of the
-    seed means err ≈ a·n^−p + b·L^−q, i.e. the log-log slope each term contributes."""
+    seed means err ≈ a·n^−p + b·L^−q, i.e. the log-log slope each term contributes; NaN when that term's
+    coefficient comes out 0 (then its exponent is not identified; q = 0 with b > 0 is a constant floor)."""
     n = np.array([c[0] for c in cells], float)
     L = np.array([c[1] for c in cells], float)
 
     def stat(t: np.ndarray) -> float:
         with np.errstate(all="ignore"):
             m = np.nanmean(t, axis=0)
-        p, q, _, _ = S.joint_power_fit(n, L, m)
-        return -p if term == "width" else -q
+        p, q, a, b = S.joint_power_fit(n, L, m)
+        coef = a if term == "width" else b   # a term fitted as 0 has no exponent: undefined, not 0
+        return math.nan if coef <= 0 else (-p if term == "width" else -q)
     return stat
 
 

@@ -175,6 +175,7 @@ def test_home_page_shows_claims_table_with_disagreement_in_words(tmp_path, monke
     claims = json.loads(json.dumps(CLAIMS))
     claims["claims"][1]["runs"] = ["r1", "gone"]
     claims["claims"][1]["view"] = {"metric": "coupling_fwd"}  # the claim's own view settings join the link
+    claims["claims"][1]["raw"] = {"y": "train_coupling_fwd", "measured": -0.3, "ci": [-0.4, -0.2]}
     (tmp_path / "reproduce" / CLAIMS_JSON).write_text(json.dumps(claims))
     at = _home(monkeypatch, tmp_path)
     assert at.subheader[0].value == "Claims vs measured"  # the first thing on the page after the title
@@ -183,6 +184,7 @@ def test_home_page_shows_claims_table_with_disagreement_in_words(tmp_path, monke
     assert "DISAGREES with the paper" in text and "excludes the paper's slope -2" in text
     assert "O(L^-2)" in text and "-1.04 (95% CI -1.2 to -0.9; paper: -2)" in text
     assert "n/a (no interval; paper: not negative)" in text
+    assert "chance-corrected (fitted) -1.04; raw -0.3 (95% CI -0.4 to -0.2)" in text  # both where they differ
     links = [(e.proto.label, e.proto.page) for e in at.get("page_link")][:3]  # the page's own links follow
     assert links == [("Limit", "Limit"), ("Coupling", "Coupling"), ("Scaling", "Scaling")]
     link = at.get("page_link")[1].proto  # opens the Coupling page on the claim's runs folder and run

@@ -61,3 +61,26 @@ def test_bad_experiment_is_an_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["experiment", "nope", "--out", str(tmp_path)])
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_limit_gap_on_a_tiny_setting(tmp_path):
+    """The noise-free reference of reused vs decoupled: coupling full and none limit runs of one setting per
+    depth grid K; the gap is the signed relative difference of their final losses, read back here."""
+    from dynamics.paper import gia
+    from dynamics.paper.common import limit
+    from dynamics.paper.experiments import run_or_reuse
+    pts = gia.limit_gap(tmp_path, "smoke", "cpu", lambda m: None, run_or_reuse, limit)
+    assert pts.grid.tolist() == gia.LIMIT_SIZES["smoke"]["grids"]
+    for r in pts.itertuples():
+        loss = {}
+        for c, run in (("full", r.run_full), ("none", r.run_none)):
+            meta = store.read_meta(tmp_path / "runs" / run)
+            assert meta["status"] == "complete" and meta["config"]["depth"] == r.grid
+            df = store.read_metrics(tmp_path / "runs" / run, metrics=["loss"])
+            loss[c] = df[df.step == df.step.max()].value.iloc[0]
+        assert r.gap == pytest.approx((loss["none"] - loss["full"]) / (0.5 * (loss["none"] + loss["full"])))
+        assert r.gap != 0 and np.isfinite(r.stderr_full)  # the coupling changes the dynamics
+    # the same limit runs are reused on a second call (the reference is not recomputed)
+    again = gia.limit_gap(tmp_path, "smoke", "cpu", lambda m: None, run_or_reuse, limit)
+    assert again.gap.tolist() == pts.gap.tolist()

@@ -1,7 +1,7 @@
 """Tasks and datasets: the (train, test) pairs that `train(cfg)` and the limit engine consume.
 
 `load_task(cfg)` reads `cfg.task` and returns float64 CPU `Dataset`s whose input rows are scaled so that
-|x|²/d = 1 (THEORY §1). Built-in tasks: `teacher` (regression on a fixed random tanh network), `mixture`
+|x|²/d = 1 (docs/theory.md §1). Built-in tasks: `teacher` (regression on a fixed random tanh network), `mixture`
 (Gaussian-mixture classification), `digits` (the 1,797 8×8 handwritten digits that scikit-learn ships inside
 its package: real images that need no download; 10 classes whatever --classes says, as for cifar10),
 `cifar10` (the binary batches in `cfg.data_dir`, read with numpy, never pickle) and `file:PATH` (a user's .npz

@@ -1,4 +1,4 @@
-"""What is measured per layer on the probe set (THEORY.md §2).
+"""What is measured per layer on the probe set (docs/theory.md §2).
 
 `probe_pass` runs the probe inputs through the network once, keeping every feature h_ℓ (and a_ℓ for two-layer
 blocks) and the normalised backward signal ĝ_ℓ = (∂f_1/∂h_ℓ) / readout multiplier (γ0 n ∂f/∂h_ℓ under μP;
@@ -99,10 +99,10 @@ def neuron_quantiles(s: ProbeState) -> torch.Tensor:
     return torch.quantile(s.h, q, dim=-1).permute(1, 2, 0)
 
 
-# --- the transpose coupling (THEORY §5), per block, at record steps ------------------------------------
+# --- the transpose coupling (docs/theory.md §5), per block, at record steps ------------------------------------
 class _Side:
     """One side of a block's history: an orthonormal basis Q (L, n, r) of the vectors W(0) (or W(0)ᵀ) was
-    applied to, and their messages M = W Q/√n (or Wᵀ Q/√n). Working in an orthonormal basis turns THEORY
+    applied to, and their messages M = W Q/√n (or Wᵀ Q/√n). Working in an orthonormal basis turns docs/theory.md
     §5's pseudo-inverses into products: with B = Q_B R, (B⁺)ᵀXᵀ = Q_B (Wᵀ Q_B/√n)ᵀ = Q_B M_Bᵀ, so every
     split costs O(n·r) per vector and the basis grows by Gram–Schmidt (twice, in float64). New directions
     whose residual is below 1e-10 of the vector's norm are dropped (zero columns), as a rank-revealing

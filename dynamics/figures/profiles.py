@@ -1,5 +1,5 @@
 """Curves of one metric across runs: over depth time at a step (finite runs, limit runs with Monte-Carlo
-bands), over steps (network scalars), and beside a chance level (the coupling metrics of THEORY §5).
+bands), over steps (network scalars), and beside a chance level (the coupling metrics of docs/theory.md §5).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ._style import PALETTE, RUN, STEP_TITLE, TAU, TAU_TITLE, _check_columns, _l
 
 def depth_profile_figure(df: pd.DataFrame, *, metric: str, caption: str = "", log_y: bool = False,
                          title: str | None = None, limit_runs: Collection[str] = ()) -> go.Figure:
-    """A per-layer metric over depth time τ = ℓ/L at one step, one curve per run (THEORY §2).
+    """A per-layer metric over depth time τ = ℓ/L at one step, one curve per run (docs/theory.md §2).
 
     `df`: columns run, tau, value, optionally stderr (drawn as a ±1 stderr band, for limit runs).
     Runs of different depth share the τ axis, which is what makes them comparable in the L → ∞ limit.
@@ -43,7 +43,7 @@ def chance_figure(df: pd.DataFrame, chance: pd.DataFrame | None, *, x: str, metr
     """A measured metric per run (solid) with its chance level (dotted, same colour) over `x` (tau or step).
 
     `df`, `chance`: columns run, x, value. The chance level is the same measurement with an independent
-    matrix in place of W (THEORY §5): what projection noise alone gives at this width.
+    matrix in place of W (docs/theory.md §5): what projection noise alone gives at this width.
     """
     _check_columns(df, (RUN, x, VALUE), "chance_figure")
     label = "τ" if x == TAU else x

@@ -1,5 +1,5 @@
-"""The limit engine: width-limit kernels at initialisation (THEORY §3; kernels.py) and the training-time
-particle solver (THEORY §6; nfd.py, written as a run by run.py).
+"""The limit engine: width-limit kernels at initialisation (docs/theory.md §3; kernels.py) and the training-time
+particle solver (docs/theory.md §6; nfd.py, written as a run by run.py).
 
 The package itself is light (the CLI registers `limit` without loading torch); the solver's and the
 kernels' names load their modules on first use (PEP 562).

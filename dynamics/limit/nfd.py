@@ -1,9 +1,9 @@
-"""The training-time limit (NFD, THEORY §6): a particle solver for one-layer-block ResNets trained by SGD on
+"""The training-time limit (NFD, docs/theory.md §6): a particle solver for one-layer-block ResNets trained by SGD on
 MSE with a scalar output, at infinite width on a depth grid of K blocks. `solve_limit(cfg, ...)` takes the
 RunConfig of a finite run and returns tidy frames with the same metrics (plus Monte-Carlo `stderr`);
 `dynamics.limit.run` writes them as a run of kind `limit`.
 
-Derivation (one block, W = W_ℓ(0), branch multiplier b; THEORY §5 with particle averages for /n). A vector's
+Derivation (one block, W = W_ℓ(0), branch multiplier b; docs/theory.md §5 with particle averages for /n). A vector's
 coordinates are i.i.d. copies of a random variable, held as M particles. What SGD has done with W is a list
 of forward queries u = φ(h_{ℓ−1}(x,s)) with answers Wu/√n and backward queries g = ĝ_ℓ(x,s) with answers
 Wᵀg/√n. Keep orthonormal bases of both lists (|q|²/M = 1, Gram–Schmidt in the particle average) and W's
@@ -18,7 +18,7 @@ by Stein's lemma). Wᵀg/√n is the same with (Q_A, Y) and (Q_B, X) swapped. `c
 coupling and the projection: the backward pass then queries an independent W̃(0), the `decoupled` net. SGD
 adds ΔW_ℓ/√n = ηγ0 b Σ_{s,μ} χ_μ(s) ĝ_ℓ(x_μ,s) φ(h_{ℓ−1}(x_μ,s))ᵀ/n. With α, β the coordinates of
 φ(h_{ℓ−1}(x_μ,s)) in Q_A and of ĝ_ℓ(x_μ,s) in Q_B, D = ηγ0 Σ χ β αᵀ gives ΔW u/√n = b Q_Bᵀ D a and
-ΔWᵀg/√n = b Q_Aᵀ Dᵀ(Q_B·g/M); times the branch's b these are THEORY §6's (ηγ0β²/K) sums.
+ΔWᵀg/√n = b Q_Aᵀ Dᵀ(Q_B·g/M); times the branch's b these are docs/theory.md §6's (ηγ0β²/K) sums.
 U (rows in R^d) and v are carried per particle: h_0 = U x/√d, ĝ_L = v φ'(h_L) (v for a linear readout), ΔU =
 ηγ0 Σ χ ĝ_0 xᵀ/√d, Δv = ηγ0 Σ χ φ(h_L), χ_μ = (y_μ − f_μ)/batch. The output is centred, f(x,t) =
 mean[v(t)φ(h_L(x,t)) − v(0)φ(h_L(x,0))]/γ0: the limit has f(x,0) = 0, and centring removes O(M^-½) noise that
@@ -210,7 +210,7 @@ def solve_limit(cfg: RunConfig, *, grid: int | None = None, particles: int = 409
                 seed: int = 0, device: str = "cpu", replicas: int = 8, center: bool = True,
                 on_step: Callable[[int, float], None] | None = None) -> LimitResult:
     """Infinite-width SGD dynamics of cfg's network on a grid of K = grid (default cfg.depth) blocks
-    (THEORY §6; derivation in the module docstring). The returned frames use layer indices on the K grid:
+    (docs/theory.md §6; derivation in the module docstring). The returned frames use layer indices on the K grid:
     store them with depth = K so τ = layer/depth holds. Step 0 is exact (init_kernels; f = 0); later steps
     are particle averages with Monte-Carlo stderr. center=False keeps f(0) ≠ 0, which makes every replica an
     exact sample of a width-M/R network (a test oracle). Raises LimitError before any work when the setting

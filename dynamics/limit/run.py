@@ -100,8 +100,8 @@ def _progress(total: int, enabled: bool):
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `python -m dynamics limit` to the CLI's subparsers."""
     p = sub.add_parser("limit", help="the infinite-width (NFD) limit of a finite run, as a run of kind limit",
-                       description="Solve the infinite-width limit (THEORY §6, particle solver) for the setting "
-                                   "of a finite run and write OUT/NAME with the same metrics (plus Monte-Carlo "
+                       description="Solve the infinite-width limit (docs/theory.md §6, particle solver) for the "
+                                   "setting of a finite run and write OUT/NAME with the same metrics (plus Monte-Carlo "
                                    f"stderr), kernels and neuron quantiles. Covers {COVERS}. Not covered: "
                                    f"{NOT_COVERED}.")
     p.add_argument("--like", required=True, help="finite run directory whose setting to mimic")

@@ -77,7 +77,7 @@ PAPER = {
 COUPLING_RAW = ["init_coupling_bwd", "step1_coupling_fwd", "train_coupling_fwd", "step1_coupling_acc",
                 "coupling_acc"]
 # what the summary fits: the init coupling raw (it *is* projection noise, the claim is about that level), the
-# training-time couplings as excess over chance (THEORY: the raw split mixes an O(1/n) floor with the signal)
+# training-time couplings as excess over chance (docs/theory.md: the raw split mixes an O(1/n) floor with the signal)
 COUPLING_QUANTITIES = ["init_coupling_bwd", "step1_coupling_fwd_excess", "train_coupling_fwd_excess",
                        "step1_coupling_acc_excess", "coupling_acc_excess"]
 

@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard import loaders as D, runs as R, widgets as W
 from dashboard.sections import limit_missing, limits, matched_limit, other_differences
+from dashboard.limit_solve import solve_missing
 from dynamics.figures import depth_profile_figure, error_scaling_figure
 
 PAGE = "limit_page"
@@ -26,6 +27,7 @@ else:
     guess = matched_limit(chosen[0], lims) if chosen else None
     name = W.choose(PAGE, "limit", "Limit run", [r.label for r in lims], (guess or lims[0]).label)
     ref = next(r for r in lims if r.label == name)
+solve_missing(PAGE, chosen[0] if chosen else None, lims)
 shown = chosen + ([ref] if ref else [])
 if not shown:
     st.info("Pick one or more finite runs in the sidebar.")

@@ -24,7 +24,7 @@ from ..runs import store
 
 # profile -> limit-gap sizes: the depth grids, particles, and the steps/train size of the limit setting
 LIMIT_SIZES = {"smoke": dict(grids=[2, 4, 8], particles=64, steps=2, train_size=4),
-               "cpu": dict(grids=[2, 4, 8, 16, 32, 64], particles=512, steps=20, train_size=16),
+               "cpu": dict(grids=[2, 4, 8, 16, 32, 64], particles=1024, steps=20, train_size=16),
                "gpu": dict(grids=[2, 4, 8, 16, 32, 64, 128], particles=4096, steps=20, train_size=32)}
 LIMIT_SETTING = "depth-mup batch=full"
 LIMIT_LR = 0.25  # the particle solver diverges at 0.5 on small grids (K = 2, 40 steps, seen here)

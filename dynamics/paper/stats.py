@@ -12,6 +12,7 @@ a resample is computed on the per-x mean over its seeds, so a quantity that may 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -107,14 +108,17 @@ def slope_of_means(xs) -> Callable[[np.ndarray], float]:
     xs = np.asarray(xs, float)
 
     def stat(t: np.ndarray) -> float:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # an all-NaN column (diverged runs) -> NaN
             return _loglog_slope(xs, np.nanmean(t, axis=0))
     return stat
 
 
 def mean_of(t: np.ndarray) -> float:
     """Statistic: the mean over seeds and cells of a (seeds, cells) table (e.g. a signed paired gap)."""
-    return float(np.nanmean(t))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.nanmean(t))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ measured, ci, verdict, why, tol, n_points, points, x, y, where, page, runs, deta
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -75,7 +76,8 @@ def lr_slope_stat(cells: list[tuple]) -> Callable[[np.ndarray], float]:
     ds = np.unique(depths)
 
     def stat(t: np.ndarray) -> float:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             m = np.nanmean(np.where(np.isfinite(t), t, np.inf), axis=0)
         opt = [S.lr_optimum(lrs[depths == d], m[depths == d]) for d in ds]
         return S._loglog_slope(ds, np.array(opt))
@@ -96,7 +98,8 @@ def joint_stat(cells: list[tuple], term: str) -> Callable[[np.ndarray], float]:
     L = np.array([c[1] for c in cells], float)
 
     def stat(t: np.ndarray) -> float:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             m = np.nanmean(t, axis=0)
         p, q, a, b = S.joint_power_fit(n, L, m)
         coef = a if term == "width" else b   # a term fitted as 0 has no exponent: undefined, not 0

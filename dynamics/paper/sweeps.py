@@ -60,7 +60,8 @@ def coupling_claims(out: Path, profile: str, device: str, log) -> list[dict]:
 def _coupling_detail(pts: pd.DataFrame, q: str, axis: str) -> str:
     base = q[:-len("_excess")] if q.endswith("_excess") else q
     m = pts.groupby(axis)[[base, f"{base}_chance"]].mean()
-    cells = "; ".join(f"{axis} {int(k)}: raw {r[base]:.3g}, chance {r[base + '_chance']:.3g}"
+    cells = "; ".join(f"{axis} {int(k)}: raw {r[base]:.3g}, chance {r[base + '_chance']:.3g} "
+                      f"(excess {(r[base] - r[base + '_chance']) / r[base + '_chance']:+.1%} of chance)"
                       for k, r in m.iterrows())
     return f"seed means ({pts.seed.nunique()} seeds) of {base} and its chance level: {cells}"
 

@@ -22,12 +22,15 @@ import pandas as pd
 from ..config import RunConfig
 from ..runs import store
 
-# profile -> limit-gap sizes: the depth grids, particles, and the steps/train size of the limit setting
-LIMIT_SIZES = {"smoke": dict(grids=[2, 4, 8], particles=64, steps=2, train_size=4),
-               "cpu": dict(grids=[2, 4, 8, 16, 32, 64], particles=1024, steps=20, train_size=16),
-               "gpu": dict(grids=[2, 4, 8, 16, 32, 64, 128], particles=4096, steps=20, train_size=32)}
+# profile -> limit-gap sizes: the depth grids, particles, and the steps/train size of the limit setting. Each of
+# the 4 replicas holds m = M/4 particles, an exact sample of a width-m net, so m must be well above
+# 2·T·P (T = steps + 1, P = inputs): below it the solver's histories are rank-deficient and it diverged here
+# (m = 128 and 256 against 2·T·P = 672 at 20 steps and 16 inputs).
+LIMIT_SIZES = {"smoke": dict(grids=[2, 4, 8], particles=128, steps=2, train_size=4),
+               "cpu": dict(grids=[2, 4, 8, 16, 32, 64], particles=2048, steps=10, train_size=8),
+               "gpu": dict(grids=[2, 4, 8, 16, 32, 64, 128], particles=16384, steps=20, train_size=32)}
 LIMIT_SETTING = "depth-mup batch=full"
-LIMIT_LR = 0.25  # the particle solver diverges at 0.5 on small grids (K = 2, 40 steps, seen here)
+LIMIT_LR = 0.25  # the full-batch twins and their limit reference (the minibatch twins use 0.5)
 
 
 def settings(s: dict, profile: str, device: str) -> dict[str, RunConfig]:
@@ -87,7 +90,12 @@ def twins(out: Path, s: dict, profile: str, device: str, log, run_or_reuse) -> p
                              "gia_gap": abs(gt), "loss_reused": lr_, "loss_decoupled": ld, "test_reused": tr_,
                              "test_decoupled": td, "diverged": not ok, "run_reused": ids["reused"],
                              "run_decoupled": ids["decoupled"]})
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # a depth enters the fits only if at least two of its seeds trained in both twins (all-diverged depths,
+    # e.g. width-only μP at L = 16 with lr 0.5, have no gap to average)
+    good = (~df.diverged).groupby([df.setting, df.depth]).transform("sum")
+    df["usable"] = ~df.diverged & (good >= 2)
+    return df
 
 
 def limit_gap(out: Path, profile: str, device: str, log, run_or_reuse, make_limit) -> pd.DataFrame:

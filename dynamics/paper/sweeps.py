@@ -109,7 +109,7 @@ def gia_claims(out: Path, profile: str, device: str, log) -> list[dict]:
              ("gia-digits-mup", "mup task=digits", "persists", "on real images (8×8 digits, cross-entropy) under "
               "width-only μP they do not come together as L grows")]
     for cid, setting, rule, words in specs:
-        sel = pts[(pts.setting == setting) & ~pts.diverged]
+        sel = pts[(pts.setting == setting) & pts.usable]
         if sel.empty:
             continue
         if rule == "vanishes":
@@ -119,11 +119,12 @@ def gia_claims(out: Path, profile: str, device: str, log) -> list[dict]:
             alt = Alternative(ref, f"they come together as fast as under depth-μP (slope {ref:.3g})") \
                 if ref is not None and math.isfinite(ref) else Alternative(0.0, "they come together (slope < 0)",
                                                                            side="le")
-        c = claim(cid, "§7", words, pts, f, "depth", "gap_train", paper=rule, alt=alt, where={"setting": setting},
+        c = claim(cid, "§7", words, pts, f, "depth", "gap_train", paper=rule, alt=alt,
+                  where={"setting": setting, "usable": True},
                   page=SCALING_PAGE, runs=list(sel.run_reused) + list(sel.run_decoupled), theory="7-claims",
                   quantity="slope of log(seed mean of the signed relative train-loss gap) vs log depth",
                   detail=_gia_detail(pts, setting))
-        test = interval(select(pts, {"setting": setting}), "seed_means", "depth", "gap_test")
+        test = interval(select(pts, {"setting": setting, "usable": True}), "seed_means", "depth", "gap_test")
         c["test"] = {"y": "gap_test", "measured": test.value, "ci": [test.low, test.high]}
         if setting in ("param=depth-mup", "depth-mup task=digits"):  # the contrast for the 'persists' claims
             dm["digits" if "digits" in setting else "teacher"] = c["measured"]
@@ -135,10 +136,15 @@ def _gia_detail(pts: pd.DataFrame, setting: str) -> str:
     sel = select(pts, {"setting": setting})
     cells = []
     for d, g in sel.groupby("depth"):
-        tr = interval(g, "seed_mean", "depth", "gap_train")
-        te = interval(g, "seed_mean", "depth", "gap_test")
+        ok = g[~g.diverged]
+        if len(ok) < 2:
+            cells.append(f"L={int(d)}: {len(g) - len(ok)} of {len(g)} pairs diverged, left out")
+            continue
+        tr = interval(ok, "seed_mean", "depth", "gap_train")
+        te = interval(ok, "seed_mean", "depth", "gap_test")
         cells.append(f"L={int(d)}: train {tr.value:+.3g} [{tr.low:+.3g}, {tr.high:+.3g}], "
-                     f"test {te.value:+.3g} [{te.low:+.3g}, {te.high:+.3g}]")
+                     f"test {te.value:+.3g} [{te.low:+.3g}, {te.high:+.3g}] (losses reused "
+                     f"{ok.loss_reused.mean():.3g}, decoupled {ok.loss_decoupled.mean():.3g})")
     return (f"signed relative gap (decoupled − reused)/mean, paired twins (same seed), "
             f"{sel.seed.nunique()} seeds, mean over seeds with 95% interval: " + "; ".join(cells))
 

@@ -142,8 +142,9 @@ def verdict(ci: Interval, paper: tuple[float, float], alt: Alternative, *, tol: 
     whose spread is the next-order term) meets the paper's set AND excludes the alternative; `disagrees`
     if it misses the paper's set; otherwise `inconclusive`, with the sample that would decide it."""
     if not ci.finite:
-        why = "no confidence interval (too few seeds or distinct values"
-        why += f"; {ci.dropped} resamples undefined)" if ci.dropped else ")"
+        why = (f"no confidence interval: {ci.dropped} bootstrap resamples had no defined statistic (more than "
+               "2.5%: e.g. a mean ≤ 0 under a logarithm, an optimum off the fitted range, a fitted term of 0)"
+               if ci.dropped else "no confidence interval (too few seeds or distinct values)")
         return "inconclusive", why
     lo, hi = ci.low - tol, ci.high + tol
     meets = lo <= paper[1] and hi >= paper[0]

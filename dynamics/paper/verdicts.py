@@ -70,7 +70,8 @@ def interval(points: pd.DataFrame, method: str, x: str, y: str, seed_col: str = 
 
 def lr_slope_stat(cells: list[tuple]) -> Callable[[np.ndarray], float]:
     """On a (seeds, depth × lr) table of final losses: slope of log η*(L) vs log L, η* = stats.lr_optimum of
-    the seed-mean loss curve at each depth; NaN if some depth's optimum is off the grid."""
+    the seed-mean loss curve at each depth (the mean over the seeds that did not diverge at that η; an η where
+    all diverged is left out of the fit); NaN if some depth's optimum is off the grid."""
     depths = np.array([c[0] for c in cells], float)
     lrs = np.array([c[1] for c in cells], float)
     ds = np.unique(depths)
@@ -78,7 +79,7 @@ def lr_slope_stat(cells: list[tuple]) -> Callable[[np.ndarray], float]:
     def stat(t: np.ndarray) -> float:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            m = np.nanmean(np.where(np.isfinite(t), t, np.inf), axis=0)
+            m = np.nanmean(np.where(np.isfinite(t), t, np.nan), axis=0)  # diverged seeds left out
         opt = [S.lr_optimum(lrs[depths == d], m[depths == d]) for d in ds]
         return S._loglog_slope(ds, np.array(opt))
     return stat
@@ -86,7 +87,8 @@ def lr_slope_stat(cells: list[tuple]) -> Callable[[np.ndarray], float]:
 
 def lr_optima(points: pd.DataFrame, x: str = "depth", y: str = "loss") -> dict[float, float]:
     """η* per depth from the seed-mean losses (for the detail text and the pages)."""
-    m = points.groupby([x, "lr"])[y].mean().reset_index()
+    finite = points.assign(**{y: points[y].where(np.isfinite(points[y]))})  # diverged -> left out of the mean
+    m = finite.groupby([x, "lr"])[y].mean().reset_index()
     return {float(d): S.lr_optimum(g.lr.to_numpy(), g[y].to_numpy()) for d, g in m.groupby(x)}
 
 

@@ -212,17 +212,23 @@ def lr_claims(out: Path, s: dict, base: RunConfig, log) -> list[dict]:
     pl = pd.DataFrame(rows)
     fl = save(out, "lr-transfer", pl)
     mup = interval(select(pl, {"param": "mup"}), "lr_optimum", "depth", "loss")
-    alt = Alternative(mup.value, f"the best LR moves as under width-only μP (slope {mup.value:.3g} "
-                                 f"[{mup.low:.3g}, {mup.high:.3g}])") if math.isfinite(mup.value) else \
-        Alternative(-1.0, "the best LR moves like 1/L")
     opt = {p: lr_optima(select(pl, {"param": p})) for p in ("depth-mup", "mup")}
-    words = "; ".join(f"{p}: " + ", ".join(f"L={int(d)} η*={v:.3g}" for d, v in o.items()) for p, o in opt.items())
+    ok = {d: v for d, v in opt["mup"].items() if math.isfinite(v)}
+    if math.isfinite(mup.value):
+        alt = Alternative(mup.value, f"the best LR moves as under width-only μP (slope {mup.value:.3g})")
+    elif len(ok) >= 2:  # μP's optimum is undefined at some depth (every η diverged there): fit the others
+        slope = float(np.polyfit(np.log(list(ok)), np.log(list(ok.values())), 1)[0])
+        alt = Alternative(slope, f"the best LR moves as under width-only μP (slope {slope:.3g} over L = "
+                                 f"{', '.join(str(int(d)) for d in ok)}; no optimum on the grid at the other depths)")
+    else:
+        alt = Alternative(-1.0, "the best LR moves like 1/L")
     c = claim("lr-transfer", "§7", "under depth-μP the best learning rate does not move with depth "
               "(hyperparameter transfer), unlike under width-only μP", pl, fl, "depth", "loss", paper=0.0, alt=alt,
               method="lr_optimum", where={"param": "depth-mup"}, page=SCALING_PAGE,
               runs=list(select(pl, {"param": "depth-mup", "seed": 0}).run_id), theory="7-claims",
               quantity="slope of log η* vs log depth (η*: vertex of a quadratic in log η of the seed-mean loss)",
-              detail=f"full-batch training loss averaged over steps {S - max(1, S // 5) + 1}..{S}, lr ∈ {[round(v, 4) for v in s['lrs']]}, "
-                     f"{s['lr_seeds']} seeds; optima {words}")
-    c["contrast"] = {"param": "mup", "measured": mup.value, "ci": [mup.low, mup.high]}
+              detail=f"full-batch training loss averaged over steps {S - max(1, S // 5) + 1}..{S}, "
+                     f"lr ∈ {[round(v, 4) for v in s['lrs']]}, {s['lr_seeds']} seeds; optima {words}")
+    c["contrast"] = {"param": "mup", "measured": alt.value if not math.isfinite(mup.value) else mup.value,
+                     "ci": [mup.low, mup.high]}
     return [c]

@@ -91,10 +91,11 @@ def twins(out: Path, s: dict, profile: str, device: str, log, run_or_reuse) -> p
                              "test_decoupled": td, "diverged": not ok, "run_reused": ids["reused"],
                              "run_decoupled": ids["decoupled"]})
     df = pd.DataFrame(rows)
-    # a depth enters the fits only if at least two of its seeds trained in both twins (all-diverged depths,
-    # e.g. width-only μP at L = 16 with lr 0.5, have no gap to average)
+    # a depth enters the fits only if at least 3/4 of its seeds (and 2) trained in both twins: all-diverged
+    # depths (e.g. width-only μP at L = 16 with lr 0.5) have no gap, and with half the seeds diverged over 2.5%
+    # of seed resamples would hold no trained pair at that depth, leaving the statistic undefined
     good = (~df.diverged).groupby([df.setting, df.depth]).transform("sum")
-    df["usable"] = ~df.diverged & (good >= 2)
+    df["usable"] = ~df.diverged & (good >= max(2, math.ceil(0.75 * df.seed.nunique())))
     return df
 
 

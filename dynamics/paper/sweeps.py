@@ -222,6 +222,7 @@ def lr_claims(out: Path, s: dict, base: RunConfig, log) -> list[dict]:
                                  f"{', '.join(str(int(d)) for d in ok)}; no optimum on the grid at the other depths)")
     else:
         alt = Alternative(-1.0, "the best LR moves like 1/L")
+    words = "; ".join(f"{p}: " + ", ".join(f"L={int(d)} η*={v:.3g}" for d, v in o.items()) for p, o in opt.items())
     c = claim("lr-transfer", "§7", "under depth-μP the best learning rate does not move with depth "
               "(hyperparameter transfer), unlike under width-only μP", pl, fl, "depth", "loss", paper=0.0, alt=alt,
               method="lr_optimum", where={"param": "depth-mup"}, page=SCALING_PAGE,

@@ -229,7 +229,7 @@ def lr_claims(out: Path, s: dict, base: RunConfig, log) -> list[dict]:
               runs=list(select(pl, {"param": "depth-mup", "seed": 0}).run_id), theory="7-claims",
               quantity="slope of log η* vs log depth (η*: vertex of a quadratic in log η of the seed-mean loss)",
               detail=f"full-batch training loss averaged over steps {S - max(1, S // 5) + 1}..{S}, "
-                     f"lr ∈ {[round(v, 4) for v in s['lrs']]}, {s['lr_seeds']} seeds; optima {words}")
+                     f"lr ∈ {[round(float(v), 4) for v in s['lrs']]}, {s['lr_seeds']} seeds; optima {words}")
     c["contrast"] = {"param": "mup", "measured": alt.value if not math.isfinite(mup.value) else mup.value,
                      "ci": [mup.low, mup.high]}
     return [c]

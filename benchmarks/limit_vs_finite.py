@@ -8,7 +8,7 @@
    float32 (the trainer's default) and float64 (the solver's precision); median of `repeats`, interleaved.
 2. Cost against T: the solver's history grows with T, so a step costs O(M·K·t·P²) and a run O(M·K·T²·P²);
    the finite run is O(M²·K·T·P). Prints wall times and the fitted exponent of each.
-3. Convergence in M (THEORY §6): metrics at the last step for growing M with their Monte-Carlo stderr.
+3. Convergence in M (docs/theory.md §6): metrics at the last step for growing M with their Monte-Carlo stderr.
 4. Convergence in K (depth-μP continuum): the one-step NTK against its closed form for K = 4..64 (O(1/K) to
    3e), then training metrics for K = 4..32; successive differences shrinking by about 2 mean O(1/K).
 """
@@ -100,7 +100,7 @@ def convergence(a) -> None:
         res = solve_limit(cfg, particles=M, seed=1)
         cells = "".join(f"{'%.4f ± %.4f' % _last(res, n, l):>22}" for n, l in cols)
         print(f"{M:>7}{cells}{time.perf_counter() - t0:>7.1f}")
-    print("\n4a. convergence in K, one SGD step (THEORY §4: linear, one input, eta = 1e-4, M = 65536, "
+    print("\n4a. convergence in K, one SGD step (docs/theory.md §4: linear, one input, eta = 1e-4, M = 65536, "
           "coupling full): the solver's (f1 - f0)/eta against 2(1+1/K)^K + (1+1/K)^(K-1) -> 3e")
     print(f"{'K':>5}{'solver':>20}{'closed form':>13}{'K*(3e - closed)':>17}")
     with tempfile.TemporaryDirectory() as d:

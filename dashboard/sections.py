@@ -40,7 +40,7 @@ def _shown_path(path: str) -> str:
 
 def limit_missing(run: Run | None) -> None:
     st.info("No limit runs found. A limit run holds the infinite-width, infinite-depth prediction (the SDE / NFD "
-            "limit) for a finite run's setting, with Monte-Carlo error bars. Make one with the "
+            "limit of docs/theory.md §3, §6) for a finite run's setting, with Monte-Carlo error bars. Make one with the "
             "command below (the limit solver's CLI; if your version of dynamics lacks `limit`, it is not "
             "released yet), then type `runs/` into the sidebar box *Your runs folder*:")
     st.code(limit_command(run), language="bash")

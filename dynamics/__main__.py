@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "(arXiv 2512.21075): train, record, compare with the infinite-depth limit.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     t = sub.add_parser("train", help="train one network and record per-layer trajectories",
-                       description="Train a ResNet (THEORY §1) with SGD and write a run directory "
+                       description="Train a ResNet (docs/theory.md §1) with SGD and write a run directory "
                                    "OUT/NAME holding run.json and metrics/kernels/neurons Parquet files.")
     add_config_flags(t)
     t.add_argument("--out", required=True, help="folder that receives the run directory")

@@ -17,7 +17,7 @@ BACKWARDS = ("reused", "decoupled")
 READOUTS = ("phi", "linear")
 GROUPS = ("input", "hidden", "readout")
 LOSSES = ("mse", "xent")
-BUILTIN_TASKS = ("teacher", "mixture", "cifar10")
+BUILTIN_TASKS = ("teacher", "mixture", "digits", "cifar10")
 DTYPES = ("float32", "float64")
 
 
@@ -32,11 +32,11 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class RunConfig:
-    # architecture (THEORY §1)
+    # architecture (docs/theory.md §1)
     width: int = 256                # n: neurons per hidden layer
     depth: int = 16                 # L: number of residual blocks
     act: str = "relu"               # φ
-    param: str = "depth-mup"        # parametrization table of THEORY §1
+    param: str = "depth-mup"        # parametrization table of docs/theory.md §1
     block: int = 1                  # layers per residual branch (1 or 2)
     inner_lr_exponent: float = 0.0  # two-layer blocks: first inner layer's LR × L^α (a knob, not the paper's)
     backward: str = "reused"        # "decoupled": backward through W̃(0) + ΔW (paper's independent init)
@@ -50,7 +50,7 @@ class RunConfig:
     batch: int | str = 64           # minibatch size or "full"
     loss: str = "mse"               # mse = mean ½‖f−y‖²; xent = cross-entropy
     # data
-    task: str = "teacher"           # teacher | mixture | cifar10 | file:PATH
+    task: str = "teacher"           # teacher | mixture | digits | cifar10 | file:PATH
     data_dir: str = ""              # cifar10: folder holding the binary batches
     input_dim: int = 32             # d for synthetic tasks
     classes: int = 4                # mixture: number of classes
@@ -61,7 +61,7 @@ class RunConfig:
     probes: int = 8                 # P: the first P training inputs are the probe set
     record_every: int = 10          # record probe metrics every k steps (and at step 0 and S)
     test_every: int = 10            # test_loss every k steps (and at 0 and S): a full test-set forward
-    record_coupling: str = "on"     # THEORY §5 decomposition per block at record steps ("off" saves time)
+    record_coupling: str = "on"     # docs/theory.md §5 decomposition per block at record steps ("off" saves time)
     coupling_window: int = 0        # past recorded steps kept in the coupling histories (0 = all that fit)
     # execution
     seed: int = 0                   # init, data order; a decoupled twin with the same seed shares both

@@ -1,4 +1,4 @@
-"""The transpose coupling of THEORY §5: an exact conditional-Gaussian split of one block's messages.
+"""The transpose coupling of docs/theory.md §5: an exact conditional-Gaussian split of one block's messages.
 
 Fix a block with weight W = W_ℓ(0) (raw N(0,1), n×n) and the histories the algorithm has applied it to:
 A (n×k) past forward inputs φ(h_{ℓ-1}(x,s)) with forward messages Y = W A/√n, and B (n×m) past backward
@@ -88,7 +88,7 @@ def _parts(W: Tensor | None, sa: _Span, sb: _Span, X: Tensor, Y: Tensor, u: Tens
 
 def conditional_parts(A: Tensor, B: Tensor, X: Tensor, Y: Tensor, u: Tensor, *,
                       rtol: float | None = None) -> tuple[Tensor, Tensor]:
-    """(regression, coupling) = (Y A⁺ u, (B⁺)ᵀ Xᵀ Π_A^⊥ u) from the histories alone (THEORY §5).
+    """(regression, coupling) = (Y A⁺ u, (B⁺)ᵀ Xᵀ Π_A^⊥ u) from the histories alone (docs/theory.md §5).
 
     Needs no W: this is the conditional mean E[W u/√n | Y, X]. Shapes A (n,k), Y (n,k), B (n,m), X (n,m),
     u (n,q); either history may be empty (k = 0 or m = 0). The backward mirror is
@@ -102,7 +102,7 @@ def conditional_parts(A: Tensor, B: Tensor, X: Tensor, Y: Tensor, u: Tensor, *,
 
 def forward_decomposition(W: Tensor, A: Tensor, B: Tensor, u: Tensor, *,
                           rtol: float | None = None) -> dict[str, Tensor]:
-    """Split the new forward message W u/√n into regression + coupling + fresh (THEORY §5).
+    """Split the new forward message W u/√n into regression + coupling + fresh (docs/theory.md §5).
 
     Y = W A/√n and X = Wᵀ B/√n are computed from W. Derivation: with P_A = A A⁺ the orthogonal projection
     onto span(A), W = W P_A + P_B W Π_A^⊥ + Π_B^⊥ W Π_A^⊥. Here W P_A = (W A) A⁺ = √n Y A⁺, and
@@ -130,7 +130,7 @@ def forward_decomposition(W: Tensor, A: Tensor, B: Tensor, u: Tensor, *,
 
 def backward_decomposition(W: Tensor, A: Tensor, B: Tensor, g: Tensor, *,
                            rtol: float | None = None) -> dict[str, Tensor]:
-    """Split the new backward message Wᵀ g/√n into regression + coupling + fresh (THEORY §5).
+    """Split the new backward message Wᵀ g/√n into regression + coupling + fresh (docs/theory.md §5).
 
     Wᵀ is an n×n matrix whose past "forward" inputs are B with messages X and whose past "backward" inputs
     are A with messages (Wᵀ)ᵀ A/√n = Y, so the forward identity for (Wᵀ; B, X; A, Y) reads
@@ -144,10 +144,10 @@ def backward_decomposition(W: Tensor, A: Tensor, B: Tensor, g: Tensor, *,
 
 
 def coupling_stats(parts: dict[str, Tensor]) -> dict[str, float]:
-    """Normalised squared norms of the parts, averaged over the q new vectors (THEORY §2, §5).
+    """Normalised squared norms of the parts, averaged over the q new vectors (docs/theory.md §2, §5).
 
     For each part p present: `p` = mean_q ‖p‖²/n and `p_frac` = mean_q ‖p‖²/‖message‖², except that the
-    coupling's fraction is named `frac` (the headline number; `coupling` is coupling_fwd/bwd of THEORY §2).
+    coupling's fraction is named `frac` (the headline number; `coupling` is coupling_fwd/bwd of docs/theory.md §2).
     Parts are (n, q), or (..., n, q) with leading batch dimensions that are averaged over too. A zero
     message gives a fraction of 0 for zero parts. Needs `message` (from the *_decomposition functions).
     """

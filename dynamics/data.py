@@ -1,10 +1,11 @@
 """Tasks and datasets: the (train, test) pairs that `train(cfg)` and the limit engine consume.
 
 `load_task(cfg)` reads `cfg.task` and returns float64 CPU `Dataset`s whose input rows are scaled so that
-|x|²/d = 1 (THEORY §1). Built-in tasks: `teacher` (regression on a fixed random tanh network), `mixture`
-(Gaussian-mixture classification), `cifar10` (the binary batches in `cfg.data_dir`, read with numpy, never
-pickle) and `file:PATH` (a user's .npz or .parquet). Synthetic tasks draw every random number from a
-generator seeded by `cfg.data_seed`, so the task is identical across init seeds. Every expected problem
+|x|²/d = 1 (docs/theory.md §1). Built-in tasks: `teacher` (regression on a fixed random tanh network), `mixture`
+(Gaussian-mixture classification), `digits` (the 1,797 8×8 handwritten digits that scikit-learn ships inside
+its package: real images that need no download; 10 classes whatever --classes says, as for cifar10),
+`cifar10` (the binary batches in `cfg.data_dir`, read with numpy, never pickle) and `file:PATH` (a user's .npz
+or .parquet). Synthetic tasks draw every random number from a generator seeded by `cfg.data_seed`, so the task is identical across init seeds. Every expected problem
 (missing or malformed files, a loss that does not fit the task) raises `DataError` with a one-line message.
 """
 from __future__ import annotations
@@ -80,12 +81,15 @@ def load_task(cfg: RunConfig) -> tuple[Dataset, Dataset | None]:
         train, test = _teacher(cfg)
     elif cfg.task == "mixture":
         train, test = _mixture(cfg)
+    elif cfg.task == "digits":
+        train, test = _digits(cfg)
     elif cfg.task == "cifar10":
         train, test = _cifar10(cfg)
     elif cfg.task.startswith("file:"):
         train, test = _from_file(cfg, cfg.task[len("file:"):])
     else:
-        raise DataError(f"task={cfg.task!r} is not supported; choose teacher, mixture, cifar10 or file:PATH")
+        raise DataError(f"task={cfg.task!r} is not supported; choose teacher, mixture, digits, cifar10 or "
+                        "file:PATH")
     _check_loss(cfg, classification=train.labels is not None)
     return train, (test if cfg.test_size > 0 else None)
 
@@ -109,8 +113,16 @@ def _split(n_train: int, n_test: int, *tensors: torch.Tensor) -> tuple[list, lis
 
 # --- synthetic tasks ---------------------------------------------------------------------------------
 
+TEACHER_REFERENCE = 4096  # inputs of the fixed reference sample that standardises a one-example train set
+
+
 def _teacher(cfg: RunConfig) -> tuple[Dataset, Dataset]:
-    """y = aᵀ tanh(B x / √d) / √k with a, B ~ N(0, 1), standardised with train mean and std (C = 1)."""
+    """y = aᵀ tanh(B x / √d) / √k with a, B ~ N(0, 1), standardised with the train mean and std (C = 1).
+
+    One training example has no spread, and centring it with its own mean would make its target 0 whatever
+    the teacher: with train_size = 1 the targets are standardised with the teacher's output statistics over a
+    fixed reference sample of TEACHER_REFERENCE inputs instead (drawn from a second generator, so the
+    train and test draws are the same as for any other train_size)."""
     d, k, n = cfg.input_dim, TEACHER_HIDDEN, cfg.train_size
     gen = torch.Generator().manual_seed(cfg.data_seed)
     b = torch.randn(k, d, generator=gen, dtype=torch.float64)  # (k, d)
@@ -120,7 +132,12 @@ def _teacher(cfg: RunConfig) -> tuple[Dataset, Dataset]:
                    torch.randn(cfg.test_size, d, generator=gen, dtype=torch.float64)])
     x = normalise_inputs(x)                                    # (N_train + N_test, d)
     y = torch.tanh(x @ b.T / math.sqrt(d)) @ a / math.sqrt(k)  # (N_train + N_test, 1)
-    mean, std = y[:n].mean(), y[:n].std(correction=0)
+    ref = y[:n]
+    if n < 2:
+        g_ref = torch.Generator().manual_seed(cfg.data_seed + 1_000_003)
+        x_ref = normalise_inputs(torch.randn(TEACHER_REFERENCE, d, generator=g_ref, dtype=torch.float64))
+        ref = torch.tanh(x_ref @ b.T / math.sqrt(d)) @ a / math.sqrt(k)  # (TEACHER_REFERENCE, 1)
+    mean, std = ref.mean(), ref.std(correction=0)
     y = (y - mean) / (std if std > 0 else 1.0)
     (x_tr, y_tr), (x_te, y_te) = _split(n, cfg.test_size, x, y)
     return Dataset(x_tr, y_tr), Dataset(x_te, y_te)
@@ -139,6 +156,45 @@ def _mixture(cfg: RunConfig) -> tuple[Dataset, Dataset]:
         return _classification(normalise_inputs(x), labels, c)
 
     return draw(cfg.train_size), draw(cfg.test_size)
+
+
+# --- digits (scikit-learn's bundled 8×8 images) --------------------------------------------------------
+
+DIGITS_ROWS, DIGITS_DIM = 1797, 64
+
+
+def _digits_file() -> str:
+    """Path of digits.csv.gz inside the installed scikit-learn (found without importing it)."""
+    import importlib.util
+    spec = importlib.util.find_spec("sklearn")
+    path = "" if spec is None or not spec.submodule_search_locations else os.path.join(
+        list(spec.submodule_search_locations)[0], "datasets", "data", "digits.csv.gz")
+    if not os.path.isfile(path):
+        raise DataError("task=digits reads the 8x8 digits that ship inside scikit-learn, which is not installed "
+                        "here; pip install scikit-learn (no download of the data is needed)")
+    return path
+
+
+def _digits(cfg: RunConfig) -> tuple[Dataset, Dataset]:
+    """The 1,797 8×8 digits (pixels 0..16, d = 64, 10 classes) in a fixed order shuffled by cfg.data_seed:
+    train = the first train_size, test = the next test_size. Each pixel is centred and scaled with its mean
+    and std over all 1,797 images (inputs only, the same for every split; a constant pixel is only centred),
+    then rows are normalised to |x|²/d = 1."""
+    if cfg.train_size + cfg.test_size > DIGITS_ROWS:
+        raise DataError(f"the digits set has {DIGITS_ROWS} images but train_size + test_size = "
+                        f"{cfg.train_size} + {cfg.test_size}; lower --train-size or --test-size")
+    table = np.loadtxt(_digits_file(), delimiter=",", dtype=np.float64)  # (1797, 65): pixels, label
+    if table.shape != (DIGITS_ROWS, DIGITS_DIM + 1):
+        raise DataError(f"{_digits_file()} has shape {table.shape}, not ({DIGITS_ROWS}, {DIGITS_DIM + 1}); "
+                        "reinstall scikit-learn")
+    pixels = torch.from_numpy(table[:, :-1])
+    labels = torch.from_numpy(table[:, -1].astype(np.int64))
+    std = pixels.std(dim=0, correction=0)
+    pixels = (pixels - pixels.mean(dim=0)) / torch.where(std > 0, std, torch.ones_like(std))
+    order = torch.randperm(DIGITS_ROWS, generator=torch.Generator().manual_seed(cfg.data_seed))
+    (x_tr, l_tr), (x_te, l_te) = _split(cfg.train_size, cfg.test_size, pixels[order], labels[order])
+    return (_classification(normalise_inputs(x_tr), l_tr, 10),
+            _classification(normalise_inputs(x_te), l_te, 10) if len(x_te) else None)
 
 
 # --- CIFAR-10 (binary version) -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The metric names of THEORY.md §2: name -> (human caption, layers it lives on).
+"""The metric names of docs/theory.md §2: name -> (human caption, layers it lives on).
 
 This is the one list of names used as Parquet values, CLI choices, page labels and test names. It imports
 nothing heavy, so the dashboard can label metrics without loading torch; `probes.py` holds the functions
@@ -18,13 +18,15 @@ METRICS: dict[str, tuple[str, str]] = {
                   "0..L"),
     "diversity": ("layer increment L·|h_ℓ−h_{ℓ−1}|²/n", "1..L"),
     "a_move": ("inner feature movement |a_ℓ(t)−a_ℓ(0)|²/n (two-layer blocks)", "1..L"),
-    "coupling_fwd": ("forward transpose coupling ‖(2)‖²/n of W(0)φ/√n (THEORY §5)", "1..L"),
-    "coupling_bwd": ("backward transpose coupling ‖(2)‖²/n of W(0)ᵀĝ/√n (THEORY §5)", "1..L"),
+    "coupling_fwd": ("forward transpose coupling ‖(2)‖²/n of W(0)φ/√n (docs/theory.md §5)", "1..L"),
+    "coupling_bwd": ("backward transpose coupling ‖(2)‖²/n of W(0)ᵀĝ/√n (docs/theory.md §5)", "1..L"),
     "coupling_fwd_frac": ("forward coupling as a fraction of the whole message", "1..L"),
     "coupling_bwd_frac": ("backward coupling as a fraction of the whole message", "1..L"),
     "coupling_acc": ("accumulated forward coupling on the stream ‖Σ_{k≤ℓ} β/√L·(2)_k‖²/n", "1..L"),
     "coupling_fwd_chance": ("chance level of coupling_fwd (independent matrix)", "1..L"),
     "coupling_bwd_chance": ("chance level of coupling_bwd (independent matrix)", "1..L"),
+    "coupling_acc_chance": ("chance level of coupling_acc: the same accumulation over independent matrices, "
+                            "β²/L·Σ_{k≤ℓ} coupling_fwd_chance(k)", "1..L"),
     "loss": ("training loss on the step's batch", "net"),
     "probe_loss": ("loss on the probe set", "net"),
     "test_loss": ("loss on the held-out test set", "net"),

@@ -1,4 +1,4 @@
-"""The residual network of THEORY.md §1 in multiplier form: every raw weight is N(0, 1) and the scaling lives
+"""The residual network of docs/theory.md §1 in multiplier form: every raw weight is N(0, 1) and the scaling lives
 in fixed multipliers, so one set of raw weights serves every parametrization.
 
     h_0 = U x/√d ;  h_ℓ = h_{ℓ−1} + branch · W_ℓ φ(h_{ℓ−1})/√n ;  f = vᵀ φ(h_L) · readout
@@ -32,7 +32,7 @@ class Scales:
 
 
 def scales(cfg: RunConfig, d: int) -> Scales:
-    """THEORY §1's parametrization table.
+    """docs/theory.md §1's parametrization table.
 
     depth-mup: branch β/√L, readout 1/(γ0 n), raw LR η γ0² n;  mup: branch β;  plain: no skip;
     sp: branch β, readout 1/√n, raw LR η.

@@ -1,4 +1,4 @@
-"""What is measured per layer on the probe set (THEORY.md §2).
+"""What is measured per layer on the probe set (docs/theory.md §2).
 
 `probe_pass` runs the probe inputs through the network once, keeping every feature h_ℓ (and a_ℓ for two-layer
 blocks) and the normalised backward signal ĝ_ℓ = (∂f_1/∂h_ℓ) / readout multiplier (γ0 n ∂f/∂h_ℓ under μP;
@@ -99,10 +99,10 @@ def neuron_quantiles(s: ProbeState) -> torch.Tensor:
     return torch.quantile(s.h, q, dim=-1).permute(1, 2, 0)
 
 
-# --- the transpose coupling (THEORY §5), per block, at record steps ------------------------------------
+# --- the transpose coupling (docs/theory.md §5), per block, at record steps ------------------------------------
 class _Side:
     """One side of a block's history: an orthonormal basis Q (L, n, r) of the vectors W(0) (or W(0)ᵀ) was
-    applied to, and their messages M = W Q/√n (or Wᵀ Q/√n). Working in an orthonormal basis turns THEORY
+    applied to, and their messages M = W Q/√n (or Wᵀ Q/√n). Working in an orthonormal basis turns docs/theory.md
     §5's pseudo-inverses into products: with B = Q_B R, (B⁺)ᵀXᵀ = Q_B (Wᵀ Q_B/√n)ᵀ = Q_B M_Bᵀ, so every
     split costs O(n·r) per vector and the basis grows by Gram–Schmidt (twice, in float64). New directions
     whose residual is below 1e-10 of the vector's norm are dropped (zero columns), as a rank-revealing
@@ -149,7 +149,9 @@ class CouplingTracker:
     (recorded as such). Histories hold the probe vectors of past *recorded* steps within the window: exact
     when the probes are the whole training set, trained full-batch, recorded every step; otherwise a probe
     proxy for what SGD applied W to. Chance levels are the expectation of the same split with an independent
-    Gaussian matrix (dynamics.coupling_reference.expected_chance), r_B‖Π_A^⊥u‖²/n² (forward; backward mirrored).
+    Gaussian matrix (dynamics.coupling_reference.expected_chance), r_B‖Π_A^⊥u‖²/n² (forward; backward mirrored);
+    coupling_acc's chance level is the same accumulation over independent matrices, whose expectation is
+    branch²·Σ_{k≤ℓ} coupling_fwd_chance(k) (independent zero-mean terms: no cross terms).
     dynamics.coupling_reference holds the reference (SVD) form of the same split; the tests compare the two.
     """
 
@@ -199,4 +201,7 @@ class CouplingTracker:
                 "coupling_bwd_frac": ((sq(c_bwd) / sq(x).clamp_min(1e-300)).mean(-1), 1),
                 "coupling_acc": (sq(acc).mean(-1) / n, 1),
                 "coupling_fwd_chance": (ch_fwd, 1),
-                "coupling_bwd_chance": (ch_bwd, 1)}
+                "coupling_bwd_chance": (ch_bwd, 1),
+                # E‖Σ_{k≤ℓ} branch·(2)'_k‖²/n with an independent W'_k per block: the blocks' chance
+                # couplings are independent with mean zero, so cross terms vanish and the squares add
+                "coupling_acc_chance": (self.branch ** 2 * torch.cumsum(ch_fwd, dim=0), 1)}

@@ -37,6 +37,28 @@ def test_tracker_matches_reference_decomposition():
                                                                  rel=1e-8)
 
 
+def test_coupling_acc_chance_is_the_mean_accumulation_over_independent_matrices():
+    """coupling_acc_chance = branch²·Σ_{k≤ℓ} coupling_fwd_chance(k): Monte-Carlo over matrices W drawn
+    independently of fixed histories (so every split is pure projection noise) must average to it."""
+    g = torch.Generator().manual_seed(5)
+    L, n, P, branch, draws = 3, 24, 2, 0.7, 600
+    us = [torch.randn(L, P, n, generator=g, dtype=torch.float64) for _ in range(3)]
+    gs = [torch.randn(L, P, n, generator=g, dtype=torch.float64) for _ in range(3)]
+    acc, chance = torch.zeros(L, dtype=torch.float64), None
+    for _ in range(draws):
+        tr = CouplingTracker(torch.randn(L, n, n, generator=g, dtype=torch.float64), window=0, decoupled=False,
+                             branch=branch)
+        for u, gg in zip(us, gs):
+            out = tr.update(u, gg)
+        acc += out["coupling_acc"][0] / draws
+        ch = out["coupling_acc_chance"][0]
+        assert chance is None or torch.allclose(ch, chance)  # depends on the histories only, not on W
+        chance = ch
+    torch.testing.assert_close(chance, branch ** 2 * torch.cumsum(out["coupling_fwd_chance"][0], 0))
+    # Monte-Carlo error of the mean of ≈ chi-square variables with a few degrees of freedom: under 10%
+    assert torch.allclose(acc, chance, rtol=0.1), (acc, chance)
+
+
 def test_window_bounds_the_history():
     g = torch.Generator().manual_seed(3)
     W0 = torch.randn(2, 32, 32, dtype=torch.float64, generator=g)

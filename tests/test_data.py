@@ -78,6 +78,46 @@ def test_teacher_shapes_unit_rows_and_unit_variance():
     assert torch.equal(big.x[:64], train.x)
 
 
+def test_teacher_with_one_training_example_has_a_nonzero_target():
+    """Issue 13: centring one example with its own mean made y ≡ 0. With train_size = 1 the targets are
+    standardised with the teacher's statistics over a fixed reference sample."""
+    one, test1 = load_task(_cfg(task="teacher", input_dim=20, train_size=1, test_size=200, probes=1,
+                                        batch="full"))
+    assert one.y.abs().item() > 1e-3
+    # the test draw is standardised by the same population statistics: mean ≈ 0, variance ≈ 1
+    assert 0.6 < test1.y.var().item() < 1.6 and abs(test1.y.mean().item()) < 0.3
+
+
+def test_digits_task_reads_the_bundled_images():
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits  # the reference reader of the same bundled file
+    train, test = load_task(_cfg(task="digits", train_size=1000, test_size=797, loss="xent"))
+    _assert_unit_rows(train)
+    _assert_unit_rows(test)
+    assert (train.dim, train.n_outputs, len(train), len(test)) == (64, 10, 1000, 797)
+    ref = load_digits()
+    counts = np.bincount(np.concatenate([train.labels.numpy(), test.labels.numpy()]), minlength=10)
+    assert counts.tolist() == np.bincount(ref.target).tolist()
+    # each image is the reference image up to the per-pixel affine map and the row scaling: match one
+    pix = ref.data.astype(float)
+    std = pix.std(0)
+    z = (pix - pix.mean(0)) / np.where(std > 0, std, 1)
+    z = z / np.linalg.norm(z, axis=1, keepdims=True) * 8
+    x0 = train.x[0].numpy()
+    j = int(np.argmin(((z - x0) ** 2).sum(1)))
+    assert np.allclose(z[j], x0, atol=1e-12) and ref.target[j] == int(train.labels[0])
+    # the split is a fixed shuffle by data_seed, and too many examples is a one-line error
+    again, _ = load_task(_cfg(task="digits", train_size=1000, test_size=0))
+    other, _ = load_task(_cfg(task="digits", train_size=1000, test_size=0, data_seed=1))
+    assert torch.equal(again.x, train.x) and not torch.equal(other.x, train.x)
+    with pytest.raises(DataError) as err:
+        load_task(_cfg(task="digits", train_size=1500, test_size=500))
+    assert "1797" in _one_line(err)
+    # a nearest-class-mean rule is far above chance (0.1) on held-out digits: the labels carry signal
+    means = torch.stack([train.x[train.labels == c].mean(0) for c in range(10)])
+    assert ((test.x @ means.T).argmax(1) == test.labels).double().mean().item() > 0.8
+
+
 def test_mixture_labels_balanced_one_hot_and_separable():
     train, test = load_task(_cfg(task="mixture", classes=3, train_size=300, test_size=150, input_dim=16))
     _assert_unit_rows(train)

@@ -37,7 +37,7 @@ def _check_columns(df: pd.DataFrame, needed: tuple[str, ...], builder: str) -> N
 
 
 def _metric_title(metric: str, caption: str = "") -> str:
-    """Axis title: the metric's name (THEORY §2), then its caption on a smaller second line."""
+    """Axis title: the metric's name (docs/theory.md §2), then its caption on a smaller second line."""
     return f"{metric}<br><sup>{caption}</sup>" if caption else metric
 
 

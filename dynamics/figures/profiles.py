@@ -1,5 +1,5 @@
 """Curves of one metric across runs: over depth time at a step (finite runs, limit runs with Monte-Carlo
-bands), over steps (network scalars), and beside a chance level (the coupling metrics of THEORY §5).
+bands), over steps (network scalars), and beside a chance level (the coupling metrics of docs/theory.md §5).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ._style import LIMIT_COLOUR, PALETTE, PREDICTION, RUN, STEP_TITLE, TAU, TAU
 def depth_profile_figure(df: pd.DataFrame, *, metric: str, caption: str = "", log_y: bool = False,
                          title: str | None = None, limit_runs: Collection[str] = (),
                          diverged: Collection[str] = ()) -> go.Figure:
-    """A per-layer metric over depth time τ = ℓ/L at one step, one curve per run (THEORY §2).
+    """A per-layer metric over depth time τ = ℓ/L at one step, one curve per run (docs/theory.md §2).
 
     `df`: columns run, tau, value, optionally stderr (drawn as a ±1 stderr band, for limit runs).
     Runs of different depth share the τ axis, which is what makes them comparable in the L → ∞ limit.
@@ -47,7 +47,7 @@ def chance_figure(df: pd.DataFrame, chance: pd.DataFrame | None, *, x: str, metr
                   log_x: bool = False, log_y: bool = False, title: str | None = None,
                   excess: bool = False) -> go.Figure:
     """A measured metric per run over `x` (tau or step) against its chance level: the same measurement with an
-    independent matrix in place of W, i.e. what projection noise alone gives at this width.
+    independent matrix in place of W (docs/theory.md §5), i.e. what projection noise alone gives at this width.
 
     `df`, `chance`: columns run, x, value. The chance level is a shaded band from 0 up to it in the run's
     colour (a dotted line on a log y axis, where 0 has no place). With `excess`, the curve is measured − chance

@@ -19,7 +19,7 @@ DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 
 def heatmap_figure(df: pd.DataFrame, *, metric: str, caption: str = "", log_z: bool = False,
                    title: str | None = None) -> go.Figure:
-    """A per-layer metric as a heatmap: SGD step across, depth time τ = ℓ/L up (THEORY §2).
+    """A per-layer metric as a heatmap: SGD step across, depth time τ = ℓ/L up (docs/theory.md §2).
 
     `df`: columns step, tau, value (one run; one row per cell, already pooled to a few hundred cells a side).
     log_z colours by log10(value) (non-positive values become gaps).
@@ -77,7 +77,7 @@ def quantile_fan_figure(df: pd.DataFrame, limit: pd.DataFrame | None = None, *, 
                         limit_name: str = "limit") -> go.Figure:
     """Quantiles of the single-neuron distribution of h_ℓ over depth time τ (one run, probe and step):
     nested bands between the quantile pairs (q, 1−q), the median as a line. A limit run's quantiles
-    (its particles', THEORY §3/§6) are drawn as dashed black lines on top.
+    (its particles', docs/theory.md §3/§6) are drawn as dashed black lines on top.
 
     `df`, `limit`: columns tau, quantile, value.
     """

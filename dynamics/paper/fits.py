@@ -2,7 +2,7 @@
 of a depth profile. Pure numpy/pandas (no Streamlit, no I/O); the Limit and Scaling pages and the tests
 call these.
 
-The theory's rates (THEORY.md §3, §7): finite width vs the width limit O(1/n) for averages over seeds,
+The theory's rates (docs/theory.md §3, §7): finite width vs the width limit O(1/n) for averages over seeds,
 finite depth vs the continuum O(1/L); so error ∝ n^−1 and ∝ L^−1, slope −1 on log-log axes.
 """
 from __future__ import annotations

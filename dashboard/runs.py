@@ -7,7 +7,7 @@ page; `session_roots()`). A page calls `load_runs(PAGE)` first (it draws the fol
 stops with a how-to when there are none), then `pick_runs(PAGE, runs)`, then one loader
 (`metric_catalog`, `metric_frame`) per view. Loaders are `st.cache_data` functions keyed on path and file
 mtime, so a run that is still training is re-read when it flushes; they hold no widgets. Expected problems
-come back as messages for the page to show (libraries raise, pages catch: STYLE.md).
+come back as messages for the page to show (libraries raise, pages catch).
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ LIKE_KEYS = ("like", "like_path", "like_run", "source_run")
 
 
 def limit_command(run: Run | None) -> str:
-    """The command that makes the limit run of `run` (the limit solver's CLI, DESIGN.md)."""
+    """The command that makes the limit run of `run` (the limit solver's CLI, `python -m dynamics limit`)."""
     if run is None:
         like = "data/<run>"
     else:  # a shared instance shows no server paths: the run's folder name under the user's own runs/

@@ -1,4 +1,4 @@
-"""The state of a view lives in the URL query string, so a link reproduces it (DESIGN.md, Pages).
+"""The state of a view lives in the URL query string, so a link reproduces it.
 
 Pattern for every widget that is part of a view's state (runs, metric, step, ...):
 

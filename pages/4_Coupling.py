@@ -1,4 +1,4 @@
-"""Coupling page: how large are the transpose-correlation terms of THEORY §5, where in depth, and over training?
+"""Coupling page: how large are the transpose-correlation terms (docs/theory.md §5), where in depth, and over training?
 
 For one coupling metric (coupling_fwd, coupling_bwd, their _frac fractions of the whole message, or the
 accumulated coupling_acc; blocks ℓ = 1..L), the chosen runs over depth time at a step and over steps at

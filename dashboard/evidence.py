@@ -37,7 +37,7 @@ VIEWS: dict[str, dict[str, Any]] = {
     "train-limit-full": {"page": "pages/3_Limit.py", "metric": "h_move", "step": "last", "view": "Over depth"},
     "train-limit-none": {"page": "pages/3_Limit.py", "metric": "h_move", "step": "last", "view": "Over depth"},
     "blocks-amove": {"page": "pages/2_Trajectories.py", "metric": "a_move", "step": "last", "view": "Over depth"},
-    "lr-transfer": {"page": "pages/5_Scaling.py", "loss": "loss"},
+    "lr-transfer": {"page": "pages/5_Scaling.py", "loss": "loss", "metric": None},  # loss vs lr: no per-layer metric
 }
 _PREFIXES = ("err_", "init_", "train_", "step1_", "final_")
 _SUFFIXES = ("_min", "_final", "_excess", "_raw", "_chance")
@@ -190,6 +190,8 @@ def run_link(folder: Path | None, claim: dict) -> tuple[str, dict[str, Any]] | N
     view.setdefault("metric", metric_of(str(claim.get("y", ""))))
     limits = [r for r in names if _kind(folder / r) == "limit"]
     runs = [r for r in names if r not in limits] if page == "pages/3_Limit.py" else names
+    if page != "pages/3_Limit.py" and runs == limits:  # only limit runs (e.g. a full-vs-none limit gap): no other
+        return None                                     # page selects them, so the evidence chart is the view
     if view.get("step") == "last":
         view["step"] = last_step([folder / r for r in names], view.get("metric"))
     params = {"runs": runs, **({"limit": limits[0]} if limits and page == "pages/3_Limit.py" else {}),

@@ -205,15 +205,20 @@ def _wide(df: pd.DataFrame, p: _Parsed, limits: Limits, where, step: str = "_ste
     p.frames[METRICS] = (long, lambda i: where(rows[i]))
 
 
-def _tfevents(blobs: list[tuple[str, bytes]], p: _Parsed, limits: Limits) -> None:
-    """One or more event files (a folder's, in merge order) -> long rows (merge rules: dynamics.runs.tbfolder)."""
+def _tfevents(blobs: list[tuple[str, Any]], p: _Parsed, limits: Limits) -> None:
+    """One or more event files (a folder's, in merge order; bytes or paths read in chunks) -> long rows (merge
+    rules: dynamics.runs.tbfolder). The naming rule runs once per distinct tag; metric names stay categorical."""
     df = tbfolder.merge(blobs, limits.max_rows, p.skip)
     if len(blobs) > 1:
         p.meta["merged_files"] = [n for n, _ in blobs]  # the merge order, kept in run.json
-    names = {t: split_name(t) for t in df["tag"].unique()}
-    df[LAYER] = df["tag"].map(lambda t: names[t][0])
-    df[METRIC] = df["tag"].map(lambda t: names[t][1])
-    p.frames[METRICS] = (df.drop(columns="tag"), lambda i: f"scalar {i} (tag {df['tag'].iloc[i]!r})")
+    tag = df.pop("tag")
+    codes = tag.cat.codes.to_numpy()
+    names = [split_name(t) for t in tag.cat.categories]
+    metrics = sorted({m for _, m in names})
+    m_code = {m: i for i, m in enumerate(metrics)}
+    df[LAYER] = np.array([ell for ell, _ in names], dtype=np.int64)[codes]
+    df[METRIC] = pd.Categorical.from_codes(np.array([m_code[m] for _, m in names], dtype=np.int32)[codes], metrics)
+    p.frames[METRICS] = (df, lambda i: f"scalar {i} (tag {tag.iloc[i]!r})")
 
 
 def _zip(data: bytes, p: _Parsed, limits: Limits) -> None:
@@ -352,6 +357,20 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
         raise _fail(f"cannot read {path}: {e.strerror or e}") from None
     if size > limits.max_bytes:
         raise _fail(f"{label} is too large: {size / MB:.1f} MB (limit {limits.max_bytes / MB:.0f} MB)")
+    if _head_is_events(path, label):  # an event file is read in chunks, never whole (dynamics.runs.tfevents_fast)
+        if step_column is not None:
+            raise _fail(f"--step-column applies to CSV and Parquet tables; {label} is tfevents (it carries its "
+                        f"own steps)")
+        p = _Parsed("tfevents", {})
+        _tfevents([(label, path)], p, limits)
+        name = name or (_folder_name(path.resolve().parent) if source_name is None and
+                        tbfolder.is_event_name(label) else None)
+        cfg, cfg_source = _sidecar(path, config, p.fmt, limits)
+        if cfg is not None and isinstance(cfg.get("config"), dict):  # a whole run.json
+            p.meta, cfg = {**cfg, **p.meta}, cfg["config"]
+        tables = {f: check_table(df, f, limits.max_layers, where) for f, (df, where) in p.frames.items()}
+        return _write(p, tables, cfg if cfg is not None else p.meta.get("config"), cfg_source, out, name, label,
+                      _digest([path]))
     data = path.read_bytes()
     fmt = _detect(label, data)
     if step_column is not None and fmt not in ("csv", "parquet"):
@@ -379,7 +398,8 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
     if cfg is not None and isinstance(cfg.get("config"), dict):  # a whole run.json
         p.meta, cfg = {**cfg, **p.meta}, cfg["config"]
     tables = {f: check_table(df, f, limits.max_layers, where) for f, (df, where) in p.frames.items()}
-    return _write(p, tables, cfg if cfg is not None else p.meta.get("config"), cfg_source, out, name, label, data)
+    return _write(p, tables, cfg if cfg is not None else p.meta.get("config"), cfg_source, out, name, label,
+                  _digest([data]))
 
 
 def _events_run(blobs, skipped, path: Path, config, limits: Limits, out, name: str, label: str | None = None
@@ -391,8 +411,38 @@ def _events_run(blobs, skipped, path: Path, config, limits: Limits, out, name: s
     if cfg is not None and isinstance(cfg.get("config"), dict):
         p.meta, cfg = {**cfg, **p.meta}, cfg["config"]
     tables = {f: check_table(df, f, limits.max_layers, where) for f, (df, where) in p.frames.items()}
-    data = b"".join(b for _, b in blobs)
-    return _write(p, tables, cfg, cfg_source, out, name, label or f"{path.name}/", data)
+    return _write(p, tables, cfg, cfg_source, out, name, label or f"{path.name}/", _digest([b for _, b in blobs]))
+
+
+def _head_is_events(path: Path, label: str) -> bool:
+    """The format check of _detect on the first bytes only, true when it says tfevents."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return False
+    try:
+        return _detect(label, head) == "tfevents"
+    except RunImportError:
+        return False
+
+
+def _digest(blobs: list) -> tuple[int, str]:
+    """(bytes, sha256) of the files (bytes or paths, read in chunks) taken one after another."""
+    h, n = hashlib.sha256(), 0
+    for b in blobs:
+        if isinstance(b, Path):
+            try:
+                with open(b, "rb") as fh:
+                    while chunk := fh.read(8 * MB):
+                        h.update(chunk)
+                        n += len(chunk)
+            except OSError as e:
+                raise _fail(f"cannot read {b.name}: {e.strerror or e}") from None
+        else:
+            h.update(b)
+            n += len(b)
+    return n, h.hexdigest()
 
 
 def _folder_name(folder: Path) -> str:
@@ -412,8 +462,8 @@ def _summary(t: pa.Table) -> dict[str, Any]:
             "network_scalars": sorted(df.loc[net, METRIC].unique())}
 
 
-def _write(p: _Parsed, tables: dict[str, pa.Table], cfg: Any, cfg_source: str | None, out, name, label, data
-           ) -> Imported:
+def _write(p: _Parsed, tables: dict[str, pa.Table], cfg: Any, cfg_source: str | None, out, name, label,
+           digest: tuple[int, str]) -> Imported:
     summary = _summary(tables[METRICS])
     top = summary["layer_range"][1]
     if cfg is None:
@@ -435,8 +485,7 @@ def _write(p: _Parsed, tables: dict[str, pa.Table], cfg: Any, cfg_source: str | 
             "schema_version": store.SCHEMA_VERSION, "run_id": run_id, "kind": "imported",
             "status": orig.get("status") if orig.get("status") in ("complete", "diverged", "failed") else "complete",
             "config": cfg, "config_source": cfg_source,
-            "source": {"file": label, "format": p.fmt, "bytes": len(data),
-                       "sha256": hashlib.sha256(data).hexdigest(), **({"original": orig} if orig else {})},
+            "source": {"file": label, "format": p.fmt, "bytes": digest[0], "sha256": digest[1], **({"original": orig} if orig else {})},
             "skipped": p.skipped, "summary": summary,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     tmp = Path(tempfile.mkdtemp(prefix=f".import-{run_id[:40]}-", dir=root))

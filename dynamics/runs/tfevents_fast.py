@@ -95,90 +95,81 @@ class Columns:
     truncated: str = ""
 
 
-def _records(fh: BinaryIO, max_records: int, ev: ref.Events, chunk: int):
-    """(index, body) of each whole record, reading `chunk` bytes at a time: the reference framing rules."""
-    buf, pos, base, k, eof = b"", 0, 0, 0, False
-    unpack = struct.unpack_from
-    while not eof:
-        more = fh.read(chunk)
-        eof = not more
-        buf, base, pos = buf[pos:] + more, base + pos, 0
-        n = len(buf)
-        while pos + 12 <= n:
-            length, hcrc = unpack("<QI", buf, pos)
-            if masked_crc32c(buf[pos:pos + 8]) != hcrc:
-                raise ref.TFEventsError(f"record {k} at byte {base + pos}: length CRC mismatch (not an event "
-                                        f"file, or damaged)")
-            start = pos + 12
-            end = start + length
-            if end + 4 > n:
-                break
-            body = buf[start:end]
-            if masked_crc32c(body) != unpack("<I", buf, end)[0]:
-                raise ref.TFEventsError(f"record {k} at byte {base + pos}: data CRC mismatch (damaged file)")
-            k += 1
-            if k > max_records:
-                raise ref.TFEventsError(f"too many records (more than {max_records}); raise the rows limit")
-            yield k - 1, body
-            pos = end + 4
-    rest = len(buf) - pos
-    if rest:
-        at = base + len(buf)
-        if rest < 12:
-            ev.truncated = f"the last record (record {k}) is cut off at byte {at}: read up to the cut"
-        else:
-            (length,) = struct.unpack_from("<Q", buf, pos)
-            ev.truncated = f"the last record (record {k}, {length} bytes) is cut off at byte {at}: read up to the cut"
-
-
 def read_columns(fh: BinaryIO, max_records: int = 10_000_000, chunk: int = CHUNK, fast: bool | None = None
                  ) -> Columns:
-    """Every scalar of an event-file stream, in file order, as Columns; damage raises TFEventsError.
-    fast=False forces the reference decoder (pure Python) over the same framing."""
+    """Every scalar of an event-file stream, in file order, as Columns; damage raises TFEventsError (the
+    reference framing: both CRCs checked, a cut last record noted). fast=False forces the reference decoder
+    (pure Python) over the same framing. One loop, locals bound: it runs once per record."""
     fast = FAST if fast is None else fast and FAST
     ev = ref.Events()
     codes, steps, values = array("i"), array("q"), array("d")
     tag_code: dict = {}
-    tags: list[str] = []
-
-    def code_of(tag) -> int:
-        c = tag_code.get(tag)
-        if c is None:
-            c = tag_code[tag] = len(tags)
-            tags.append(tag.decode("utf-8") if isinstance(tag, bytes) else tag)
-        return c
-
-    parse = _Event.FromString if fast else None
-    for k, body in _records(fh, max_records, ev, chunk):
-        ev.records += 1
-        try:
-            if fast:
-                e = parse(body)
-                if e.HasField("summary"):
-                    step = e.step
-                    for v in e.summary.value:
-                        if v.HasField("simple_value"):
+    tags: list = []
+    parse, crc, unpack = (_Event.FromString if fast else None), _crc, struct.unpack_from
+    buf, pos, base, k, eof = b"", 0, 0, 0, False
+    try:
+        while not eof:
+            more = fh.read(chunk)
+            eof = not more
+            buf, base, pos = buf[pos:] + more, base + pos, 0
+            n = len(buf)
+            while pos + 12 <= n:
+                length, hcrc = unpack("<QI", buf, pos)
+                c = crc(buf[pos:pos + 8])
+                if (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF != hcrc:
+                    raise ref.TFEventsError(f"record {k} at byte {base + pos}: length CRC mismatch (not an event "
+                                            f"file, or damaged)")
+                start = pos + 12
+                end = start + length
+                if end + 4 > n:
+                    break
+                body = buf[start:end]
+                c = crc(body)
+                if (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF != unpack("<I", buf, end)[0]:
+                    raise ref.TFEventsError(f"record {k} at byte {base + pos}: data CRC mismatch (damaged file)")
+                if k >= max_records:
+                    raise ref.TFEventsError(f"too many records (more than {max_records}); raise the rows limit")
+                k += 1
+                pos = end + 4
+                if fast:
+                    e = parse(body)
+                    vals = e.summary.value
+                    if vals:  # a plain summary: the hot path
+                        step = e.step
+                        for v in vals:
                             got = v.simple_value
-                        elif v.HasField("tensor"):
-                            got = _tensor(v.tensor)
-                        else:
-                            got = _why(v)
-                        if isinstance(got, float):
-                            codes.append(code_of(v.tag))
+                            if not got and not v.HasField("simple_value"):
+                                got = _tensor(v.tensor) if v.HasField("tensor") else _why(v)
+                                if not isinstance(got, float):
+                                    ev.skip(got, v.tag.decode("utf-8"))
+                                    continue
+                            tag = v.tag
+                            code = tag_code.get(tag)
+                            if code is None:
+                                code = tag_code[tag] = len(tags)
+                                tags.append(tag.decode("utf-8"))
+                            codes.append(code)
                             steps.append(step)
                             values.append(got)
-                        else:
-                            ev.skip(got, v.tag.decode("utf-8"))
-                    continue
-            ev.scalars.clear()
-            ref._event(body, ev)  # not a plain summary (or no compiled parser): the reference decoder
-            for s in ev.scalars:
-                codes.append(code_of(s.tag))
-                steps.append(s.step)
-                values.append(s.value)
-        except (DecodeError, ref._Corrupt, struct.error, UnicodeDecodeError, RecursionError) as e:
-            raise ref.TFEventsError(f"record {k}: not a valid Event protobuf ({e})") from None
-    ev.scalars.clear()
+                        continue
+                ev.scalars.clear()
+                ref._event(body, ev)  # not a plain summary (or no compiled parser): the reference decoder
+                for s in ev.scalars:
+                    code = tag_code.get(s.tag)
+                    if code is None:
+                        code = tag_code[s.tag] = len(tags)
+                        tags.append(s.tag)
+                    codes.append(code)
+                    steps.append(s.step)
+                    values.append(s.value)
+    except (DecodeError, ref._Corrupt, struct.error, UnicodeDecodeError, RecursionError) as e:
+        raise ref.TFEventsError(f"record {k - 1}: not a valid Event protobuf ({e})") from None
+    rest = len(buf) - pos
+    if rest:
+        at = base + len(buf)
+        length = f", {unpack('<Q', buf, pos)[0]} bytes" if rest >= 12 else ""
+        ev.truncated = f"the last record (record {k}{length}) is cut off at byte {at}: read up to the cut"
+    ev.records = k
     return Columns(tags, np.frombuffer(codes, np.int32) if codes else np.zeros(0, np.int32),
                    np.frombuffer(steps, np.int64) if steps else np.zeros(0, np.int64),
                    np.frombuffer(values, np.float64) if values else np.zeros(0, np.float64),

@@ -2,7 +2,8 @@
 
 What everyone has after training is a log directory (`runs/exp1/` holding `events.out.tfevents.*`, one file per
 start of the writer), not one event file. `folder_events(path)` and `zip_events(data)` collect its event files
-as (relative name, bytes); dynamics.runs.imports then reads them with dynamics.runs.tfevents and merges them.
+as (relative name, path or bytes); dynamics.runs.imports then reads them with dynamics.runs.tfevents_fast (files
+in chunks, never whole) and merges them.
 
 Rules:
 - an event file is a file whose name holds `tfevents` or whose first 12 bytes are an event-file record header
@@ -103,14 +104,15 @@ def merge(blobs: list[tuple[str, Blob]], max_records: int, skip) -> pd.DataFrame
             skip(f"{label}a cut last record", ev.truncated)
         tags = pd.Categorical.from_codes(ev.code, [prefix[name] + t for t in ev.tags]) if ev.tags else \
             pd.Categorical([], categories=[])
-        frames.append(pd.DataFrame({"tag": tags, "step": ev.step, "value": ev.value}))
+        frames.append(pd.DataFrame({"tag": tags, "step": ev.step, "value": ev.value}, copy=False))
     df = pd.concat(frames, ignore_index=True) if len(frames) == 1 else _concat(frames)
     if not len(df):
         raise fail(f"no scalar summaries in the event file{'s' if len(blobs) > 1 else ''} ({records} records); "
                    f"expected scalars logged with add_scalar")
     last = ~df.duplicated(["tag", "step"], keep="last")
-    if (n := int((~last).sum())):
-        skip(f"{n} earlier value(s) of a (tag, step)", "logged again later (a resumed run): the later is kept")
+    if not (n := int((~last).sum())):
+        return df  # no copy when nothing was logged twice (the usual case)
+    skip(f"{n} earlier value(s) of a (tag, step)", "logged again later (a resumed run): the later is kept")
     return df[last.to_numpy()].reset_index(drop=True)
 
 

@@ -197,9 +197,10 @@ class CouplingTracker:
         else:
             c_bwd = self.fwd.Q @ (self.fwd.M.mT @ g_perp)    # (A⁺)ᵀ Yᵀ Π_B^⊥ ĝ, A = inputs up to t
             ch_bwd = self.fwd.rank() * g_perp.pow(2).sum(1).mean(-1) / n ** 2
-        self.bwd.add(g, self.W0)
         self.raw.append((u, g))
-        if self.window and len(self.raw) > self.window:     # slide: rebuild the bases from the window
+        if not (self.window and len(self.raw) > self.window):
+            self.bwd.add(g, self.W0)                         # (when the window slides, the rebuild replaces it)
+        else:                                                # slide: rebuild the bases from the window
             del self.raw[0]
             self.fwd.rebuild(torch.cat([ru for ru, _ in self.raw], 2), self.W0)
             self.bwd.rebuild(torch.cat([rg for _, rg in self.raw], 2), self.W0)

@@ -93,7 +93,7 @@ def check_table(df: pd.DataFrame, file: str, max_layer: int, where) -> pa.Table:
         cols[col] = x
     if not len(df) and file == METRICS:  # kernels and neurons may be empty, as in runs without probes
         raise fail("no rows: the file holds a header but no data")
-    frame = pd.DataFrame(cols)
+    frame = pd.DataFrame(cols, copy=False)
     keys = list(_KEYS[file])
     dup = frame.duplicated(keys, keep=False).to_numpy()
     if dup.any():

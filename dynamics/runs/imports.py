@@ -8,8 +8,8 @@ Formats (detected from the bytes first, the file name second):
   wandb     a W&B history export (CSV or Parquet): one row per `_step`, one column per logged key, or a W&B
             chart "Export CSV" (`Step`, `<run> - <key>`); other step columns by `step_column`
             (dynamics.runs.wandb);
-  tfevents  a TensorBoard event file (dynamics.runs.tfevents reads it; no TensorFlow needed), a log folder of
-            them or a zip of one (merged: dynamics.runs.tbfolder). Event files are recognised by content too.
+  tfevents  a TensorBoard event file (dynamics.runs.tfevents_fast reads it in chunks; no TensorFlow needed), a
+            log folder of them or a zip of one (merged: dynamics.runs.tbfolder). Recognised by content too.
 A config comes from --config JSON, else a sidecar FILE.json (e.g. log.csv.json) or FILE-without-suffix.json,
 else run.json beside our Parquet; it may be a bare config object or a whole run.json. Without one, the config
 is {"depth": largest layer index} (the pages need config.depth).

@@ -109,7 +109,11 @@ def merge(blobs: list[tuple[str, Blob]], max_records: int, skip) -> pd.DataFrame
     if not len(df):
         raise fail(f"no scalar summaries in the event file{'s' if len(blobs) > 1 else ''} ({records} records); "
                    f"expected scalars logged with add_scalar")
-    last = ~df.duplicated(["tag", "step"], keep="last")
+    steps, step_code = np.unique(df["step"].to_numpy(), return_inverse=True)  # one int64 key per (tag, step)
+    key = df["tag"].cat.codes.to_numpy().astype(np.int64) * len(steps) + step_code.reshape(-1)
+    del step_code
+    last = ~pd.Series(key).duplicated(keep="last")
+    del key
     if not (n := int((~last).sum())):
         return df  # no copy when nothing was logged twice (the usual case)
     skip(f"{n} earlier value(s) of a (tag, step)", "logged again later (a resumed run): the later is kept")

@@ -39,8 +39,9 @@ def _time(cfg: RunConfig, record: bool) -> float:
 
 def user_loop(width: int, depth: int, batch: int, probes: int, steps: int, repeats: int,
               threads: int | None = None) -> dict[str, list[float]]:
-    """Seconds per training step of a user's loop: 'none', 'dynamics.record' (every step) and
-    'tensorboard hooks' (add_scalar of |h_ℓ|²/n per block every step), timed in interleaved rounds."""
+    """Seconds of each training step of a user's loop: 'none', 'dynamics.record' (every step) and
+    'tensorboard hooks' (add_scalar of |h_ℓ|²/n per block every step), one step of each in turn
+    (steps × repeats of each); compare medians."""
     import torch
     from torch import nn
 
@@ -79,35 +80,34 @@ def user_loop(width: int, depth: int, batch: int, probes: int, steps: int, repea
         writer = None
         del times["tensorboard hooks"]
     seen: list = []
-    hooks = []
-
-    def loop(kind: str, t0: int) -> float:
-        start = time.perf_counter()
-        for t in range(t0, t0 + steps):
-            seen.clear()
-            loss = train_step()
-            if kind == "dynamics.record":
-                rec.step(t, loss=loss.item())
-            elif kind == "tensorboard hooks":
-                writer.add_scalar("loss", loss.item(), t)
-                for ell, v in enumerate(seen):
-                    writer.add_scalar(f"layer_{ell + 1}/h_sq", v.item(), t)
-        return (time.perf_counter() - start) / steps
 
     def hook(module, args, out):
         seen.append(out.detach().pow(2).mean())
 
+    def one(kind: str, t: int) -> float:
+        hooks = [b.register_forward_hook(hook) for b in blocks] if kind == "tensorboard hooks" else []
+        seen.clear()
+        start = time.perf_counter()
+        loss = train_step()
+        if kind == "dynamics.record":
+            rec.step(t, loss=loss.item())
+        elif kind == "tensorboard hooks":
+            writer.add_scalar("loss", loss.item(), t)
+            for ell, v in enumerate(seen):
+                writer.add_scalar(f"layer_{ell + 1}/h_sq", v.item(), t)
+        took = time.perf_counter() - start
+        for h in hooks:
+            h.remove()
+        return took
+
     with rec:
         train_step()
         rec.step(0)  # warm-up, and the reference step
-        for r in range(repeats):
-            for kind in list(times):
-                if kind == "tensorboard hooks":
-                    hooks = [b.register_forward_hook(hook) for b in blocks]
-                times[kind].append(loop(kind, 1 + (r * len(times) + len(times[kind])) * steps))
-                for h in hooks:
-                    h.remove()
-                hooks = []
+        t = 1
+        for _ in range(repeats * steps):  # one step of each kind in turn: load changes hit all kinds alike
+            for kind in times:
+                times[kind].append(one(kind, t))
+            t += 1
     if writer is not None:
         writer.close()
     tmp.cleanup()
@@ -117,8 +117,8 @@ def user_loop(width: int, depth: int, batch: int, probes: int, steps: int, repea
 def _user_main(a: argparse.Namespace) -> None:
     times = user_loop(a.width, a.depth, a.batch, a.probes, a.steps, a.repeats)
     t0 = statistics.median(times["none"])
-    print(f"user loop: width {a.width}, depth {a.depth}, batch {a.batch}, {a.probes} probes, {a.steps} steps, "
-          f"median of {a.repeats}; load {os.getloadavg()[0]:.1f}")
+    print(f"user loop: width {a.width}, depth {a.depth}, batch {a.batch}, {a.probes} probes, median of "
+          f"{a.steps * a.repeats} steps of each kind taken in turn; load {os.getloadavg()[0]:.1f}")
     for kind, ts in times.items():
         print(f"{kind:<20}{statistics.median(ts) * 1e3:>10.1f} ms/step{statistics.median(ts) / t0:>8.2f}×")
     for kind, ts in times.items():

@@ -152,9 +152,11 @@ def main() -> None:
         from record_overhead import user_loop
         size = (64, 4, 16, 4, 3) if a.small else (512, 32, 64, 8, 10)
         times = user_loop(*size, repeats=a.rounds if not a.small else 1)
-        none = times["none"]
-        ours = [t / b for t, b in zip(times["dynamics.record"], none)]
-        tb = [t / b for t, b in zip(times["tensorboard hooks"], none)]
+        k = max(1, len(times["none"]) // max(1, a.rounds))  # per round: medians of its steps
+        med = {kind: [statistics.median(ts[i:i + k]) for i in range(0, len(ts) - k + 1, k)]
+               for kind, ts in times.items()}
+        ours = [t / b for t, b in zip(med["dynamics.record"], med["none"])]
+        tb = [t / b for t, b in zip(med["tensorboard hooks"], med["none"])]
         print(f"record every step (width {size[0]}, {size[1]} blocks, batch {size[2]}, {size[3]} probes): "
               f"dynamics.record {statistics.median(ours):.2f}×, tensorboard hooks {statistics.median(tb):.2f}× "
               f"of no recording")

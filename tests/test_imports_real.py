@@ -321,7 +321,7 @@ def test_fast_reader_equals_the_reference_on_real_files(tmp_path):
     w.close()
     files = [next((tmp_path / d).iterdir()).read_bytes() for d in ("torch", "tbx")]
     for blob in files + [files[1][:-5], files[0][:-1]]:  # whole files and cut last records
-        for chunk in (7, 1 << 20):  # records split across reads, and whole
+        for chunk in (7, 64, 1 << 20):  # records longer than a read, split across reads, and whole
             fast = tfevents_fast.read_columns(io.BytesIO(blob), chunk=chunk)
             ref = tfevents_fast.read_columns(io.BytesIO(blob), chunk=chunk, fast=False)
             assert fast.tags == ref.tags and fast.records == ref.records and fast.truncated == ref.truncated

@@ -106,10 +106,11 @@ def read_columns(fh: BinaryIO, max_records: int = 10_000_000, chunk: int = CHUNK
     tag_code: dict = {}
     tags: list = []
     parse, crc, unpack = (_Event.FromString if fast else None), _crc, struct.unpack_from
-    buf, pos, base, k, eof = b"", 0, 0, 0, False
+    buf, pos, base, k, eof, need = b"", 0, 0, 0, False, 0
     try:
         while not eof:
-            more = fh.read(chunk)
+            more = fh.read(chunk) if need <= chunk else fh.read()  # a record longer than a chunk: the rest
+            need = 0
             eof = not more
             buf, base, pos = buf[pos:] + more, base + pos, 0
             n = len(buf)
@@ -122,6 +123,7 @@ def read_columns(fh: BinaryIO, max_records: int = 10_000_000, chunk: int = CHUNK
                 start = pos + 12
                 end = start + length
                 if end + 4 > n:
+                    need = end + 4 - n
                     break
                 body = buf[start:end]
                 c = crc(body)

@@ -7,7 +7,7 @@ One event file of `layer_<ℓ>/m<k>` scalars is written (TensorBoard's own Event
 `add_scalar` writes them). Then, in interleaved rounds (ours, TensorBoard, ours, …, so background load hits
 both alike), each in a fresh child process so its peak memory (ru_maxrss) is its own:
   - import: `python -m dynamics import FILE` against a process that runs `EventAccumulator(FILE).Reload()`
-    (wall time of the whole process, start-up and imports included, and peak memory);
+    (wall and CPU time of the whole process, start-up and imports included, and peak memory);
   - grid: one metric as a step × layer grid, in process (after the imports): ours from the imported run (the
     dashboard's DuckDB loader), TensorBoard's from the event file (Reload, then Scalars() of each layer's tag:
     it keeps no other store);
@@ -81,8 +81,11 @@ def write_events(path: Path, layers: int, metrics: int, steps: int) -> int:
     return len(tags) * steps
 
 
+_CPU: list[float] = []  # CPU seconds (user + system) of each child, in order
+
+
 def _run(args: list[str]) -> tuple[float, float, str]:
-    """A child with its own peak memory from os.wait4 (ru_maxrss, KB on Linux)."""
+    """A child with its own peak memory and CPU time from os.wait4 (ru_maxrss is in KB on Linux)."""
     t0 = time.perf_counter()
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     out = p.stdout.read()
@@ -90,6 +93,7 @@ def _run(args: list[str]) -> tuple[float, float, str]:
     _, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
+    _CPU.append(ru.ru_utime + ru.ru_stime)
     if p.returncode:
         raise SystemExit(f"{' '.join(map(str, args[:4]))} failed: {err.decode()[-500:]}")
     return wall, ru.ru_maxrss / 1024, out.decode()
@@ -132,6 +136,7 @@ def main() -> None:
                 s, mb, _ = _run([sys.executable, "-m", "dynamics", "import", str(f), "--out", str(run),
                                  "--name", "bench"])
                 imp["ours_s"].append(s)
+                imp.setdefault("ours_cpu", []).append(_CPU[-1])
                 imp["ours_mb"].append(mb)
             if "grid" not in skip:
                 _, _, out = _run([sys.executable, "-c", _OURS_GRID, str(run / "bench"), str(ROOT)])
@@ -140,10 +145,12 @@ def main() -> None:
                 wall, mb, out = _run([sys.executable, "-c", _TB_CHILD, str(f)])
                 reload_s, _, grid_s = (float(v) for v in out.split()[:3])
                 imp["tb_s"].append(wall - (grid_s - reload_s))  # the process up to a loaded accumulator
+                imp.setdefault("tb_cpu", []).append(_CPU[-1] - (grid_s - reload_s))
                 imp["tb_mb"].append(mb)
                 imp["tb_grid"].append(grid_s)
         if "import" not in skip:
             _ratio("import_time", imp["ours_s"], imp["tb_s"], "s")
+            _ratio("import_cpu_time", imp["ours_cpu"], imp["tb_cpu"], "s")  # steadier than wall time when shared
             _ratio("import_peak_memory", imp["ours_mb"], imp["tb_mb"], "MB")
         if "grid" not in skip:
             _ratio("grid_one_metric", grid, imp["tb_grid"], "s")

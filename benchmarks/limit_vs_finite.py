@@ -110,7 +110,7 @@ def convergence(a) -> None:
                         steps=1, test_size=0, lr=1e-4)
         for K in (4, 8, 16, 32, 64):
             res = solve_limit(dataclasses.replace(one, depth=K), particles=65536, seed=2)
-            k = (res.f[1, :, 0] - res.f[0, :, 0]) / 1e-4
+            k = (res.f[1, :, 0, 0] - res.f[0, :, 0, 0]) / 1e-4
             exact = 2 * (1 + 1 / K) ** K + (1 + 1 / K) ** (K - 1)
             print(f"{K:>5}{'%.3f ± %.3f' % (k.mean(), k.std() / math.sqrt(len(k))):>20}{exact:>13.4f}"
                   f"{K * (3 * math.e - exact):>17.3f}")

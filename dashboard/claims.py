@@ -1,43 +1,28 @@
 """The home page's "Claims vs measured" table: reads the claims.json that `python -m dynamics reproduce` writes
 (found in the data folder or one level below it, e.g. data/reproduce/claims.json) and shows, per claim, the
-paper's statement, the measured figure with its 95% interval, the verdict in words, and a link to the page
-that shows it. Used by app.py: `show_claims()`.
+paper's statement, the measured figure with its 95% interval, the verdict in words, a link to the claim's
+evidence (its points and fit, the Claims page) and one to the page that shows its runs (dashboard.evidence
+builds both). Used by app.py: `show_claims()`.
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import streamlit as st
 
-from dashboard import runs as R
+from dashboard import evidence as E, runs as R
+from dashboard.evidence import CLAIMS_JSON, find_claims  # noqa: F401 (the table's readers)
 
-CLAIMS_JSON = "claims.json"
-MAX_LINKED_RUNS = 8
 COMMAND = "python -m dynamics reproduce --profile cpu --out data/reproduce"
-PAGE_LABELS = {"pages/2_Trajectories.py": "Trajectories", "pages/3_Limit.py": "Limit", "pages/4_Coupling.py": "Coupling",
+PAGE_LABELS = {"pages/1_Runs.py": "Runs", "pages/2_Trajectories.py": "Trajectories", "pages/3_Limit.py": "Limit", "pages/4_Coupling.py": "Coupling",
                "pages/5_Scaling.py": "Scaling"}
 VERDICT_WORDS = {"agrees": ":green[:material/check_circle:] agrees with the paper",
                  "disagrees": ":red[:material/cancel:] DISAGREES with the paper",
                  "inconclusive": ":orange[:material/help:] inconclusive: the data allow either answer"}
 
 
-def find_claims(root: Path) -> Path | None:
-    """root/claims.json, else the newest root/*/claims.json; None when there is none."""
-    direct = root / CLAIMS_JSON
-    if direct.is_file():
-        return direct
-    try:
-        found = [p for p in root.glob(f"*/{CLAIMS_JSON}") if p.is_file()]
-    except OSError:
-        return None
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
-@st.cache_data(max_entries=4, show_spinner=False)
 def _load(path: str, mtime: int) -> dict:
-    return json.loads(Path(path).read_text())
+    return E.load(path, mtime)
 
 
 def _num(v) -> str:
@@ -74,34 +59,28 @@ def show_claims() -> None:
         doc = _load(str(path), path.stat().st_mtime_ns)
         claims = list(doc["claims"])
     except (OSError, ValueError, KeyError, TypeError) as e:
-        st.error(f"Cannot read {path}: {e}")
+        st.error(f"Cannot read {path.name}: {e}. Rerun `{COMMAND}` to write it again.")
         return
     counts = {v: sum(c.get("verdict") == v for c in claims) for v in VERDICT_WORDS}
     st.markdown(f"Measured by this tool (profile `{doc.get('profile', '?')}`, {doc.get('created', '?')}) from "
-                f"the runs it wrote; each figure is a fitted log-log slope. **{counts['agrees']} agree, "
+                f"the runs it wrote; each figure is a fitted log-log slope (or a mean) with its 95% interval. **{counts['agrees']} agree, "
                 f"{counts['disagrees']} disagree, {counts['inconclusive']} inconclusive.**")
     if doc.get("profile") == "smoke":
         st.warning("These claims come from the `smoke` profile: tiny sizes for tests, not results.")
-    head = st.columns([4, 3, 3, 1.4])
+    head = st.columns([4, 3, 3, 1.6])
     for col, title in zip(head, ("Paper's statement", "Measured slope", "Verdict", "Shown in")):
         col.markdown(f"**{title}**")
+    folder = E.runs_folder(path)
     for c in claims:
-        cols = st.columns([4, 3, 3, 1.4])
+        cols = st.columns([4, 3, 3, 1.6])
         cols[0].markdown(f"{c.get('statement', '')} ({c.get('section', '')})")
         cols[1].markdown(f"{c.get('quantity', '')}: {measured_text(c)}")
         cols[2].markdown(verdict_text(c))
-        page = c.get("page")
-        if page and (R.REPO / page).exists():
-            cols[3].page_link(page, label=PAGE_LABELS.get(page, page), query_params=_view(path, c))
-    st.caption(f"From `{path}`. Runs and points files sit beside it; rerun the command to reproduce.")
-
-
-def _view(path: Path, claim: dict) -> dict:
-    """URL state for the linked page: the claim's runs folder in the sidebar box, (some of) its runs, and the
-    claim's own view settings (e.g. metric and tab)."""
-    extra = {k: str(v) for k, v in (claim.get("view") or {}).items()}
-    runs_dir = path.parent / "runs"
-    if not runs_dir.is_dir():
-        return extra
-    present = [r for r in claim.get("runs") or [] if (runs_dir / r).is_dir()][:MAX_LINKED_RUNS]
-    return {"dir": str(runs_dir), **({"runs": present} if present else {}), **extra}
+        if c.get("id") and c.get("points"):
+            cols[3].page_link(E.CLAIMS_PAGE, label="Evidence", icon=":material/scatter_plot:",
+                              query_params={"claim": str(c["id"])})
+        link = E.run_link(folder, c)
+        if link and (R.REPO / link[0]).exists():
+            cols[3].page_link(link[0], label=PAGE_LABELS.get(link[0], link[0]), icon=":material/open_in_new:",
+                              query_params=link[1], help="its bundled runs, at the metric and step the claim is about")
+    st.caption(f"Rerun `{COMMAND}` to reproduce; the points files and runs sit beside its claims.json.")

@@ -14,7 +14,10 @@ Hosted mode is on when the environment says `DYNAMICS_READONLY=1` (the Docker im
 - session folders expire 30 minutes after the session's last page view (`DYNAMICS_UPLOAD_TTL_HOURS`
   overrides) and every page load sweeps them: Streamlit has no session-end hook, so a closed tab's uploads
   live until the TTL (a weakref finalizer on session state did not fire in the load test, so none is used);
-- `banner()` says so at the top of every page.
+- uncaught errors show Streamlit's generic one-line message, never a traceback or a server path
+  (`harden()`: client.showErrorDetails = "none", set when this module loads and on every page);
+- `banner()` says so at the top of every page, and stops the page with one line when a setting is not
+  understood (dashboard.settings.check: e.g. DYNAMICS_READONLY=enabled).
 
 `DYNAMICS_DATA_DIR` may be a URL (file://, or any pyarrow.fs URL such as s3://bucket/sweep): `mirror(url)`
 copies the run files once per process into a local cache ($DYNAMICS_CACHE_DIR, else the temp folder's
@@ -28,11 +31,12 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from typing import Callable, Iterable
 
 import streamlit as st
 
 from dashboard.settings import (CACHE_ENV, DATA_ENV, DEFAULT_CAP, REMOTE_MB_ENV, REPO, USER_ENV,  # noqa: F401
-                                cache_dir, hosted, max_jobs, train_cap, ttl_seconds)
+                                cache_dir, check, hosted, max_jobs, quotas, train_cap, ttl_seconds)
 
 RUN_FILES = {"run.json", "metrics.parquet", "kernels.parquet", "neurons.parquet", "sweep.json"}
 
@@ -70,8 +74,28 @@ def refuse_write(path: str | Path) -> None:
                                 "your session's own temporary folder")
 
 
+_DETAILS = "client.showErrorDetails"
+_HARDENED: list[str] = []  # the value showErrorDetails had before harden() changed it
+
+
+def harden() -> None:
+    """Hosted mode: showErrorDetails "none" (an uncaught error is one generic line in the browser; the
+    traceback goes to the server log only). A private instance gets the value it had back."""
+    if hosted():
+        if not _HARDENED:
+            _HARDENED.append(str(st.get_option(_DETAILS)))
+        st.set_option(_DETAILS, "none")
+    elif _HARDENED:
+        st.set_option(_DETAILS, _HARDENED.pop())
+
+
 def banner() -> None:
-    """One line at the top of every page (called by the shared run loader and the Upload page)."""
+    """One line at the top of every page (called by the shared run loader and the Upload page); a setting
+    that is not understood stops the page with one line saying which and what it may be."""
+    harden()
+    if problems := check():
+        st.error("This dashboard is not configured correctly: " + "; ".join(problems))
+        st.stop()
     if not hosted():
         return
     cap = train_cap()
@@ -121,6 +145,27 @@ def mirror(url: str) -> Path:
         return dest
 
 
-def running_jobs(jobs: dict[str, dict]) -> int:
-    """How many of the train form's jobs are still in flight (dashboard.train_form._JOBS)."""
-    return sum(not j.get("done") for j in jobs.values())
+harden()  # before any page draws: errors raised above the first banner() are covered too
+
+
+def running_jobs(jobs: Iterable[dict]) -> int:
+    """How many of these background jobs (records with a "done" flag) are still in flight."""
+    return sum(not j.get("done") for j in jobs)
+
+
+_IN_FLIGHT: list[dict] = []        # every background job this server started: training runs and limit solves
+_CLAIM = threading.Lock()          # check-the-cap-and-register is one step across all sessions and both kinds
+
+
+def claim_job(make: Callable[[], dict]) -> dict:
+    """Start a background job within the server-wide cap: in hosted mode, refuse (ReadOnlyError) when
+    max_jobs() jobs — training runs and limit solves together — are in flight; else call `make()` (which
+    prepares the job and returns its record, with a "done" flag) and count it. Check and registration happen
+    under one lock, so two visitors clicking at once cannot both pass the cap."""
+    with _CLAIM:
+        _IN_FLIGHT[:] = [j for j in _IN_FLIGHT if not j.get("done")]
+        if hosted() and len(_IN_FLIGHT) >= max_jobs():
+            raise ReadOnlyError("the server is busy with another run; try again when it ends")
+        job = make()
+        _IN_FLIGHT.append(job)
+        return job

@@ -167,6 +167,8 @@ def series(path: str, mtime_ns: int, metric: str, depth: int, layers: tuple[int,
         xs, ys = steps[ok], y[ok]
         idx = minmax_indices(ys, max_points)
         part = pd.DataFrame({LAYER: layer, TAU: layer / max(depth, 1), STEP: xs[idx], VALUE: ys[idx]})
+        if g[STDERR] is not None:  # a limit run's Monte-Carlo error, for its band
+            part[STDERR] = g[STDERR][rows, k][ok][idx]
         if smooth > 0:  # smooth at full resolution, then sample where the raw line was kept
             part[SMOOTH] = ema_debiased(ys, smooth)[idx]
         parts.append(part)
@@ -292,3 +294,25 @@ def transfer_family(runs: Sequence) -> tuple[list, int]:
         return [], 0
     best = max(fams.values(), key=lambda fam: len({(r.config.get("depth"), r.config.get("lr")) for r in fam}))
     return best, len(fams)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def recorded_layers(path: str, mtime_ns: int) -> tuple[int, ...]:
+    """The layer indices ≥ 0 that metrics.parquet holds: pages build their depth lists from these, never from
+    the config's claimed depth (a run claiming depth 10¹² must not make a page loop over 10¹² layers)."""
+    cols = _query("SELECT DISTINCT layer FROM read_parquet(?) WHERE layer >= 0 ORDER BY layer",
+                  [_parquet(path, METRICS)])
+    return tuple(int(v) for v in cols[LAYER])
+
+
+def tau_grid(runs: Sequence, first: int = 0) -> list[float]:
+    """Depth times τ = ℓ/L (rounded to 4 places) of the layers ℓ ≥ first that the runs recorded; runs whose
+    metrics cannot be read add none."""
+    grid = set()
+    for r in runs:
+        try:
+            layers = recorded_layers(r.path, mtime(r.path))
+        except RunFormatError:
+            continue
+        grid.update(round(ell / depth_of(r), 4) for ell in layers if ell >= first)
+    return sorted(grid)

@@ -20,10 +20,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import hosting, loaders
+from dashboard import evidence, hosting, loaders, selection
+from dashboard.nav import nav
 from dashboard.settings import DATA_ENV, REPO, UPLOADED_ROOTS, USER_ENV
 from dashboard.uploads import keep_fresh
-from dashboard.state import seed_widget, set_url
+from dashboard.state import set_url
 from dynamics.figures import RUN, TAU
 from dynamics.metrics import METRICS
 from dynamics.runs.store import LAYER, METRIC, RUN_JSON, STEP, RunFormatError, list_runs, liveness, read_metrics
@@ -137,14 +138,19 @@ def find_runs(roots: dict[str, Path]) -> tuple[list[Run], list[dict[str, Any]]]:
 
 
 def folders(page: str) -> dict[str, Path]:
-    """The sidebar folder box, then the folders to search: {"bundled": data_dir(), "user": the box,
+    """The sidebar folder box, then the folders to search: {"bundled": data_dir(), "claims": the runs beside
+    its claims.json, "user": the box,
     "upload", "upload2", …: session_roots()}."""
+    nav()
     hosting.banner()
     if hosting.hosted():
         keep_fresh()  # every page sweeps expired session folders on a shared instance, not only Upload
     folder = user_dir_input(page)
     try:
         roots = {"bundled": data_dir()}
+        claimed = evidence.runs_folder(evidence.find_claims(roots["bundled"]))
+        if claimed is not None:  # the runs the claims table links to (data/reproduce/runs)
+            roots["claims"] = claimed
     except (OSError, ValueError) as e:
         st.error(f"Cannot read the bundled runs `{os.environ.get(DATA_ENV)}`: {e}")
         roots = {}
@@ -163,27 +169,19 @@ def load_runs(page: str) -> list[Run]:
     roots = folders(page)
     runs, broken = find_runs(roots)
     for meta in broken:
-        st.error(f"Skipped the damaged run `{meta['path']}`: {meta['error']}. "
+        where = Path(meta["path"]).name if hosting.hosted() else meta["path"]  # no server paths for visitors
+        st.error(f"Skipped the damaged run `{where}`: {meta['error']}. "
                  "Fix its run.json or move the directory out of the runs folder.")
     if not runs:
         st.info(f"No runs found in {' or '.join(f'`{p}`' for p in roots.values())}" +
                 f". Train one with `{TRAIN_HINT}`, then type `runs/` into the sidebar box *Your runs folder* "
                 f"(or start the dashboard with `{USER_ENV}=runs/`).")
         st.stop()
+    selection.remember(runs)
     return runs
 
 
-def pick_runs(page: str, runs: list[Run], default_count: int = 3, default: list[str] | None = None) -> list[Run]:
-    """Sidebar multiselect of runs, mirrored in ?runs=; defaults to `default` (labels) if given, else the
-    first `default_count` runs, finite runs before limit runs."""
-    key, labels = f"{page}.runs", [r.label for r in runs]
-    if default is None:
-        default = [r.label for r in sorted(runs, key=lambda r: r.kind == "limit")][:default_count]
-    seed_widget(key, "runs", labels, default, multi=True)
-    chosen = st.sidebar.multiselect("Runs", labels, key=key)
-    set_url(runs=chosen)
-    by_label = {r.label: r for r in runs}
-    return [by_label[c] for c in chosen]
+pick_runs = selection.pick_runs  # the sidebar picker: one selection per session (dashboard.selection)
 
 
 # --- views of the metadata (pure) --------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import streamlit as st
 
-from dashboard import loaders as D
+from dashboard import hosting, loaders as D
 from dashboard.runs import Run
 from dashboard.widgets import choose, show_chart
 from dynamics.figures import quantile_fan_figure
@@ -22,7 +22,10 @@ LIKE_KEYS = ("like", "like_path", "like_run", "source_run")
 
 def limit_command(run: Run | None) -> str:
     """The command that makes the limit run of `run` (the limit solver's CLI, DESIGN.md)."""
-    like = _shown_path(run.path) if run is not None else "data/<run>"
+    if run is None:
+        like = "data/<run>"
+    else:  # a shared instance shows no server paths: the run's folder name under the user's own runs/
+        like = f"runs/{Path(run.path).name}" if hosting.hosted() else _shown_path(run.path)
     return f"python -m dynamics limit --like {like} --out runs/"
 
 
@@ -36,8 +39,8 @@ def _shown_path(path: str) -> str:
 
 
 def limit_missing(run: Run | None) -> None:
-    st.info("No limit runs found. A limit run holds the infinite-width, infinite-depth prediction (the SDE/NFD "
-            "of THEORY §3, §6) for a finite run's setting, with Monte-Carlo error bars. Make one with the "
+    st.info("No limit runs found. A limit run holds the infinite-width, infinite-depth prediction (the SDE / NFD "
+            "limit) for a finite run's setting, with Monte-Carlo error bars. Make one with the "
             "command below (the limit solver's CLI; if your version of dynamics lacks `limit`, it is not "
             "released yet), then type `runs/` into the sidebar box *Your runs folder*:")
     st.code(limit_command(run), language="bash")
@@ -59,8 +62,9 @@ def matched_limit(run: Run, candidates: Sequence[Run]) -> Run | None:
     return same[0] if same else None
 
 
-def quantile_fan(page: str, run: Run, all_runs: Sequence[Run], step: int, fmt: str) -> None:
-    """Quantiles of h_ℓ over one neuron at `step` (the nearest recorded), one probe, against a limit run."""
+def quantile_fan(page: str, run: Run, all_runs: Sequence[Run], step: int, fmt: str, against: Run | None = None) -> None:
+    """Quantiles of h_ℓ over one neuron at `step` (the nearest recorded), one probe, against a limit run
+    (`against`, else one picked here)."""
     try:
         n_steps, probes = D.neuron_index(run.path, D.mtime(run.path, NEURONS))
     except RunFormatError as e:
@@ -76,8 +80,9 @@ def quantile_fan(page: str, run: Run, all_runs: Sequence[Run], step: int, fmt: s
     c1, c2 = st.columns(2)
     probe = choose(page, "probe", "Probe input", [-1, *probes], probes[0], widget=c1.selectbox,
                    url_default=False, format_func=lambda p: "mean over probes" if p < 0 else f"probe {p}")
-    lim = choose(page, "limit", "Against the limit run", [NONE, *[c.label for c in cands]],
-                 default.label if default else NONE, widget=c2.selectbox, url_default=False)
+    lim = against.label if against is not None else choose(
+        page, "limit", "Against the limit run", [NONE, *[c.label for c in cands]], default.label if default else NONE,
+        widget=c2.selectbox, url_default=False)
     df = D.neurons(run.path, D.mtime(run.path, NEURONS), D.depth_of(run), at, probe)
     ref, note = None, ""
     if lim != NONE:
@@ -111,3 +116,23 @@ def other_differences(runs: Sequence[Run], allowed: Sequence[str]) -> list[str]:
     from dashboard.runs import config_diff
     skip = set(allowed) | {"device", "dtype", "record_every", "test_every"}
     return [c for c in config_diff(list(runs)).columns if c not in skip] if len(runs) > 1 else []
+
+
+def log_gaps(data, log_y: bool, excess: bool) -> None:
+    """On a log axis, say which runs' values cannot be drawn (≤ 0) instead of dropping them silently. `data`:
+    run, value[, value_chance]; with `excess` the drawn value is value − value_chance."""
+    if not log_y or data.empty:
+        return
+    from dashboard.selection import style
+    names = style()[0]
+    y = data["value"] - data["value_chance"] if excess and "value_chance" in data else data["value"]
+    notes = []
+    for run, bad in (y <= 0).groupby(data["run"], sort=False):
+        if bad.any():
+            zeros = bool((y[bad.index][bad] == 0).all())
+            notes.append(f"`{names.get(run, run)}`: {int(bad.sum())} of {len(bad)} values "
+                         f"{'are exactly 0' if zeros else 'are 0 or below'}")
+    if notes:
+        st.caption("Not drawn on the log axis: " + "; ".join(notes) + ". Exact zeros mean no coupling at all "
+                   "(a decoupled run never uses W's transpose); an excess below 0 means under the chance level. "
+                   "Switch the log axis off to see them.")

@@ -5,11 +5,16 @@ dependencies run one way: settings ← hosting ← uploads ← runs ← pages. N
 
 Hosted (shared, read-only) mode is on when $DYNAMICS_READONLY says so (the Docker image sets it), else when
 `.streamlit/secrets.toml` (or Streamlit Community Cloud's secrets box) holds `[dynamics] readonly = true`.
+The switch is strict: only 1/true/yes/on and 0/false/no/off are understood; anything else fails closed
+(hosted) and `check()` reports it, so `python -m dashboard.settings` (the Docker image runs it before the
+server) stops with one line. `quotas()` holds the upload and import bounds, lower in hosted mode.
 """
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import streamlit as st
@@ -23,18 +28,91 @@ UPLOADED_ROOTS = "uploaded_roots"  # session key: list of extra run roots for th
 
 DEFAULT_CAP = (256, 16, 200)      # width, depth, steps: a CPU run of seconds
 HOSTED_TTL_HOURS = 0.5            # session folders of a shared instance live 30 min after the last visit
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+class SettingsError(ValueError):
+    """A setting that is not understood; the message is one line naming it and what it may be."""
+
+
+def _switch() -> tuple[bool, str | None]:
+    """(hosted?, problem): an unclear switch gives (True, why): a shared instance never fails open."""
+    env = os.environ.get(READONLY_ENV)
+    if env is not None:
+        v = env.strip().lower()
+        if v in _TRUE | _FALSE:
+            return v in _TRUE, None
+        return True, f"${READONLY_ENV}={env[:40]!r} is not a clear yes or no; use 1 (shared, read-only) or 0"
+    if not st.secrets.load_if_toml_exists():  # no secrets file: no error element, no exception
+        return False, None
+    value = (st.secrets.get("dynamics") or {}).get("readonly", False)
+    if isinstance(value, bool):
+        return value, None
+    if str(value).strip().lower() in _TRUE | _FALSE:
+        return str(value).strip().lower() in _TRUE, None
+    return True, f"secrets [dynamics] readonly = {str(value)[:40]!r} is not a clear yes or no; use true or false"
 
 
 def hosted() -> bool:
-    """$DYNAMICS_READONLY if set (1/true/yes/on, or 0/false/no/off), else secrets [dynamics] readonly."""
-    env = os.environ.get(READONLY_ENV)
-    if env is not None and env.strip().lower() in _TRUE | _FALSE:
-        return env.strip().lower() in _TRUE
-    if not st.secrets.load_if_toml_exists():  # no secrets file: no error element, no exception
-        return False
-    section = st.secrets.get("dynamics") or {}
-    return str(section.get("readonly", False)).strip().lower() in _TRUE
+    """$DYNAMICS_READONLY if set (1/true/yes/on, or 0/false/no/off), else secrets [dynamics] readonly; an unclear
+    value counts as hosted (check() reports it)."""
+    return _switch()[0]
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Upload and import bounds: files and MB per drop, MB per session folder and over all session folders,
+    MB and seconds of one import's child process (dynamics.runs.sandbox)."""
+    files: int
+    upload_mb: float
+    session_mb: float
+    total_mb: float
+    import_mb: int
+    import_seconds: float
+
+
+LOCAL_QUOTAS = Quotas(files=50, upload_mb=1000, session_mb=8192, total_mb=32768, import_mb=4096, import_seconds=600)
+HOSTED_QUOTAS = Quotas(files=5, upload_mb=50, session_mb=200, total_mb=2048, import_mb=768, import_seconds=60)
+QUOTA_ENVS = {"files": "DYNAMICS_UPLOAD_FILES", "upload_mb": "DYNAMICS_UPLOAD_MB", "session_mb": "DYNAMICS_SESSION_MB",
+              "total_mb": "DYNAMICS_UPLOADS_TOTAL_MB", "import_mb": "DYNAMICS_IMPORT_MB",
+              "import_seconds": "DYNAMICS_IMPORT_SECONDS"}
+
+
+def _quota_overrides() -> tuple[dict, list[str]]:
+    values, problems = {}, []
+    for f in fields(Quotas):
+        raw = os.environ.get(QUOTA_ENVS[f.name], "").strip()
+        if not raw:
+            continue
+        try:
+            v = int(raw) if f.type in (int, "int") else float(raw)
+            if not v > 0 or v != v or v == float("inf"):
+                raise ValueError
+            values[f.name] = v
+        except ValueError:
+            problems.append(f"${QUOTA_ENVS[f.name]}={raw[:40]!r} is not a positive "
+                            f"{'whole ' if f.type in (int, 'int') else ''}number")
+    return values, problems
+
+
+def quotas() -> Quotas:
+    """The hosted or local quotas, with $DYNAMICS_UPLOAD_FILES etc. overriding (a malformed value is ignored
+    here and reported by check())."""
+    return replace(HOSTED_QUOTAS if hosted() else LOCAL_QUOTAS, **_quota_overrides()[0])
+
+
+def check() -> list[str]:
+    """Every setting that is not understood, one line each ([] = all clear)."""
+    problems = [why] if (why := _switch()[1]) else []
+    problems += _quota_overrides()[1]
+    for env in (TTL_ENV, JOBS_ENV):
+        raw = os.environ.get(env, "").strip()
+        try:
+            if raw and not float(raw) > 0:
+                raise ValueError
+        except ValueError:
+            problems.append(f"${env}={raw[:40]!r} is not a positive number")
+    return problems
 
 
 def train_cap() -> tuple[int, int, int] | None:
@@ -71,3 +149,17 @@ def ttl_seconds() -> float:
 def cache_dir() -> Path:
     """Where remote runs roots are mirrored ($DYNAMICS_CACHE_DIR, else the temp folder's dynamics-remote)."""
     return Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "dynamics-remote")
+
+
+def main() -> int:
+    """`python -m dashboard.settings`: check the settings before serving; one line per problem, exit 2."""
+    if problems := check():
+        for p in problems:
+            print(f"dynamics dashboard: {p}", file=sys.stderr)
+        return 2
+    print(f"dynamics dashboard: settings understood ({'hosted, read-only' if hosted() else 'private'}: {quotas()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,10 @@ while the user switches pages or changes views; while one is in flight, a fragme
 second draws its st.progress bar, and when the run ends the whole page reruns once so the new run appears in the run picker (and the
 run folder becomes the sidebar's *Your runs folder*). Errors come back as one line, never a traceback.
 In hosted mode (dashboard.hosting) runs go only into the session's own temporary folder (the Upload page's,
-so they share its TTL and per-session visibility), within hosting.train_cap() and hosting.max_jobs().
+so they share its TTL and per-session visibility), within hosting.train_cap() and hosting.max_jobs(); the
+check of the running jobs and the registration of the new one happen under one lock (hosting.claim_job,
+shared with the Limit page's solver), so two
+sessions pressing Train at once cannot both pass the cap.
 """
 from __future__ import annotations
 
@@ -41,20 +44,23 @@ def _work(cfg: RunConfig, run_dir: Path, job: dict) -> None:
 def start(cfg: RunConfig, out: str) -> Path:
     """Start training cfg into a new run directory under `out` in a background thread; returns run_dir."""
     from dynamics.cli import prepare_run_dir
-    caps, where = CAPS, "the form's"
-    if hosting.hosted():
+    caps, where, hosted = CAPS, "the form's", hosting.hosted()
+    if hosted:
         if hosting.train_cap() is None:
             raise hosting.ReadOnlyError("training from the page is off on this shared instance")
         caps, where = dict(zip(("width", "depth", "steps"), hosting.train_cap())), "this shared instance's"
-        if hosting.running_jobs(_JOBS) >= hosting.max_jobs():
-            raise hosting.ReadOnlyError("the server is busy training another run; try again when it ends")
     hosting.refuse_write(out)
     for name, cap in caps.items():
         if getattr(cfg, name) > cap:
             raise ConfigError(f"{name}={getattr(cfg, name)} is above {where} cap {cap}; "
                               "use `python -m dynamics train` for bigger runs")
-    run_dir = prepare_run_dir(out, None, cfg, overwrite=False)
-    job = _JOBS[str(run_dir)] = {"steps": cfg.steps, "step": -1, "loss": None, "done": False}
+    def make() -> dict:
+        job = {"steps": cfg.steps, "step": -1, "loss": None, "done": False,
+               "run_dir": prepare_run_dir(out, None, cfg, overwrite=False)}
+        _JOBS[str(job["run_dir"])] = job
+        return job
+    job = hosting.claim_job(make)  # the server-wide cap (with limit solves), checked and claimed under one lock
+    run_dir = job["run_dir"]
     threading.Thread(target=_work, args=(cfg, run_dir, job), daemon=True, name=f"train {run_dir.name}").start()
     return run_dir
 
@@ -77,7 +83,7 @@ def train_form(page: str) -> None:
             steps = c1.number_input("steps", 1, CAPS["steps"], 50)
             lr = c2.number_input("lr η", 1e-4, 10.0, 0.5, format="%.4g")
             act = c1.selectbox("act", ACTIVATIONS, index=ACTIVATIONS.index("relu"))
-            param = c2.selectbox("param", PARAMS)
+            param = st.selectbox("param", PARAMS)  # full width: "depth-mup" is cut to "deptl" in a half column
             backward = st.radio("backward", BACKWARDS, horizontal=True)
             if hosted := hosting.hosted():
                 cap = hosting.train_cap()

@@ -7,7 +7,15 @@ run finder reads (dashboard.runs.session_roots): the runs appear on every page o
 other, since no other session knows the folder. Folders untouched for longer than the TTL (default 6 h,
 $DYNAMICS_UPLOAD_TTL_HOURS; 30 min in hosted mode) are deleted when the Upload page loads (in hosted mode:
 when any page loads; dashboard.hosting). Uploaded bytes are staged in a hidden
-folder inside the session folder (ignored by the run finder) and removed after the import.
+folder inside the session folder (ignored by the run finder) and removed after the import; the uploader's
+copy in the server's memory is released as soon as the bytes are on disk.
+
+Bounds (dashboard.settings.quotas, lower in hosted mode): files and MB per drop, MB per session folder and
+over all session folders; each file is imported by dynamics.runs.sandbox, one at a time, in a child process
+with a memory and time limit (Limits.hosted() in hosted mode), so a hostile file ends in one line. Staging
+folders left by a server that was killed mid-import (made before this process started) are removed by the
+next sweep, and any older than twice the import time limit. Names shown on the page are escaped (`md`),
+never read as Markdown.
 """
 from __future__ import annotations
 
@@ -22,8 +30,10 @@ from typing import Any
 import streamlit as st
 
 from dashboard import hosting
-from dashboard.settings import TTL_ENV, UPLOAD_ENV, UPLOADED_ROOTS, ttl_seconds  # noqa: F401
-from dynamics.runs.imports import RunImportError, import_file
+from dashboard.settings import TTL_ENV, UPLOAD_ENV, UPLOADED_ROOTS, quotas, ttl_seconds  # noqa: F401
+from dynamics.runs.import_bounds import Limits
+from dynamics.runs.imports import RunImportError
+from dynamics.runs.sandbox import Bounds, import_bounded
 from dynamics.runs.store import RunFormatError
 
 PREFIX = "session-"
@@ -34,22 +44,59 @@ def base_dir() -> Path:
     return Path(os.environ.get(UPLOAD_ENV) or Path(tempfile.gettempdir()) / "dynamics-uploads")
 
 
+_STAGED = (".staging-", ".import-")  # hidden work folders inside a session folder
+_STARTED = time.time()                   # when this server process loaded the module: older staging is stale
+
+
 def sweep_old(base: Path | None = None, ttl: float | None = None, keep: Path | None = None) -> list[Path]:
-    """Delete per-session folders whose last change is older than the TTL (not `keep`); returns them."""
+    """Delete per-session folders whose last change is older than the TTL (not `keep`), and stale staging
+    folders inside the others; returns what was deleted. A staging folder is stale when it was made before
+    this server process started (a killed server's: nothing of this process can be in it) or is older than
+    twice the import time limit."""
     base, ttl = base or base_dir(), ttl_seconds() if ttl is None else ttl
-    gone = []
+    gone: list[Path] = []
     if not base.is_dir():
         return gone
     now = time.time()
+    stale = 2 * quotas().import_seconds + 60
     for d in base.iterdir():
         try:
-            old = d.is_dir() and d.name.startswith(PREFIX) and now - d.stat().st_mtime > ttl
+            if not (d.is_dir() and d.name.startswith(PREFIX)):
+                continue
+            old = now - d.stat().st_mtime > ttl
         except OSError:
             continue
         if old and (keep is None or d.resolve() != keep.resolve()):
             shutil.rmtree(d, ignore_errors=True)
             gone.append(d)
+            continue
+        for w in _children(d):
+            try:
+                if w.name.startswith(_STAGED) and (w.stat().st_mtime < _STARTED or now - w.stat().st_mtime >= stale):
+                    shutil.rmtree(w, ignore_errors=True)
+                    gone.append(w)
+            except OSError:
+                continue
     return gone
+
+
+def _children(d: Path) -> list[Path]:
+    try:
+        return list(d.iterdir())
+    except OSError:
+        return []
+
+
+def disk_mb(path: Path) -> float:
+    """MB of the files under `path` (0 when it does not exist)."""
+    total = 0
+    for dirpath, _, names in os.walk(path):
+        for n in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, n)).st_size
+            except OSError:
+                pass
+    return total / 2 ** 20
 
 
 def clean_up() -> None:
@@ -71,7 +118,11 @@ def session_root() -> Path:
     root = st.session_state.get(_ROOT)
     if root is None or not Path(root).is_dir():
         base = base_dir()
-        hosting.refuse_write(base)  # a misconfigured upload folder inside the served runs
+        try:
+            hosting.refuse_write(base)  # a misconfigured upload folder inside the served runs
+        except hosting.ReadOnlyError:  # said without the server's path
+            raise hosting.ReadOnlyError("uploads are off: this shared instance's upload folder is inside its "
+                                        "read-only runs (whoever runs it: set DYNAMICS_UPLOAD_DIR elsewhere)") from None
         base.mkdir(parents=True, exist_ok=True)
         root = tempfile.mkdtemp(prefix=PREFIX, dir=base)
         st.session_state[_ROOT] = root
@@ -108,14 +159,41 @@ def _sidecar_for(name: str, sidecars: dict[str, bytes], data_files: int) -> str 
     return next(iter(sidecars)) if len(sidecars) == 1 and data_files == 1 else None
 
 
-def import_uploads(files: list[tuple[str, bytes]], root: Path) -> list[dict[str, Any]]:
-    """(name, bytes) uploads -> one outcome per data file: {"file", "ok", "run", "summary", "skipped", "error"}."""
+def _over_quota(files: list[tuple[str, Any]], root: Path) -> str | None:
+    """Why this drop is refused (files, MB per drop, session folder, all session folders), else None."""
+    q = quotas()
+    mb = sum(_size(b) for _, b in files) / 2 ** 20
+    if len(files) > q.files:
+        return f"{len(files)} files in one drop (limit {q.files}); upload fewer at a time"
+    if mb > q.upload_mb:
+        return f"{mb:.1f} MB in one drop (limit {q.upload_mb:g} MB); upload fewer or smaller files"
+    if (used := disk_mb(root)) + mb > q.session_mb:
+        return (f"your session's runs already take {used:.1f} MB; {mb:.1f} MB more is over the "
+                f"{q.session_mb:g} MB a session may hold")
+    if disk_mb(root.parent) + mb > q.total_mb:
+        return "the server's space for uploads is full; try again later"
+    return None
+
+
+def _size(blob: Any) -> int:
+    return blob.nbytes if isinstance(blob, memoryview) else len(blob)
+
+
+def import_uploads(files: list[tuple[str, Any]], root: Path) -> list[dict[str, Any]]:
+    """(name, bytes or memoryview) uploads -> one outcome per data file: {"file", "ok", "run", "summary",
+    "skipped", "error"}. Each file is imported in a bounded child process (dynamics.runs.sandbox)."""
     sidecars = {n: b for n, b in files if n.lower().endswith(".json")}
     data = [(n, b) for n, b in files if not n.lower().endswith(".json")]
-    out = []
     if sidecars and not data:
         return [{"file": n, "ok": False, "error": "a JSON file alone is not a run; upload it together with "
                  "the CSV or Parquet file it describes"} for n in sidecars]
+    if why := _over_quota(files, root):
+        return [{"file": n, "ok": False, "error": why} for n, _ in data]
+    hosted = hosting.hosted()
+    q = quotas()
+    limits = Limits.hosted() if hosted else Limits()
+    bounds = Bounds(memory_mb=q.import_mb, seconds=q.import_seconds, wait_seconds=q.import_seconds)
+    out = []
     for name, blob in data:
         stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
         try:
@@ -126,21 +204,48 @@ def import_uploads(files: list[tuple[str, bytes]], root: Path) -> list[dict[str,
             if side:
                 (stage / "sidecar.json").write_bytes(sidecars[side])
                 cfg = stage / "sidecar.json"
-            res = import_file(src, root, name=_unique(root, name), config=cfg, source_name=name)
+            res = import_bounded(src, root, name=_unique(root, name), config=cfg, source_name=name, limits=limits,
+                                 bounds=bounds)
             out.append({"file": name, "ok": True, "run": res.run_dir.name, "summary": res.summary,
                         "skipped": res.skipped, "sidecar": side, "format": res.meta["source"]["format"]})
         except (RunImportError, RunFormatError) as e:
-            out.append({"file": name, "ok": False, "error": str(e)})
+            out.append({"file": name, "ok": False, "error": scrub(str(e), root)})
+        except OSError as e:  # the session folder is full or gone: one line, no path
+            out.append({"file": name, "ok": False, "error": f"cannot store the upload ({e.strerror or 'disk error'})"})
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     return out
+
+
+_ABS_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.+=@-]+/)+[\w.+=@-]*")
+
+
+def scrub(msg: str, root: Path) -> str:
+    """A message for the visitor without server paths: the session folder is "your session folder", any other
+    absolute path "…"."""
+    msg = msg.replace(str(root), "your session folder")
+    return _ABS_PATH.sub("…", msg)
+
+
+def _release(files: list) -> None:
+    """Drop the uploader's copies of `files` from the server's memory (their bytes are on disk now)."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+        ctx = get_script_run_ctx()
+        mgr = getattr(ctx, "uploaded_file_mgr", None)
+        if ctx is None or not hasattr(mgr, "remove_file"):
+            return
+        for f in files:
+            mgr.remove_file(session_id=ctx.session_id, file_id=f.file_id)
+    except Exception:  # noqa: BLE001 (an internal API: releasing early is an optimisation, never an error)
+        pass
 
 
 def process(uploaded: list) -> list[dict[str, Any]]:
     """Import the uploader's files not seen before in this session; every outcome so far, newest last.
 
     Streamlit reruns the page on every interaction with the same files still in the uploader, so files are
-    remembered by their file id and imported once."""
+    remembered by their file id and imported once; their bytes are released from memory after the import."""
     done: dict[str, list] = st.session_state.setdefault(_DONE, {})
     new = [f for f in uploaded if f.file_id not in done]
     if new:
@@ -149,12 +254,38 @@ def process(uploaded: list) -> list[dict[str, Any]]:
         except hosting.ReadOnlyError as e:
             return [{"file": f.name, "ok": False, "error": str(e)} for f in new]
         key = "+".join(f.file_id for f in new)
-        done[key] = import_uploads([(f.name, f.getvalue()) for f in new], root)
+        done[key] = import_uploads([(f.name, f.getbuffer()) for f in new], root)
         for f in new:
             done.setdefault(f.file_id, [])
+        _release(new)
         if any(o["ok"] for o in done[key]):
             register(root)
     return [o for outcomes in done.values() for o in outcomes]
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!|~$])")  # what can start emphasis, code, links, images, HTML, math
+
+
+def md(text: Any) -> str:
+    """`text` for st.markdown as plain text: Markdown and HTML characters escaped, control and format
+    characters (newlines, right-to-left overrides) shown as their code point; long text cut to 200."""
+    import unicodedata
+    s = "".join(f"U+{ord(c):04X}" if unicodedata.category(c) in ("Cc", "Cf") else c for c in str(text)[:200])
+    return _MD_SPECIAL.sub(r"\\\1", s)
+
+
+def code(text: Any) -> str:
+    """`text` as a Markdown code span (nothing inside is rendered); backticks become ', control characters
+    their code point."""
+    import unicodedata
+    s = "".join(f"U+{ord(c):04X}" if unicodedata.category(c) in ("Cc", "Cf") else c for c in str(text)[:200])
+    return "`" + (s.replace("`", "'") or " ") + "`"
+
+
+def skipped_markdown(skipped: list[dict[str, str]]) -> str:
+    """The "Skipped, and why" list as Markdown whose items are escaped text (a column named like a Markdown
+    image stays text: the visitor's browser fetches nothing)."""
+    return "**Skipped, and why:**\n" + "\n".join(f"- {md(s['what'])}: {md(s['why'])}" for s in skipped)
 
 
 def preview_rows(summary: dict[str, Any]) -> list[dict[str, str]]:

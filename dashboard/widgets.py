@@ -9,9 +9,11 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 import streamlit as st
 
+from dashboard.csv_export import csv_bytes
 from dashboard.runs import caption, layered_catalog
 from dashboard.state import seed_range, seed_widget, set_url
-from dynamics.figures import chart_config
+from dashboard.selection import style
+from dynamics.figures import chart_config, restyle_runs
 
 SMOOTHING = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
 
@@ -25,6 +27,21 @@ def choose(page: str, param: str, label: str, options: Sequence[Any], default: A
     value = widget(label, options, key=key, **kw)
     set_url(**{param: value if url_default or value != default else None})
     return value
+
+
+def pick_one(page: str, runs: Sequence, param: str = "hrun"):
+    """One of `runs` (a selectbox when there are several; not in the URL when it is the first). Full names: a
+    format_func here would break AppTest's replay of the widget."""
+    labels = [r.label for r in runs]
+    if len(labels) == 1:
+        return runs[0]
+    label = choose(page, param, "Run", labels, labels[0], url_default=False)
+    return runs[labels.index(label)]
+
+
+def pick_step(page: str, steps: Sequence[int], default: int, where=st) -> int:
+    """A step slider over recorded steps (?step=); no widget when there is one step."""
+    return choose(page, "step", "Step", steps, default, widget=where.select_slider) if len(steps) > 1 else steps[0]
 
 
 def toggle(page: str, param: str, label: str, where=st) -> bool:
@@ -78,6 +95,7 @@ def image_format(page: str) -> str:
 def show_chart(fig, data: pd.DataFrame, name: str, *, key: str, fmt: str = "png") -> None:
     """The figure (its toolbar's camera saves `name`.png or .svg) and a CSV download of `data`, the frame
     drawn, built only when the button is clicked."""
+    restyle_runs(fig, *style())  # each run's short name and colour, the same on every page
     st.plotly_chart(fig, config=chart_config(name, fmt), key=f"{key}.chart")
-    st.download_button("CSV of this chart", lambda: data.to_csv(index=False).encode(), file_name=f"{name}.csv",
+    st.download_button("CSV of this chart", lambda: csv_bytes(data), file_name=f"{name}.csv",
                        mime="text/csv", key=f"{key}.csv", on_click="ignore")

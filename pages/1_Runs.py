@@ -47,6 +47,7 @@ metric = st.selectbox("Metric", list(catalog), key=key,
                       format_func=lambda m: f"{m}: {R.caption(m)}" if R.caption(m) else m)
 set_url(metric=metric)
 network, steps = catalog[metric]
+diverged = {r.label for r in chosen if r.meta.get("status") == "diverged"}
 key = f"{PAGE}.log_y"
 seed_widget(key, "log_y", [False, True], False)
 log_y = st.toggle("log y axis", key=key)
@@ -56,7 +57,7 @@ if network:
     set_url(step=None)
     shown, errors = R.metric_frame(chosen, metric)
     fig = metric_over_steps_figure(shown, metric=metric, caption=R.caption(metric), log_y=log_y,
-                                   title=f"{metric} over steps")
+                                   title=f"{metric} over steps", diverged=diverged)
     name = metric
 else:  # one step of a per-layer metric: read only that step (a big run holds millions of rows)
     key = f"{PAGE}.step"
@@ -69,7 +70,7 @@ else:  # one step of a per-layer metric: read only that step (a big run holds mi
     if missing:
         st.caption(f"Not recorded at step {step}: {', '.join(missing)}.")
     fig = depth_profile_figure(shown, metric=metric, caption=R.caption(metric), log_y=log_y,
-                               title=f"{metric} over depth at step {step}")
+                               title=f"{metric} over depth at step {step}", diverged=diverged)
     name = f"{metric}_step{step}"
 R.show_problems(errors)
 show_chart(fig, shown, name, key=f"{PAGE}.chart")

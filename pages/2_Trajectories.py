@@ -30,24 +30,11 @@ log_y = W.toggle(PAGE, "log_y", "log values", where=c1)
 with c2:
     window = W.step_range(PAGE, steps)
 cap = R.caption(metric)
-labels = [r.label for r in chosen]
-
-
-def pick_run():
-    label = W.choose(PAGE, "hrun", "Run", labels, labels[0], url_default=False) if len(chosen) > 1 else labels[0]
-    return chosen[labels.index(label)]
-
-
-def pick_step():
-    return W.choose(PAGE, "step", "Step", steps, steps[-1], widget=st.select_slider) if len(steps) > 1 else steps[0]
-
-
 heat_tab, depth_tab, steps_tab, neuron_tab = W.view_tabs(PAGE, ["Layer × step", "Over depth", "Over steps",
                                                                 "Neurons"])
-
 if heat_tab.open:
     with heat_tab:
-        run = pick_run()
+        run = W.pick_one(PAGE, chosen)
         try:
             hm = D.heatmap(run.path, D.mtime(run.path), metric, D.depth_of(run), window)
             W.show_chart(heatmap_figure(hm, metric=metric, caption=cap, log_z=log_y, title=f"{metric}: {run.label}"),
@@ -62,7 +49,7 @@ if heat_tab.open:
 
 if depth_tab.open:
     with depth_tab:
-        step = pick_step()
+        step = W.pick_step(PAGE, steps, steps[-1])
         prof, errors = D.profiles(chosen, metric, step)
         R.show_problems(errors)
         W.show_chart(depth_profile_figure(prof, metric=metric, caption=cap, log_y=log_y, title=f"{metric} over depth "
@@ -71,7 +58,7 @@ if depth_tab.open:
 
 if steps_tab.open:
     with steps_tab:
-        grid = sorted({round(l / D.depth_of(r), 4) for r in chosen for l in range(D.depth_of(r) + 1)})
+        grid = D.tau_grid(chosen) or [0.0]
         near = list(dict.fromkeys(min(grid, key=lambda g: abs(g - t)) for t in (0, 0.25, 0.5, 0.75, 1)))
         taus = W.choose(PAGE, "tau", "Layers (depth time τ; the nearest layer of each run)", grid, near,
                         widget=st.multiselect, multi=True, format_func=lambda t: f"τ={t:g}")
@@ -87,5 +74,7 @@ if steps_tab.open:
 
 if neuron_tab.open:
     with neuron_tab:
-        run = pick_run()
-        quantile_fan(PAGE, run, runs, pick_step(), fmt)
+        st.caption("Quantiles of the features h_ℓ over the neurons of one layer; the metric, log and step-range "
+                   "controls above belong to the other tabs.")
+        run = W.pick_one(PAGE, chosen)
+        quantile_fan(PAGE, run, runs, W.pick_step(PAGE, steps, steps[-1]), fmt)

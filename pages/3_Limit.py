@@ -1,15 +1,15 @@
-"""Limit page: how close are finite runs to the infinite-width, infinite-depth prediction (THEORY §3, §6)?
-
-Finite runs (solid) and a limit run (kind "limit" in run.json; dashed, with its Monte-Carlo ±stderr band)
-over depth time τ at a step, and, when several widths or depths are chosen, the finite-vs-limit error
-(RMS over τ of the seed-averaged profile; dynamics.paper.fits.profile_error) against width n and depth L.
-Without limit runs the page says which command makes one. The view lives in the URL.
+"""Limit page: finite runs against the infinite-width, infinite-depth prediction (the SDE / NFD limit, made by
+`python -m dynamics limit`): over training steps at chosen depth times (finite runs solid, the limit dashed
+with its Monte-Carlo ±stderr band), over depth time τ at a step, the single-neuron quantile fans, and the
+finite-vs-limit error against width n and depth L. Only metrics the limit run has are offered; the default
+metric and step are where finite and limit differ visibly. Without limit runs the page says which command
+makes one. The view lives in the URL.
 """
 import streamlit as st
 
-from dashboard import loaders as D, runs as R, widgets as W
-from dashboard.sections import limit_missing, limits, matched_limit, other_differences
-from dynamics.figures import depth_profile_figure, error_scaling_figure
+from dashboard import limit_views as V, loaders as D, runs as R, widgets as W
+from dashboard.sections import limit_missing, limits, matched_limit, other_differences, quantile_fan
+from dashboard.limit_solve import solve_missing
 
 PAGE = "limit_page"
 st.set_page_config(page_title="Limit · dynamics", page_icon=":material/monitoring:", layout="wide")
@@ -19,47 +19,44 @@ lims, finite = limits(runs), [r for r in runs if r.kind != "limit"]
 like = [r.label for r in finite if lims and not D.same_setting(r, lims[0])][:8]  # default: the first limit's family
 chosen = R.pick_runs(PAGE, finite, default=like or None)
 fmt = W.image_format(PAGE)
-ref = None
+solve_missing(PAGE, chosen[0] if chosen else None, lims)  # offers to solve a chosen run's missing limit here
 if not lims:
+    R.show_problems(R.metric_catalog(chosen)[1])
     limit_missing(chosen[0] if chosen else None)
-else:
-    guess = matched_limit(chosen[0], lims) if chosen else None
-    name = W.choose(PAGE, "limit", "Limit run", [r.label for r in lims], (guess or lims[0]).label)
-    ref = next(r for r in lims if r.label == name)
-shown = chosen + ([ref] if ref else [])
-if not shown:
+    st.stop()
+if not chosen:
     st.info("Pick one or more finite runs in the sidebar.")
     st.stop()
-metric, steps = W.layered_metric(PAGE, shown, "h_sq")
-step = W.choose(PAGE, "step", "Step", steps, steps[0], widget=st.select_slider) if len(steps) > 1 else steps[0]
+guess = matched_limit(chosen[0], lims) or lims[0]
+name = W.choose(PAGE, "limit", "Limit run (SDE / NFD prediction)", [r.label for r in lims], guess.label)
+ref = next(r for r in lims if r.label == name)
+catalog, errors = V.limit_metrics(chosen, ref)
+R.show_problems(errors)
+if not catalog:
+    st.info(f"`{ref.label}` and the chosen runs share no per-layer metric at a common step: pick other runs.")
+    st.stop()
+metric0, step0 = V.default_view(chosen, ref, catalog)
+metric = W.metric_choice(PAGE, list(catalog), metric0)
+steps = catalog[metric]
+step0 = step0 if metric == metric0 and step0 in steps else steps[-1]
 log_y = W.toggle(PAGE, "log_y", "log values")
-if ref and (diff := other_differences([ref, *chosen], ("width", "depth", "seed"))):
+if diff := other_differences([ref, *chosen], ("width", "depth", "seed")):
     st.warning(f"The chosen runs and the limit run also differ in {', '.join(diff)}: the limit describes only "
                "runs that share its setting apart from width, depth and seed.")
+st.caption("Dashed: the limit run, the SDE / NFD prediction for infinite width and depth, with its Monte-Carlo "
+           "±1 stderr band; solid: finite runs.")
 
-prof, errors = D.profiles(shown, metric, step)
-R.show_problems(errors)
-if ref and ref.label not in set(prof["run"]):
-    st.info(f"`{ref.label}` has no {metric} at step {step}: pick another step or metric.")
-W.show_chart(depth_profile_figure(prof, metric=metric, caption=R.caption(metric), log_y=log_y,
-                                  title=f"{metric} over depth at step {step}",
-                                  limit_runs={ref.label} if ref else ()),
-             prof, f"{metric}_vs_limit_step{step}", key=f"{PAGE}.overlay", fmt=fmt)
-
-if ref is None:
-    st.stop()
-st.subheader("Error against width and depth")
-err, errors = D.limit_errors(chosen, ref, metric, step)
-R.show_problems(errors)
-if err["width"].nunique() < 2 and err["depth"].nunique() < 2:
-    st.info("Pick finite runs at two or more widths or depths (same setting otherwise) to see the error shrink; "
-            "fitted slopes and confidence intervals are on the Scaling page.")
-    st.stop()
-for col, (x, group) in zip(st.columns(2), (("width", "depth"), ("depth", "width"))):
-    with col:
-        if err[x].nunique() < 2:
-            st.caption(f"Only one {x} among the chosen runs: no error-vs-{x} panel.")
-            continue
-        W.show_chart(error_scaling_figure(err, x=x, group=group, title=f"error vs {x}",
-                                          y_title=f"RMS error of {metric} vs limit"),
-                     err, f"{metric}_error_vs_{x}_step{step}", key=f"{PAGE}.err_{x}", fmt=fmt)
+steps_tab, depth_tab, fan_tab, err_tab = W.view_tabs(PAGE, ["Over steps", "Over depth", "Neurons",
+                                                            "Error vs n, L"])
+if steps_tab.open:
+    with steps_tab:
+        V.over_steps(PAGE, chosen, ref, metric, log_y, fmt)
+if depth_tab.open:
+    with depth_tab:
+        V.over_depth(PAGE, chosen, ref, metric, steps, step0, log_y, fmt)
+if fan_tab.open:
+    with fan_tab:
+        quantile_fan(PAGE, W.pick_one(PAGE, chosen), runs, W.pick_step(PAGE, steps, step0), fmt, against=ref)
+if err_tab.open:
+    with err_tab:
+        V.error_panels(PAGE, chosen, ref, metric, steps, step0, fmt)

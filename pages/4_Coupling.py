@@ -9,7 +9,7 @@ them. The view lives in the URL.
 import streamlit as st
 
 from dashboard import loaders as D, runs as R, widgets as W
-from dashboard.sections import train_command
+from dashboard.sections import log_gaps, train_command
 from dynamics.figures import TAU, chance_figure
 from dynamics.runs.store import STEP
 
@@ -37,30 +37,42 @@ chosen = [r for r in chosen if r not in lacking]
 metric = W.metric_choice(PAGE, present, "coupling_fwd")
 chance = f"{metric}_chance" if f"{metric}_chance" in catalog else None
 steps = list(catalog[metric][1])
-c1, c2 = st.columns(2)
-log_y = W.toggle(PAGE, "log_y", "log values", where=c1)
-log_x = W.toggle(PAGE, "log_x", "log steps", where=c2)
+c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="center")
+excess = chance is not None and W.choose(PAGE, "show", "Show", ["excess over chance", "measured"],
+                                         "excess over chance", widget=c1.radio, horizontal=True,
+                                         url_default=False) == "excess over chance"
+log_y = W.toggle(PAGE, "log_y", "log values", where=c2)
+log_x = W.toggle(PAGE, "log_x", "log steps", where=c3)
 if chance is None:
-    st.caption(f"No chance level is recorded for {metric}; only coupling_fwd and coupling_bwd have one.")
+    st.caption(f"No chance level is recorded for {metric} in these runs.")
+else:
+    st.caption("Chance level (shaded): the same measurement with an independent random matrix in place of W, i.e. "
+               "what projection noise alone gives at this width.  \nRead the excess (measured − chance) against "
+               "it: far above the band is coupling through W's transpose; inside it is noise.")
+
+
+def show(frame, ref, x, title, name, key):
+    data = frame if ref is None else frame.merge(ref[["run", x, "value"]], on=["run", x], how="left",
+                                                 suffixes=("", "_chance"))
+    log_gaps(data, log_y, excess)
+    W.show_chart(chance_figure(frame, ref, x=x, metric=metric, caption=R.caption(metric), log_x=log_x and x == STEP,
+                               log_y=log_y, title=title, excess=excess), data, name, key=key, fmt=fmt)
+
 
 st.subheader("Over depth at a step")
 step = W.choose(PAGE, "step", "Step", steps, steps[-1], widget=st.select_slider) if len(steps) > 1 else steps[0]
 prof, errors = D.profiles(chosen, metric, step)
 ref = D.profiles(chosen, chance, step)[0] if chance else None
 R.show_problems(errors)
-W.show_chart(chance_figure(prof, ref, x=TAU, metric=metric, caption=R.caption(metric), log_y=log_y,
-                           title=f"{metric} over depth at step {step}"),
-             prof if ref is None else prof.merge(ref, on=["run", "layer", "tau"], how="left", suffixes=("", "_chance")),
-             f"{metric}_step{step}", key=f"{PAGE}.depth", fmt=fmt)
+show(prof, ref, TAU, f"{metric}{' excess' if excess else ''} over depth at step {step}", f"{metric}_step{step}",
+     f"{PAGE}.depth")
 
 st.subheader("Over steps at one depth")
-grid = sorted({round(l / D.depth_of(r), 4) for r in chosen for l in range(1, D.depth_of(r) + 1)})
+grid = D.tau_grid(chosen, first=1) or [1.0]
 tau = W.choose(PAGE, "tau", "Depth time τ (the nearest block of each run)", grid,
                min(grid, key=lambda g: abs(g - 0.5)), widget=st.select_slider, format_func=lambda t: f"{t:g}")
-full = (steps[0], steps[-1])
-cur, errors = D.curves(chosen, metric, [tau], full, 0.0)
-ref = D.curves(chosen, chance, [tau], full, 0.0)[0] if chance else None
+cur, errors = D.curves(chosen, metric, [tau], (steps[0], steps[-1]), 0.0)
+ref = D.curves(chosen, chance, [tau], (steps[0], steps[-1]), 0.0)[0] if chance else None
 R.show_problems(errors)
-W.show_chart(chance_figure(cur, ref, x=STEP, metric=metric, caption=R.caption(metric), log_x=log_x, log_y=log_y,
-                           title=f"{metric} over steps at τ ≈ {tau:g}"),
-             cur, f"{metric}_tau{tau:g}", key=f"{PAGE}.steps", fmt=fmt)
+show(cur, ref, STEP, f"{metric}{' excess' if excess else ''} over steps at τ ≈ {tau:g}", f"{metric}_tau{tau:g}",
+     f"{PAGE}.steps")

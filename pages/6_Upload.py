@@ -8,10 +8,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import uploads as U
+from dashboard.nav import nav
 
 PAGE = "upload_page"
 st.set_page_config(page_title="Upload · dynamics", page_icon=":material/upload:", layout="wide")
 st.title("Upload your own runs")
+nav()
 st.markdown(
     "Drop one or more files: a **zipped run directory** of ours; our **metrics.parquet** (with its "
     "`run.json`); a **long CSV** with columns `step, layer, metric, value` (optional `stderr`); a **W&B "
@@ -34,13 +36,13 @@ if not outcomes:
 
 for o in reversed(outcomes):
     if not o["ok"]:
-        st.error(f"`{o['file']}` was not imported: {o['error']}")
+        st.error(f"{U.code(o['file'])} was not imported: {U.md(o['error'])}")
         continue
-    side = f", config from `{o['sidecar']}`" if o.get("sidecar") else ""
-    st.success(f"`{o['file']}` imported as run `{o['run']}` ({o['format']}{side}); it now appears on every page.")
+    side = f", config from {U.code(o['sidecar'])}" if o.get("sidecar") else ""
+    st.success(f"{U.code(o['file'])} imported as run {U.code(o['run'])} ({o['format']}{side}); it now appears on every page.")
     st.dataframe(pd.DataFrame(U.preview_rows(o["summary"])), hide_index=True)
     if o["skipped"]:
-        st.markdown("**Skipped, and why:**\n" + "\n".join(f"- {s['what']}: {s['why']}" for s in o["skipped"]))
+        st.markdown(U.skipped_markdown(o["skipped"]))
     else:
         st.caption("Nothing was skipped.")
 st.page_link("pages/1_Runs.py", label="Open the Runs page", icon=":material/table_chart:")

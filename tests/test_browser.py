@@ -1,8 +1,9 @@
-"""The Runs and Trajectories pages in a real browser: `streamlit run app.py` + Playwright on Debian's
-Chromium (TESTING.md).
+"""The dashboard in a real browser: `streamlit run app.py` + Playwright on Debian's Chromium.
 
 Checks what AppTest cannot: the charts are drawn, a widget change reaches the URL, and opening that URL in a
-fresh browser context restores the view. Leaves screenshots at /tmp/runs_page.png and /tmp/trajectories.png.
+fresh browser context restores the view; and, on the bundled data in hosted (read-only) mode, every page and
+every link of the home page's claims table opens without an exception and with no empty chart (screenshots
+in /tmp/dashboard_shots/). Leaves screenshots at /tmp/runs_page.png and /tmp/trajectories.png too.
 Skipped when /usr/bin/chromium or the playwright package is missing; never downloads a browser.
 """
 from __future__ import annotations
@@ -141,3 +142,80 @@ def test_trajectories_page_state_round_trips_through_the_url(server, tmp_path):
             assert fresh.locator(painted).count() == 1
         finally:
             browser.close()
+
+
+SHOTS = Path("/tmp/dashboard_shots")
+PAGES = ["", "Claims", "Runs", "Trajectories", "Limit", "Coupling", "Scaling", "Upload"]
+# per chart: the drawn marks (line paths with points, markers, heatmap images, filled bands); 0 = an empty chart
+MARKS = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')].map(p => ({
+    title: (p.querySelector('.gtitle') || {}).textContent || '',
+    marks: [...p.querySelectorAll('.scatterlayer path.js-line, .scatterlayer path.js-fill')]
+             .filter(e => (e.getAttribute('d') || '').length > 8).length
+           + p.querySelectorAll('.scatterlayer .point, .heatmaplayer image, .hm image').length}))"""
+
+
+@pytest.fixture
+def hosted_server(tmp_path):
+    """The bundled data (data/, with its claims and their runs) served in hosted, read-only mode."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DYNAMICS_RUNS", "DYNAMICS_DATA_DIR")} | {
+        "DYNAMICS_READONLY": "1", "DYNAMICS_UPLOAD_DIR": str(tmp_path / "uploads")}
+    try:
+        proc, base, log = serve_app(env, tmp_path / "streamlit.log", timeout=60)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
+        yield base
+    finally:
+        stop_server(proc, log)
+
+
+def _settle(page, charts: bool) -> None:
+    """Wait until the script run ends (no running indicator) and, if charts are expected, one is drawn."""
+    page.wait_for_selector(CHART if charts else '[data-testid="stMain"] h1', timeout=90_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
+    page.wait_for_timeout(700)  # let plotly finish drawing
+
+
+def test_every_page_and_every_claims_link_opens_with_drawn_charts(hosted_server):
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    SHOTS.mkdir(parents=True)
+    timings = {}
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            # tall: Streamlit scrolls inside its own container, so a full-page shot is only the viewport
+            page = browser.new_context(viewport={"width": 1400, "height": 3400}).new_page()
+            page.goto(hosted_server + "/")
+            _settle(page, charts=False)
+            page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)  # drawn after the whole claims table
+            _settle(page, charts=False)
+            links = page.eval_on_selector_all('[data-testid="stPageLink"] a', "es => es.map(e => e.href)")
+            claims = list(dict.fromkeys(u for u in links if "?" in u))  # a link with a tooltip has two anchors
+            assert len(claims) >= 14, links  # an evidence link per claim, a runs link for each with bundled runs
+            urls = [(f"page_{k}_{name or 'Home'}", f"{hosted_server}/{name}") for k, name in enumerate(PAGES)]
+            urls += [(f"link_{k:02d}_{u.split('/')[-1].split('?')[0]}", u) for k, u in enumerate(claims)]
+            for name, url in urls:
+                t0 = time.monotonic()
+                page.goto(url)
+                _settle(page, charts=not name.endswith(("Home", "Upload")))
+                timings[name] = round(time.monotonic() - t0, 1)
+                page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+                assert page.get_by_test_id("stException").count() == 0, (name, url)
+                drawn = page.evaluate(MARKS)
+                assert all(c["marks"] > 0 for c in drawn), (name, url, drawn)
+                if "claim=" in url:  # the evidence of that very claim
+                    cid = url.split("claim=")[1].split("&")[0]
+                    assert any(c["title"].startswith(cid + ":") for c in drawn), (name, drawn)
+            # the picked runs follow the user through the sidebar's page list
+            page.goto(f"{hosted_server}/Runs?runs=limitdemo_tanh_n1024_L8_reused")
+            _settle(page, charts=True)
+            page.get_by_test_id("stSidebar").get_by_text("Coupling", exact=True).click()
+            page.wait_for_function("() => location.pathname.endsWith('/Coupling')", timeout=30_000)
+            page.wait_for_function("() => location.search.includes('runs=limitdemo_tanh_n1024_L8_reused')",
+                                   timeout=60_000)
+            _settle(page, charts=True)
+            assert "runs=depth" not in page.url  # not the page's defaults added
+            page.screenshot(path=str(SHOTS / "selection_followed_to_Coupling.png"))
+        finally:
+            browser.close()
+    print("seconds per page:", timings)

@@ -41,7 +41,7 @@ def test_depth_profile_stderr_becomes_a_band_only_where_present():
     assert (upper.showlegend, lower.fill, line_a.name, line_b.name) == (False, "tonexty", "a", "b")
     np.testing.assert_allclose(np.asarray(upper.y) - np.asarray(lower.y), 0.2)
     assert fig.layout.yaxis.type == "log" and fig.layout.title.text == "t"
-    assert fig.layout.yaxis.tickformat  # log ticks print values, not plotly's leading digits
+    assert list(fig.layout.yaxis.ticktext) == ["0.5", "1", "1.5", "2", "2.5"]  # values, not leading digits
 
 
 def test_depth_profile_sorts_by_tau():
@@ -140,7 +140,10 @@ def test_heatmap_has_steps_across_and_tau_up():
     df = pd.DataFrame({STEP: np.repeat([0, 10], 5), TAU: np.tile(np.arange(5) / 4, 2), VALUE: np.arange(10.0) + 1})
     fig = heatmap_figure(df, metric="h_sq", caption="c", title="t")
     (hm,) = fig.data
-    assert hm.type == "heatmap" and list(hm.x) == [0, 10] and list(hm.y) == list(np.arange(5) / 4)
+    assert hm.type == "heatmap" and list(hm.x) == ["0", "10"] and list(hm.y) == list(np.arange(5) / 4)
+    assert fig.layout.xaxis.type == "category"  # two steps: two even columns, not an axis from −5 to 15
+    many = pd.DataFrame({STEP: np.repeat(np.arange(20), 2), TAU: np.tile([0.0, 1.0], 20), VALUE: 1.0})
+    assert heatmap_figure(many, metric="m").layout.xaxis.type != "category"
     assert np.asarray(hm.z).shape == (5, 2) and hm.z[0][1] == 6.0
     assert fig.layout.xaxis.title.text == "step" and fig.layout.yaxis.title.text == TAU_TITLE
     assert heatmap_figure(df, metric="h_sq", log_z=True).data[0].z[0][0] == 0.0  # log10(1)
@@ -177,12 +180,71 @@ def test_quantile_fan_bands_median_and_limit_lines():
     assert len(lim) == 3 and lim[0].line.dash == "dash" and sum(t.showlegend is not False for t in lim) == 1
 
 
-def test_chance_figure_pairs_each_run_with_its_dotted_chance_level():
+def test_chance_figure_shades_the_chance_level_and_draws_the_excess():
     df = _depth_frame()
     fig = chance_figure(df, df.assign(**{VALUE: 0.1}), x=TAU, metric="coupling_fwd")
-    assert [t.name for t in fig.data] == ["a", "a chance", "b", "b chance"]
-    assert fig.data[1].line.dash == "dot" and fig.data[0].line.color == fig.data[1].line.color
+    assert [t.name for t in fig.data] == ["a chance base", "a chance level (shaded)", "a", "b chance base",
+                                          "b chance level (shaded)", "b"]
+    assert fig.data[1].fill == "tonexty" and not any(fig.data[0].y)  # the band: 0 up to chance
+    assert fig.data[1].fillcolor.startswith("rgba(") and fig.data[4].fillcolor != fig.data[1].fillcolor
+    ex = chance_figure(df, df.assign(**{VALUE: 0.1}), x=TAU, metric="coupling_fwd", excess=True)
+    a = df[df[RUN] == "a"].sort_values(TAU)
+    np.testing.assert_allclose(ex.data[2].y, a[VALUE] - 0.1)  # measured − chance, matched on τ
+    assert ex.data[2].name == "a excess" and ex.layout.yaxis.title.text.startswith("coupling_fwd − chance")
+    log = chance_figure(df, df.assign(**{VALUE: 0.1}), x=TAU, metric="m", log_y=True)
+    assert [t.name for t in log.data][:2] == ["a chance level", "a"] and log.data[0].line.dash == "dot"
     assert [t.name for t in chance_figure(df, None, x=TAU, metric="m").data] == ["a", "b"]
+
+
+def test_claim_figure_draws_points_means_fit_band_and_guides():
+    from dynamics.figures import claim_figure
+    pts = pd.DataFrame({"width": np.repeat([64, 128, 256, 512], 2), "seed": [0, 1] * 4,
+                        "err": np.repeat([1 / 8, 1 / 11.3, 1 / 16, 1 / 22.6], 2) * np.tile([0.9, 1.1], 4)})
+    fig = claim_figure(pts, x="width", y="err", measured=-0.5, ci=[-0.6, -0.4], paper=-0.5, alternative=0.0,
+                       alternative_words="no decay", title="t")
+    names = [t.name for t in fig.data]
+    assert names[:2] == ["points (one per run)", "mean over seeds"]
+    assert "95% interval of the slope [-0.6, -0.4]" in names and "fit: slope -0.5" in names
+    assert "paper: slope -0.5" in names and "alternative: slope 0 (no decay)" in names
+    fit = fig.data[names.index("fit: slope -0.5")]
+    slope = np.polyfit(np.log(fit.x), np.log(fit.y), 1)[0]
+    np.testing.assert_allclose(slope, -0.5)  # the drawn line has the measured slope ...
+    means = pts.groupby("width")["err"].mean()
+    centre = np.exp(np.log(means.to_numpy()).mean())  # ... and passes through the centre of the per-x means
+    np.testing.assert_allclose(np.exp(np.interp(np.log(means.index.to_numpy(float)).mean(), np.log(fit.x), np.log(fit.y))), centre)
+    flat = fig.data[names.index("alternative: slope 0 (no decay)")]
+    np.testing.assert_allclose(flat.y, centre)
+    assert fig.layout.xaxis.type == "log" and list(fig.layout.xaxis.tickvals) == [64, 128, 256, 512]
+    div = claim_figure(pts.assign(diverged=[False] * 7 + [True]), x="width", y="err", statistic="mean",
+                       measured=0.05, ci=[0.04, 0.06], paper=0.0)
+    assert "diverged (not fitted)" in [t.name for t in div.data] and div.layout.yaxis.type == "linear"
+    gaps = pd.DataFrame({"task": ["teacher", "teacher", "digits", "digits"], "gap": [0.1, 0.2, -0.05, 0.0]})
+    cat = claim_figure(gaps, x="task", y="gap", statistic="mean", measured=0.06, ci=[-0.02, 0.14], paper=0.0,
+                       alternative=0.1)  # a signed gap per task: categories on x, no log
+    assert "measured 0.06" in [t.name for t in cat.data] and cat.layout.xaxis.type == "category"
+
+
+def test_limit_steps_figure_panels_per_tau_with_the_prediction_dashed():
+    from dynamics.figures import BAND_NAME, PREDICTION, limit_steps_figure
+    rows = [{RUN: run, TAU: tau, STEP: s, VALUE: v + s, "stderr": 0.1 if run == "lim" else np.nan}
+            for run, v in (("a", 1.0), ("lim", 0.5)) for tau in (0.25, 0.5, 1.0) for s in (0, 10)]
+    fig = limit_steps_figure(pd.DataFrame(rows), taus=[0.25, 1.0], metric="h_move", limit_runs={"lim"})
+    shown = [t.name for t in fig.data if t.showlegend is not False]
+    assert shown == ["a", f"lim {BAND_NAME}", f"lim{PREDICTION}"]  # each kind once in the legend
+    pred = [t for t in fig.data if t.name == f"lim{PREDICTION}"]
+    assert len(pred) == 2 and {t.line.dash for t in pred} == {"dash"} and {t.xaxis for t in pred} == {"x", "x2"}
+    assert [a.text for a in fig.layout.annotations] == ["τ ≈ 0.25", "τ ≈ 1"]  # τ = 0.5 goes to the nearer panel
+
+
+def test_restyle_runs_gives_short_names_and_fixed_colours():
+    from dynamics.figures import restyle_runs
+    df = _depth_frame()
+    fig = chance_figure(df, df.assign(**{VALUE: 0.1}), x=TAU, metric="m")
+    restyle_runs(fig, {"a": "A", "b": "B"}, {"a": "#ff0000", "b": "#00ff00"})
+    assert [t.name for t in fig.data] == ["A chance base", "A chance level (shaded)", "A", "B chance base",
+                                          "B chance level (shaded)", "B"]
+    assert fig.data[2].line.color == "#ff0000" and fig.data[1].fillcolor == "rgba(255,0,0,0.2)"
+    assert fig.data[0].line.width == 0 and "a<br>" in fig.data[2].hovertemplate  # full name on hover
 
 
 def test_depth_profile_draws_limit_runs_dashed():
@@ -209,8 +271,34 @@ def test_lr_transfer_stars_the_best_lr_and_marks_divergence():
     assert [s.x[0] for s in stars] == [0.5, 0.5]
     (div,) = [t for t in fig.data if t.name.startswith("diverged")]
     assert div.x[0] == 2.0 and div.marker.symbol == "x" and fig.layout.xaxis.type == "log"
+    assert list(fig.layout.xaxis.tickvals) == [0.1, 0.5, 2.0]  # the rates tried, not colliding minor ticks
+    assert fig.layout.yaxis.type == "linear"  # 0.2 .. 0.6: a factor 3 at most reads better on a linear axis
+    assert lr_transfer_figure(df.assign(loss=[0.5, 0.02, 0.4, 0.6, 0.25, np.inf])).layout.yaxis.type == "log"
+    narrow = lr_transfer_figure(df.assign(loss=[0.0292, 0.0291, 0.0293, 0.0294, 0.0290, 0.0295]))
+    assert narrow.layout.yaxis.type == "linear"  # a log axis over 1% would repeat its tick labels
 
 
 def test_chart_config_sets_the_toolbar_download():
     cfg = chart_config("h_sq_step10", "svg")
     assert cfg["toImageButtonOptions"] == {"format": "svg", "filename": "h_sq_step10", "scale": 2}
+
+
+def test_log_ticks_are_few_distinct_and_plain():
+    from dynamics.figures._style import log_ticks, tick_text
+    narrow = log_ticks(np.array([0.0292, 0.0295]))
+    assert len(narrow) <= 8 and len(set(tick_text(narrow))) == len(narrow)  # never "0.0292, 0.0292"
+    assert tick_text(log_ticks(np.array([0.005, 0.5]))) == ["0.005", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5"]
+    wide = log_ticks(np.array([1e-6, 1e2]))
+    assert len(wide) <= 8 and all(f"{t:.0e}".startswith("1") for t in wide)
+    assert tick_text([5e-5, 8e-4]) == ["5e-05", "0.0008"]  # no SI prefixes ("50µ")
+    assert log_ticks(np.array([0.0, -1.0])) == []
+
+
+def test_a_diverged_run_is_named_and_marked_where_it_stopped():
+    df = _steps_frame()
+    fig = metric_over_steps_figure(df, metric="loss", diverged={"b"})
+    names = [t.name for t in fig.data]
+    assert names == ["a", "b (diverged)", "b diverged here"]
+    mark = fig.data[2]
+    assert mark.marker.symbol == "x" and list(mark.text) == ["diverged"]
+    assert mark.x[0] == df[df[RUN] == "b"][STEP].max()  # on its last recorded point

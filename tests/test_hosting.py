@@ -74,6 +74,95 @@ def test_the_switch_env_then_secrets(monkeypatch):
     assert hosting.hosted() is True
 
 
+def test_the_switch_is_strict_and_fails_closed(monkeypatch):
+    """Anything but a clear yes/no is an error at start (python -m dashboard.settings exits 2 with one line)
+    and, should the server start anyway, counts as hosted: the switch never fails open."""
+    from dashboard import settings
+    for raw in ("enabled", "Y", "2", "", "yes please"):
+        monkeypatch.setenv("DYNAMICS_READONLY", raw)
+        assert hosting.hosted() is True, raw
+        (problem,) = settings.check()
+        assert "is not a clear yes or no" in problem, raw
+    for raw, want in (("1", True), ("TRUE", True), (" on ", True), ("0", False), ("No", False), ("off", False)):
+        monkeypatch.setenv("DYNAMICS_READONLY", raw)
+        assert hosting.hosted() is want and settings.check() == [], raw
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAMICS_")}
+    bad = subprocess.run([sys.executable, "-m", "dashboard.settings"], cwd=REPO, capture_output=True, text=True,
+                         env=env | {"DYNAMICS_READONLY": "enabled", "DYNAMICS_SESSION_MB": "lots"}, timeout=60)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.splitlines() == [
+        "dynamics dashboard: $DYNAMICS_READONLY='enabled' is not a clear yes or no; use 1 (shared, read-only) or 0",
+        "dynamics dashboard: $DYNAMICS_SESSION_MB='lots' is not a positive number"]
+    good = subprocess.run([sys.executable, "-m", "dashboard.settings"], cwd=REPO, capture_output=True, text=True,
+                          env=env | {"DYNAMICS_READONLY": "1"}, timeout=60)
+    assert good.returncode == 0 and "hosted, read-only" in good.stdout
+
+
+def test_an_unclear_switch_stops_every_page_with_one_line(hosted_env, monkeypatch):
+    monkeypatch.setenv("DYNAMICS_READONLY", "enabled")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/1_Runs.py").run()
+    assert not at.exception
+    (err,) = at.error
+    assert err.value.startswith("This dashboard is not configured correctly: $DYNAMICS_READONLY='enabled'")
+    assert not at.dataframe  # nothing else drawn
+
+
+def _crashing_page():
+    from dashboard import hosting
+    hosting.banner()
+    raise ValueError("width 'abc' in /srv/secret/pages/3_Limit.py")
+
+
+def test_an_uncaught_error_in_hosted_mode_is_one_generic_line_without_paths(hosted_env, monkeypatch):
+    at = AppTest.from_function(_crashing_page, default_timeout=60).run()
+    (exc,) = at.exception
+    assert exc.message.startswith("This app has encountered an error.") and "\n" not in exc.message
+    assert not exc.stack_trace and "/srv/secret" not in exc.message and "ValueError" not in exc.message
+    monkeypatch.setenv("DYNAMICS_READONLY", "0")  # a private instance shows the details again
+    at = AppTest.from_function(_crashing_page, default_timeout=60).run()
+    (exc,) = at.exception
+    assert "/srv/secret" in exc.message and exc.stack_trace
+
+
+def test_two_sessions_pressing_train_at_once_do_not_both_pass_the_cap(hosted_env, tmp_path, monkeypatch):
+    """The race of the issue: check-the-cap and register are one step under a lock. prepare_run_dir is slowed
+    so that, without the lock, both threads would pass the check before either registers."""
+    import threading
+    import dynamics.cli
+    from dashboard import train_form
+    from dynamics.config import RunConfig
+    monkeypatch.setattr(train_form, "_JOBS", {})
+    monkeypatch.setattr(hosting, "_IN_FLIGHT", [])
+    release = threading.Event()
+    monkeypatch.setattr(train_form, "_work", lambda cfg, run_dir, job: release.wait(30))
+
+    def slow_prepare(out, name, cfg, overwrite):
+        time.sleep(0.3)
+        d = Path(out) / f"run-{threading.get_ident()}"
+        d.mkdir(parents=True)
+        return d
+    monkeypatch.setattr(dynamics.cli, "prepare_run_dir", slow_prepare)
+    out = tmp_path / "uploads" / "session-race"
+    results, barrier = [], threading.Barrier(2)
+
+    def press():
+        barrier.wait()
+        try:
+            results.append(train_form.start(RunConfig(width=16, depth=2, steps=2), str(out)))
+        except hosting.ReadOnlyError as e:
+            results.append(str(e))
+    threads = [threading.Thread(target=press) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    release.set()
+    started = [r for r in results if isinstance(r, Path)]
+    busy = [r for r in results if isinstance(r, str)]
+    assert len(started) == 1 and busy == ["the server is busy with another run; try again when it ends"]
+
+
 def test_train_cap_parsing(monkeypatch):
     for raw, want in (("", hosting.DEFAULT_CAP), ("128x8x50", (128, 8, 50)), ("64×4×10", (64, 4, 10)),
                       ("0", None), ("off", None), ("junk", hosting.DEFAULT_CAP)):
@@ -146,7 +235,8 @@ def test_an_upload_folder_inside_the_bundled_runs_is_refused(hosted_env, monkeyp
     at.file_uploader[0].set_value(("log.csv", b"step,layer,metric,value\n0,0,h_sq,1\n", "text/csv")).run()
     assert not at.exception
     (err,) = at.error
-    assert "`log.csv` was not imported" in err.value and "read-only on this shared instance" in err.value
+    assert "`log.csv` was not imported" in err.value and "upload folder is inside its read-only runs" in err.value
+    assert str(hosted_env) not in err.value  # no server path reaches the visitor
     assert not (hosted_env / "uploads").exists()
 
 
@@ -218,12 +308,15 @@ def test_dockerfile_slim_cpu_torch_non_root_health_check_hosted():
     d = _dockerfile()
     assert d["FROM"] == ["python:3.11-slim"]
     assert any("torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in r for r in d["RUN"])
-    assert any("-r requirements.txt" in r for r in d["RUN"])
+    assert any("-r requirements.txt -c constraints.txt" in r for r in d["RUN"])
     assert d["USER"] and d["USER"][-1] not in ("root", "0")
     assert "/_stcore/health" in d["HEALTHCHECK"][0] and "curl" not in d["HEALTHCHECK"][0]
     assert "DYNAMICS_READONLY=1" in " ".join(d["ENV"])
-    assert json.loads(d["CMD"][0]) == ["streamlit", "run", "app.py", "--server.address", "0.0.0.0",
-                                       "--server.port", "8501", "--server.headless", "true"]
+    sh, c, line = json.loads(d["CMD"][0])
+    assert (sh, c) == ("sh", "-c") and line.startswith("python -m dashboard.settings && exec streamlit run app.py ")
+    assert shlex.split(line.split("exec ", 1)[1]) == [
+        "streamlit", "run", "app.py", "--server.address", "0.0.0.0", "--server.port", "8501", "--server.headless",
+        "true", "--server.maxUploadSize", "50", "--client.showErrorDetails", "none"]
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".streamlit/secrets.toml" in ignored and ".git" in ignored
 
@@ -233,14 +326,15 @@ def test_the_image_command_serves_and_its_health_check_passes(runs_dir, tmp_path
     """The Dockerfile's CMD and HEALTHCHECK, run here with the image's ENV (loopback and a free port in place
     of 0.0.0.0:8501). No Docker engine on this machine: the build itself is not exercised."""
     d, port = _dockerfile(), free_port()
-    cmd = [a.replace("0.0.0.0", "127.0.0.1").replace("8501", str(port)) for a in json.loads(d["CMD"][0])]
+    sh, c, line = json.loads(d["CMD"][0])  # sh -c "python -m dashboard.settings && exec streamlit run …"
+    line = line.replace("0.0.0.0", "127.0.0.1").replace("8501", str(port)).replace("python ", f"{sys.executable} ")
+    cmd = [sh, c, line.replace("exec streamlit ", f"exec {sys.executable} -m streamlit ")]
     env_pairs = dict(kv.split("=", 1) for r in d["ENV"] for kv in shlex.split(r))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAMICS_")} | env_pairs | {
         DATA_ENV: str(runs_dir), "DYNAMICS_UPLOAD_DIR": str(tmp_path / "up"), "DYNAMICS_CACHE_DIR": str(tmp_path / "c")}
     check = shlex.split(d["HEALTHCHECK"][0].split("CMD", 1)[1].replace("8501", str(port)))
     log = (tmp_path / "serve.log").open("w")
-    assert cmd[0] == "streamlit"  # the image's entry point; `python -m streamlit` is the same program
-    proc = subprocess.Popen([sys.executable, "-m", *cmd],
+    proc = subprocess.Popen(cmd,
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline, ok = time.monotonic() + 60, False

@@ -53,7 +53,7 @@ def test_one_step_ntk_full_and_none(tmp_path, L):
     for coupling in ("full", "none"):
         res = solve_limit(cfg, particles=32768, coupling=coupling, seed=3)
         assert torch.all(res.f[0] == 0)                          # centred output: f(0) = 0 exactly
-        ntk[coupling] = (res.f[1, :, 0] - res.f[0, :, 0]) / eta  # χ = y − f0 = 1; per replica
+        ntk[coupling] = (res.f[1, :, 0, 0] - res.f[0, :, 0, 0]) / eta  # χ = y − f0 = 1; per replica
     exact = {"full": 2 * (1 + 1 / L) ** L + (1 + 1 / L) ** (L - 1), "none": 2 * (1 + 1 / L) ** L}
     for coupling, k in ntk.items():
         se = k.std().item() / math.sqrt(len(k))
@@ -111,11 +111,12 @@ def test_particles_match_init_marginals_and_kernels():
 
 
 # --- frozen groups: only the readout learns -> kernel regression with Φ_L (or H_L) -----------------
-@pytest.mark.parametrize("readout", ["phi", "linear"])
-def test_readout_only_is_kernel_regression(readout):
+@pytest.mark.parametrize("readout, dtype", [("phi", "float64"), ("linear", "float64"), ("phi", "float32")])
+def test_readout_only_is_kernel_regression(readout, dtype):
     cfg = dataclasses.replace(BASE, trained=("readout",), readout=readout, probes=8, steps=6, record_every=3)
-    res = solve_limit(cfg, particles=8192, seed=2)
-    assert (_table(res.metrics, "h_move").value.abs() < 1e-20).all()   # features never move
+    res = solve_limit(cfg, particles=8192, seed=2, dtype=dtype)
+    frozen = 1e-20 if dtype == "float64" else 1e-12                    # round-off of the unchanged features
+    assert (_table(res.metrics, "h_move").value.abs() < frozen).all()  # features never move
     X, y = torch.as_tensor(_inputs(cfg)), torch.as_tensor(_targets(cfg))
     ker = init_kernels(X @ X.T / X.shape[1], cfg.depth, act=cfg.act)
     Kf = ker["Phi" if readout == "phi" else "H"][-1]            # f(t+1) = f(t) + η K (y − f(t))/N
@@ -181,9 +182,6 @@ def _fake_run(root, name, **cfg):
 
 
 @pytest.mark.parametrize("cfg, extra, needle", [
-    (dict(block=2), [], "two-layer blocks"),
-    (dict(task="mixture", loss="xent"), [], "cross-entropy"),
-    (dict(task="mixture"), [], "C > 1"),
     (dict(param="sp"), [], "param=sp"),
     (dict(train_size=1024, batch=64, steps=20), [], "smaller --train-size"),
     (dict(train_size=16, batch="full", steps=10), ["--particles", "4000000000"], "GiB"),

@@ -194,8 +194,10 @@ def _clean(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-@pytest.mark.parametrize("page, charts", [(TRAJ, 1), (LIMIT, 1), (COUPLING, 2), (SCALING, 1)])
-def test_every_page_renders_the_bundled_runs(data_env, page, charts):
+@pytest.mark.parametrize("hosted", ["0", "1"])
+@pytest.mark.parametrize("page, charts", [(TRAJ, 1), (LIMIT, 1), (COUPLING, 2), (SCALING, 5)])
+def test_every_page_renders_the_bundled_runs(data_env, page, charts, hosted, monkeypatch):
+    monkeypatch.setenv("DYNAMICS_READONLY", hosted)  # also as a shared, read-only instance serves them
     data_env(BUNDLED)
     at = _page(page)
     _clean(at)
@@ -203,16 +205,19 @@ def test_every_page_renders_the_bundled_runs(data_env, page, charts):
     if page == TRAJ:  # lazy tabs: only the open view (the heatmap) is computed and drawn
         assert [t.label for t in at.tabs] == TRAJ_VIEWS and _titles(at)[0].startswith("h_move: ")
     if page == COUPLING:  # the bundled runs carry the coupling metrics: drawn over depth and over steps
-        assert _titles(at)[0].startswith("coupling_fwd over depth") and not at.code
-    if page == LIMIT:  # the bundled limit run is found, so no "make a limit run" command is shown
-        assert not at.code and _titles(at)[0].startswith("h_sq over depth")
-    if page == SCALING:  # one width and depth only: the error panels say what they need
-        assert any("two or more widths" in i.value for i in at.info)
+        assert _titles(at)[0].startswith("coupling_fwd excess over depth") and not at.code
+    if page == LIMIT:  # the bundled limit run is found: finite vs limit over steps, where they differ (h_move)
+        assert not at.code and _titles(at)[0].startswith("h_move over steps")
+    if page == SCALING:  # no width or lr sweep among the runs: the bundled reproduce points instead, no info wall
+        assert not [i for i in at.info if "read-only" not in i.value]  # the hosted banner only
+        assert [t.split(":")[0] for t in _titles(at)[:4]] == [
+            "init-width", "init-depth", "train-limit-full", "train-limit-none"]
+        assert _titles(at)[4].startswith("loss vs learning rate") and len(_charts(at)[4]["data"]) >= 4
 
 
-def _view(at: AppTest, label: str) -> AppTest:
-    """Open a tab of the Trajectories page, as a click on it does (the tabs rerun the page)."""
-    at.session_state["traj_page.view"] = label
+def _view(at: AppTest, label: str, page: str = "traj_page") -> AppTest:
+    """Open a tab of a page, as a click on it does (the tabs rerun the page)."""
+    at.session_state[f"{page}.view"] = label
     return at.run()
 
 
@@ -283,26 +288,35 @@ def test_limit_page_says_what_is_missing_then_overlays_a_limit_run(runs_dir, dat
     _clean(at)
     assert "No limit runs found" in at.info[0].value
     assert at.code[0].value == f"python -m dynamics limit --like {runs_dir / 'w128-d4'} --out runs/"
-    assert len(_charts(at)) == 1  # the finite runs are still drawn
 
     from conftest import write_limit_run
     write_limit_run(runs_dir)
-    at = _page(LIMIT)
+    at = _page(LIMIT, {"view": "Over depth"})
     _clean(at)
     assert not at.info or "No limit" not in at.info[0].value
     overlay = _charts(at)[0]
     names = [t["name"] for t in overlay["data"]]
-    assert names == ["w128-d4", "w64-d4", "limit-w64-d4 +stderr", "limit-w64-d4 −stderr", "limit-w64-d4"]
+    band = "limit-w64-d4 ±1 stderr (Monte-Carlo)"
+    assert names == ["w128-d4", "w64-d4", "limit-w64-d4 +stderr", band, "limit-w64-d4 (SDE / NFD prediction)"]
+    assert _names(overlay) == ["w128-d4", "w64-d4", band, "limit-w64-d4 (SDE / NFD prediction)"]  # all three kinds
     assert overlay["data"][3]["fill"] == "tonexty" and overlay["data"][4]["line"]["dash"] == "dash"
     assert at.query_params["limit"] == "limit-w64-d4"
-    assert _titles(at)[1:] == ["error vs width"]  # two widths at one depth: only the width panel
+    _clean(_view(at, "Over steps", "limit_page"))  # the default tab: trajectories at three depth times
+    traj = _charts(at)[0]
+    assert [a["text"] for a in traj["layout"]["annotations"]][:3] == ["τ ≈ 0.25", "τ ≈ 0.5", "τ ≈ 1"]
+    assert _names(traj) == ["w128-d4", "w64-d4", band, "limit-w64-d4 (SDE / NFD prediction)"]
+    dashed = [t for t in traj["data"] if t["name"].endswith("prediction)")]
+    assert len(dashed) == 3 and {t["line"]["dash"] for t in dashed} == {"dash"}
+    assert {t["xaxis"] for t in dashed} == {"x", "x2", "x3"} and len(_array(dashed[0]["x"])) == 3  # 3 steps
+    _clean(_view(at, "Error vs n, L", "limit_page"))
+    assert _titles(at)[0].startswith("error vs width")  # two widths at one depth: only the width panel
 
 
 def test_limit_and_scaling_pages_fit_error_slopes(scaling_dir, data_env):
     data_env(scaling_dir)
-    at = _page(LIMIT)
+    at = _page(LIMIT, {"view": "Error vs n, L", "metric": "h_sq", "step": "0"})
     _clean(at)
-    assert _titles(at) == ["h_sq over depth at step 0", "error vs width", "error vs depth"]
+    assert _titles(at) == ["error vs width at step 0", "error vs depth at step 0"]
     at = _page(SCALING)
     _clean(at)
     assert _titles(at)[:2] == ["h_sq at step 0: error vs width", "h_sq at step 0: error vs depth"]
@@ -317,20 +331,44 @@ def test_limit_and_scaling_pages_fit_error_slopes(scaling_dir, data_env):
     assert any(t["name"].startswith("diverged") for t in lr["data"])
 
 
-def test_coupling_page_draws_measured_beside_chance(runs_dir, data_env):
+def test_coupling_page_draws_excess_over_chance_with_the_chance_band(runs_dir, data_env):
     data_env(runs_dir)
     at = _page(COUPLING)
     _clean(at)
     assert not at.info
     depth, steps = _charts(at)
-    assert _names(depth) == ["w128-d4", "w128-d4 chance", "w64-d4", "w64-d4 chance"]
-    assert depth["data"][1]["line"]["dash"] == "dot"
-    np.testing.assert_allclose(_array(depth["data"][0]["x"]), [0.25, 0.5, 0.75, 1.0])  # blocks 1..L
+    assert _names(depth) == ["w128-d4 chance level (shaded)", "w128-d4 excess", "w64-d4 chance level (shaded)",
+                             "w64-d4 excess"]
+    band, excess = depth["data"][1], depth["data"][2]
+    assert band["fill"] == "tonexty" and depth["layout"]["yaxis"]["title"]["text"].startswith("coupling_fwd − chance")
+    np.testing.assert_allclose(_array(excess["x"]), [0.25, 0.5, 0.75, 1.0])  # blocks 1..L
+    measured = at.get("download_button")  # the CSV holds measured and chance side by side
     assert steps["layout"]["xaxis"]["title"]["text"] == "step"
+    assert any("projection noise" in c.value for c in at.caption)
+    at.radio(key="coupling_page.show").set_value("measured").run()
+    _clean(at)
+    prof = _charts(at)[0]
+    assert _names(prof)[1] == "w128-d4" and at.query_params["show"] == "measured"
+    raw = _array(prof["data"][2]["y"]) - _array(excess["y"])
+    np.testing.assert_allclose(raw, _array(band["y"]), rtol=1e-6)  # excess = measured − chance, row by row
     at.selectbox(key="coupling_page.metric").select("coupling_acc").run()
     _clean(at)
     assert _names(_charts(at)[0]) == ["w128-d4", "w64-d4"]  # no chance level recorded for coupling_acc
-    assert at.query_params["metric"] == "coupling_acc"
+    assert at.query_params["metric"] == "coupling_acc" and len(measured)
+
+
+def test_coupling_page_explains_values_a_log_axis_cannot_draw(runs_dir, data_env):
+    from dynamics.runs.store import read_metrics, write_parquet_atomic
+    import pyarrow as pa
+    f = runs_dir / "w64-d4" / "metrics.parquet"
+    df = read_metrics(runs_dir / "w64-d4")
+    df.loc[df["metric"] == "coupling_fwd", "value"] = 0.0  # as a decoupled run records
+    write_parquet_atomic(f, pa.Table.from_pandas(df, preserve_index=False))
+    data_env(runs_dir)
+    at = _page(COUPLING, {"show": "measured", "log_y": "True"})
+    _clean(at)
+    notes = [c.value for c in at.caption if c.value.startswith("Not drawn on the log axis")]
+    assert len(notes) == 2 and "`w64-d4`: 4 of 4 values are exactly 0" in notes[0]
 
 
 def test_missing_and_damaged_files_are_messages_on_every_page(runs_dir, data_env):
@@ -371,5 +409,5 @@ def test_train_form_trains_a_tiny_run_in_the_background(tmp_path, runs_dir, data
     at.run()
     _clean(at)
     assert at.text_input(key="traj_page.user_dir").value == str(out)
-    assert Path(run_dir).name in at.multiselect(key="traj_page.runs").options
+    assert Path(run_dir).name in at.multiselect(key="traj_page.runs").value  # selected when it arrives
     assert any("it is in the run picker" in s.value for s in at.success)

@@ -172,6 +172,7 @@ def _home(monkeypatch, folder: Path) -> AppTest:
 
 def test_home_page_shows_claims_table_with_disagreement_in_words(tmp_path, monkeypatch):
     (tmp_path / "reproduce" / "runs" / "r1").mkdir(parents=True)  # a claim's run beside claims.json
+    (tmp_path / "reproduce" / "runs" / "r1" / "run.json").write_text('{"run_id": "r1", "config": {}}')
     claims = json.loads(json.dumps(CLAIMS))
     claims["claims"][1]["runs"] = ["r1", "gone"]
     claims["claims"][1]["view"] = {"metric": "coupling_fwd"}  # the claim's own view settings join the link
@@ -183,10 +184,10 @@ def test_home_page_shows_claims_table_with_disagreement_in_words(tmp_path, monke
     assert "DISAGREES with the paper" in text and "excludes the paper's slope -2" in text
     assert "O(L^-2)" in text and "-1.04 (95% CI -1.2 to -0.9; paper: -2)" in text
     assert "n/a (no interval; paper: not negative)" in text
-    links = [(e.proto.label, e.proto.page) for e in at.get("page_link")][:3]  # the page's own links follow
-    assert links == [("Limit", "Limit"), ("Coupling", "Coupling"), ("Scaling", "Scaling")]
-    link = at.get("page_link")[1].proto  # opens the Coupling page on the claim's runs folder and run
-    assert "dir=" in link.query_string and "runs=r1" in link.query_string and "gone" not in link.query_string
+    links = [e.proto for e in at.get("page_link") if e.proto.query_string]  # the page's own links carry none
+    assert [(e.label, e.page) for e in links] == [("Coupling", "Coupling")]  # no points files: no evidence links
+    link = links[0]  # opens the Coupling page on the claim's bundled run, named (no server path)
+    assert "dir=" not in link.query_string and "runs=r1" in link.query_string and "gone" not in link.query_string
     assert "metric=coupling_fwd" in link.query_string
 
 

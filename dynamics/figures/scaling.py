@@ -63,7 +63,8 @@ def error_scaling_figure(df: pd.DataFrame, fits: pd.DataFrame | None = None, *, 
 def lr_transfer_figure(df: pd.DataFrame, *, y: str = "loss", group: str = "depth", log_y: bool = True,
                        title: str | None = None) -> go.Figure:
     """Final loss against learning rate (log x), one curve per `group` value (depth), the best learning
-    rate of each curve starred. `df`: columns lr, group, y (NaN/inf = diverged: drawn as an × at the top)."""
+    rate of each curve starred. `df`: columns lr, group, y (NaN/inf = diverged: drawn as an × at the top).
+    The y axis is logarithmic only when the losses span more than a factor 3 (else its ticks would repeat)."""
     _check_columns(df, ("lr", group, y), "lr_transfer_figure")
     finite = df[np.isfinite(df[y])]
     top = float(finite[y].max()) * 1.5 if len(finite) else 1.0
@@ -84,4 +85,10 @@ def lr_transfer_figure(df: pd.DataFrame, *, y: str = "loss", group: str = "depth
                                      name=f"diverged, {label}", legendgroup=label,
                                      marker=dict(symbol="x", size=10, color=colour)))
     fig = go.Figure(traces)
-    return _layout(fig, x_title=TITLES["lr"], y_title=y, log_x=True, log_y=log_y, title=title, legend_title="")
+    pos = finite[y][finite[y] > 0]
+    log_y = log_y and len(pos) > 0 and float(pos.max()) > 3 * float(pos.min())  # within a factor 3: linear reads better
+    fig = _layout(fig, x_title=TITLES["lr"], y_title=y, log_x=True, log_y=log_y, title=title, legend_title="")
+    lrs = sorted(v for v in df["lr"].unique() if v > 0)
+    if 1 < len(lrs) <= 12:  # label the learning rates tried, not log minor ticks ("0.070.080.090.1")
+        fig.update_xaxes(tickvals=lrs, ticktext=[f"{v:g}" for v in lrs])
+    return fig

@@ -36,6 +36,9 @@ def heatmap_figure(df: pd.DataFrame, *, metric: str, caption: str = "", log_z: b
         hovertemplate="step=%{x:.0f}<br>τ=%{y:.3g}<br>" + ("log10 " if log_z else "") +
                       f"{metric}=%{{z:.4g}}<extra></extra>"))
     fig = _layout(fig, x_title=STEP_TITLE, y_title=TAU_TITLE, log_y=False, title=title)
+    if grid.shape[1] <= 12:  # a few recorded steps: one even column each, labelled by its step (a numeric axis
+        fig.update_traces(x=[f"{s:g}" for s in grid.columns.to_numpy(float)])  # would stretch 0, 20 to −10…30)
+        fig.update_xaxes(type="category")
     if caption:
         fig.update_layout(annotations=[dict(text=caption, xref="paper", yref="paper", x=0, y=1.0,
                                             yanchor="bottom", showarrow=False, font=dict(size=11))])

@@ -1,4 +1,4 @@
-"""Width-limit kernels at initialisation (THEORY §3): dual maps, the finite-depth recursions, the
+"""Width-limit kernels at initialisation: dual maps, the finite-depth recursions, the
 infinite-depth ODE, and a particle simulation of the single-neuron SDE.
 
 Everything works on P×P kernels over a probe set, in float64. `dual_V` / `dual_Vprime` are the
@@ -157,7 +157,7 @@ def _duals(K: Tensor, act: str, *, quadrature: bool = False, nodes: int | None =
 
 
 def dual_V(K: Tensor, act: str) -> Tensor:
-    """V(K)_ij = E[φ(u_i)φ(u_j)], (u_i, u_j) ~ N(0, [[K_ii, K_ij], [K_ij, K_jj]]) (THEORY §3).
+    """V(K)_ij = E[φ(u_i)φ(u_j)], (u_i, u_j) ~ N(0, [[K_ii, K_ij], [K_ij, K_jj]]).
     relu: √(K_ii K_jj)(sin θ + (π−θ) cos θ)/(2π), θ = arccos ρ; abs: (2/π)√(K_ii K_jj)(√(1−ρ²) + ρ arcsin ρ);
     linear: K; tanh, gelu: 2-D quadrature (`_dual_quadrature`). K may carry leading batch dimensions (..., P, P)."""
     return _duals(K, act)[0]
@@ -168,7 +168,7 @@ def dual_Vprime(K: Tensor, act: str) -> Tensor:
     return _duals(K, act)[1]
 
 
-# --- finite-depth recursions (THEORY §3) ----------------------------------------------------------
+# --- finite-depth recursions ----------------------------------------------------------------------
 def _block_maps(H: Tensor, act: str, block: int) -> tuple[Tensor, Tensor, Tensor]:
     """At block input kernel H: (Φ = V(H), branch-output kernel, backward factor).
     block 1: branch V(H), factor V'(H). block 2: a = W1 φ(h)/√n has kernel A = V(H), the branch
@@ -181,7 +181,8 @@ def _block_maps(H: Tensor, act: str, block: int) -> tuple[Tensor, Tensor, Tensor
 
 
 def _branch_coef(param: str, beta: float, depth: int) -> float | None:
-    """Squared branch multiplier of THEORY §1's table; None for `plain` (no skip connection)."""
+    """Squared branch multiplier of the parametrization table (dynamics.model.scales); None for `plain`
+    (no skip connection)."""
     return {"depth-mup": beta * beta / depth, "mup": beta * beta, "sp": beta * beta}.get(param)
 
 
@@ -196,7 +197,7 @@ def _check_kernel(H0: Tensor) -> Tensor:
 
 def init_kernels(H0: Tensor, depth: int, *, act: str, beta: float = 1.0, param: str = "depth-mup",
                  readout: str = "phi", gamma0: float = 1.0, block: int = 1) -> dict[str, Tensor]:
-    """Exact width-limit kernels at initialisation for finite depth L (THEORY §3).
+    """Exact width-limit kernels at initialisation for finite depth L.
 
     Forward, with c = β²/L (depth-mup), β² (mup, sp) and branch kernel B = V (block 1) or V∘V (block 2):
         H_ℓ = H_{ℓ-1} + c B(H_{ℓ-1})   (plain: H_ℓ = B(H_{ℓ-1}), β unused);   Φ_ℓ = V(H_ℓ)
@@ -233,7 +234,7 @@ def init_kernels(H0: Tensor, depth: int, *, act: str, beta: float = 1.0, param: 
 # --- the infinite-depth continuum (depth-μP) ------------------------------------------------------
 def continuum_kernels(H0: Tensor, tau: Tensor, *, act: str, beta: float = 1.0, readout: str = "phi",
                       block: int = 1, steps: int = 1024) -> dict[str, Tensor]:
-    """Depth-μP continuum (THEORY §3): dH/dτ = β² B(H), H(0) = H0, and
+    """Depth-μP continuum: dH/dτ = β² B(H), H(0) = H0, and
     G(τ) = G(1) ⊙ exp(β² ∫_τ^1 D(H(σ)) dσ), G(1) = V'(H(1)) ('phi') or ones ('linear'); B, D as in
     `init_kernels` (block 1: V, V'). RK4 with about `steps` steps per unit τ on the augmented state
     (H, I = ∫_0^τ D(H)), stepping exactly onto every requested τ (no interpolation).
@@ -285,7 +286,7 @@ def _psd_factor(C: Tensor) -> Tensor:
 
 def sde_particles(H0: Tensor, depth_grid: int, particles: int, *, act: str, beta: float = 1.0,
                   block: int = 1, generator: torch.Generator | None = None) -> Tensor:
-    """Particles of the single-neuron SDE at initialisation on a grid of K blocks (THEORY §3):
+    """Particles of the single-neuron SDE at initialisation on a grid of K blocks:
     h_0 ~ N(0, H0) jointly over the P probes, h_k = h_{k-1} + (β/√K) ξ_k, ξ_k ~ N(0, B(H_{k-1})) independent
     of the past, with H_{k-1} the exact kernel of `init_kernels` (McKean–Vlasov: the law is known at init).
     Hence Cov(h_k, h_j) = H_{min(k,j)}. H0 may be (P, P) or a (P,) diagonal. Returns (K+1, particles, P)."""

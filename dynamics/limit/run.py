@@ -15,6 +15,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from ..runs import store
 from ..cli import prepare_run_dir
@@ -23,19 +24,24 @@ from . import COUPLINGS, LimitError  # torch loads with the solver, in limit_lik
 
 __all__ = ["limit_like", "register", "COVERS", "NOT_COVERED"]
 
-COVERS = ("one-layer blocks; MSE loss; scalar output (C = 1); param depth-mup, mup, plain; readout phi or "
+COVERS = ("one- and two-layer blocks (with the inner-LR exponent alpha); MSE or cross-entropy; any number of "
+          "outputs C (metrics use the first output, as finite runs do); param depth-mup, mup, plain; readout phi or "
           "linear; any subset of trained groups; every activation; coupling full (reused backward, the exact "
           "width limit) or none (the limit of the decoupled net)")
-NOT_COVERED = ("two-layer blocks, cross-entropy, C > 1 and param sp are refused; test_loss, grad_norm, "
-               "a_move and the coupling_* metrics are not produced")
+NOT_COVERED = ("param sp is refused (its width limit is the lazy kernel regime with a Gaussian-process f(0), not a "
+               "particle average); test_loss, grad_norm and the coupling_* metrics are not produced (no test set "
+               "or raw-parameter norm at infinite width; the coupling split needs the finite matrix)")
 DEFAULT_PARTICLES = 4096
 
 
 def limit_like(like: Path, out: Path, *, grid: int | None = None, particles: int = DEFAULT_PARTICLES,
                coupling: str | None = None, seed: int = 0, device: str = "auto", replicas: int = 8,
-               name: str | None = None, overwrite: bool = False, progress: bool = False) -> Path:
+               name: str | None = None, overwrite: bool = False, progress: bool = False, dtype: str = "float64",
+               on_step: Callable[[int, float], None] | None = None) -> Path:
     """Solve the limit of the run in `like` and write it to out/name; returns the run directory.
-    coupling None follows the run's backward mode: reused -> full, decoupled -> none."""
+    coupling None follows the run's backward mode: reused -> full, decoupled -> none. device auto picks CUDA
+    when present; dtype float64 (default) or float32 (run.json's limit.dtype says which). on_step(step, loss)
+    is called after every solver step (the dashboard's progress)."""
     from .. import probes as PR
     from .nfd import solve_limit
     meta = store.read_meta(Path(like))
@@ -53,9 +59,13 @@ def limit_like(like: Path, out: Path, *, grid: int | None = None, particles: int
     t0 = time.monotonic()
     bar = _progress(cfg.steps + 1, progress)
     try:
+        def step(t: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4g}")
+            if on_step is not None:
+                on_step(t, loss)
         res = solve_limit(cfg, grid=K, particles=particles, coupling=coupling, seed=seed, device=device,
-                          replicas=replicas, on_step=lambda step, loss: (bar.update(1),
-                                                                         bar.set_postfix(loss=f"{loss:.4g}")))
+                          replicas=replicas, dtype=dtype, on_step=step)
     finally:
         bar.close()
     run_dir = prepare_run_dir(str(out), run_id, cfg_k, overwrite)
@@ -65,12 +75,12 @@ def limit_like(like: Path, out: Path, *, grid: int | None = None, particles: int
                "inputs_used": res.inputs, "covers": COVERS, "not_covered": NOT_COVERED,
                "step0": "exact (init_kernels); neurons from particles; later steps: replica mean, stderr = "
                         "replica std / sqrt(replicas)"}
-    dev = device if device != "auto" else ("cuda" if _cuda() else "cpu")
+    dev = res.info["device"]
     writer = store.RunWriter(run_dir, {
         "run_id": run_dir.name, "kind": "limit", "config": cfg_k.to_dict(), "limit": section,
         "probe_ids": list(range(cfg.probes)), "probe_source": "first training inputs",
         "quantiles": list(PR.QUANTILES), "versions": _versions(), "device": dev,
-        "device_name": platform.processor(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device_name": _device_name(dev), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "steps_done": res.info["steps_done"]}, stderr=True)
     m = res.metrics
     writer.add(store.METRICS, step=m["step"].to_numpy(), layer=m["layer"].to_numpy(), metric=m["metric"].to_numpy(),
@@ -81,9 +91,11 @@ def limit_like(like: Path, out: Path, *, grid: int | None = None, particles: int
     return run_dir
 
 
-def _cuda() -> bool:
-    import torch
-    return torch.cuda.is_available()
+def _device_name(dev: str) -> str:
+    if dev.startswith("cuda"):
+        import torch
+        return torch.cuda.get_device_name(torch.device(dev))
+    return platform.processor()
 
 
 def _versions() -> dict:
@@ -100,7 +112,8 @@ def _progress(total: int, enabled: bool):
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `python -m dynamics limit` to the CLI's subparsers."""
     p = sub.add_parser("limit", help="the infinite-width (NFD) limit of a finite run, as a run of kind limit",
-                       description="Solve the infinite-width limit (THEORY §6, particle solver) for the setting "
+                       description="Solve the infinite-width limit (the particle solver of the training-time "
+                                   "limit) for the setting "
                                    "of a finite run and write OUT/NAME with the same metrics (plus Monte-Carlo "
                                    f"stderr), kernels and neuron quantiles. Covers {COVERS}. Not covered: "
                                    f"{NOT_COVERED}.")
@@ -115,7 +128,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "kept); none: forward and backward decoupled (default: full for a reused run, none for "
                    "a decoupled one)")
     p.add_argument("--seed", type=int, default=0, help="particle noise seed (default: 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N] (default: auto)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="solver precision (default: float64; float32 halves memory and is faster on GPUs)")
     p.add_argument("--name", help="run directory name (default: <like run>_limit-<coupling>-K<K>-M<M>-s<seed>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -125,7 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _cmd_limit(args: argparse.Namespace) -> int:
     run_dir = limit_like(Path(args.like), Path(args.out), grid=args.grid, particles=args.particles,
                          coupling=args.coupling, seed=args.seed, device=args.device, replicas=args.replicas,
-                         name=args.name, overwrite=args.overwrite, progress=not args.quiet)
+                         name=args.name, overwrite=args.overwrite, progress=not args.quiet, dtype=args.dtype)
     meta = store.read_meta(run_dir)
     if "warning" in meta["limit"]:
         print(f"warning: {meta['limit']['warning']}", file=sys.stderr)

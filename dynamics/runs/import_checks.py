@@ -3,19 +3,28 @@
 Used by dynamics.runs.imports. `check_table(df, file, max_layer, where)` converts each column per the file's spec
 (step int32 ≥ 0 — int64 when a step is ≥ 2³¹, exact up to 2⁵³ —, layer int16 ≥ −1, names non-empty, values
 float64 with NaN allowed), and rejects with a one-line RunImportError: missing columns (named), non-numeric
-cells, NaN or non-integer keys, values out of range, duplicate keys. `where(i)` turns a row position into
-words for the message ("line 5", "row 4").
+cells, NaN or non-integer keys, values out of range, duplicate keys, names holding control or
+bidirectional-override characters. `where(i)` turns a row position into words for the message ("line 5",
+"row 4"). `check_config(cfg, top, max_layers)` types and bounds the config (depth, width, steps, …) and
+`check_grid(table, …)` bounds the distinct steps × layers before any page builds a dense (step × layer) grid.
 """
 from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 (pa.compute)
 
 from . import store
 from .store import KERNELS, LAYER, METRIC, METRICS, NEURONS, STDERR, STEP, VALUE
 
-__all__ = ["RunImportError", "fail", "check_table", "numbers", "row", "line", "NAN_TEXT"]
+__all__ = ["RunImportError", "fail", "check_table", "check_config", "check_grid", "bad_char", "numbers", "row",
+           "line", "NAN_TEXT"]
 
 
 class RunImportError(ValueError):
@@ -77,6 +86,11 @@ def check_table(df: pd.DataFrame, file: str, max_layer: int, where) -> pa.Table:
             bad = np.flatnonzero((s.isna() | text.eq("") | text.str.len().gt(200)).to_numpy())
             if bad.size:
                 raise fail(f"empty or over-long {col} name at {where(bad[0])}")
+            for name in pd.unique(text):  # distinct names only: a metric column holds few
+                if (c := bad_char(name)) is not None:
+                    first = int(np.flatnonzero(text.eq(name).to_numpy())[0])
+                    raise fail(f"{col} name {name[:40]!r} at {where(first)} holds the control character "
+                               f"U+{ord(c):04X}; names must be printable text")
             cols[col] = text.to_numpy(dtype=object)
             continue
         x = numbers(s, col, where)
@@ -126,3 +140,90 @@ def row(i: int) -> str:
 
 def line(i: int) -> str:
     return f"line {i + 2}"
+
+
+# --- names ------------------------------------------------------------------------------------------
+def bad_char(text: str) -> str | None:
+    """The first character of `text` that a name may not hold: a control character (Unicode category Cc:
+    NUL, newline, escape…) or a format character (Cf: right-to-left overrides, zero-width joiners), else None."""
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cf"):
+            return ch
+    return None
+
+
+# --- the config ----------------------------------------------------------------------------------------
+# field -> (lowest, highest) for integers; the pages read these, so each is typed and bounded
+_INT_FIELDS = {"width": (1, 2 ** 24), "steps": (0, 2 ** 31 - 1), "seed": (-(2 ** 63), 2 ** 63 - 1),
+               "record_every": (1, 2 ** 31 - 1), "test_every": (1, 2 ** 31 - 1), "probes": (0, 2 ** 15 - 1),
+               "coupling_window": (0, 2 ** 31 - 1)}
+_FLOAT_FIELDS = ("lr", "weight_decay", "momentum")
+_MAX_TEXT, _MAX_KEYS, _KEY = 200, 200, re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_config(cfg: Any, top: int, max_layers: int) -> dict[str, Any]:
+    """A run's config, typed and bounded before it becomes a run; raises a one-line RunImportError.
+
+    depth: an integer with max(1, top) ≤ depth ≤ max_layers (top = the largest recorded layer index; pages
+    divide by it: τ = ℓ / depth); width, steps, seed, … integers in range; lr & co. finite numbers; keys short
+    identifiers; values JSON scalars (or short lists of them), text ≤ 200 characters without control
+    characters. A missing depth becomes max(1, top)."""
+    if not isinstance(cfg, dict):
+        raise fail("the config must be a JSON object")
+    if len(cfg) > _MAX_KEYS:
+        raise fail(f"the config has {len(cfg)} fields (limit {_MAX_KEYS})")
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise fail(f"config field name {str(key)[:40]!r} is not a short identifier (letters, digits, _ . -)")
+        _check_value(key, value)
+        out[key] = value
+    depth = out.get("depth", max(top, 1))
+    if not _is_int(depth) or not max(top, 1) <= depth <= max_layers:
+        raise fail(f"config depth {repr(depth)[:40]} must be an integer from {max(top, 1)} (the largest layer "
+                   f"index recorded) to {max_layers}")
+    out["depth"] = depth
+    for key, (lo, hi) in _INT_FIELDS.items():
+        if key in out and out[key] is not None and (not _is_int(out[key]) or not lo <= out[key] <= hi):
+            raise fail(f"config {key} {repr(out[key])[:40]} must be an integer in {lo}..{hi}")
+    for key in _FLOAT_FIELDS:
+        v = out.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise fail(f"config {key} {repr(v)[:40]} must be a finite number")
+    return out
+
+
+def _check_value(key: str, value: Any, nested: bool = False) -> None:
+    if value is None or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise fail(f"config {key} is {value}; use a finite number or null")
+        return
+    if isinstance(value, str):
+        if len(value) > _MAX_TEXT or (c := bad_char(value)) is not None:
+            why = f"is longer than {_MAX_TEXT} characters" if len(value) > _MAX_TEXT else \
+                f"holds the control character U+{ord(c):04X}"
+            raise fail(f"config {key} {why}")
+        return
+    if isinstance(value, list) and not nested and len(value) <= 64:
+        for v in value:
+            _check_value(key, v, nested=True)
+        return
+    raise fail(f"config {key} must be a number, text, true/false/null or a short list of them")
+
+
+def check_grid(table: pa.Table, max_steps: int, max_cells: int) -> None:
+    """Bound what a page may build from the run: distinct steps ≤ max_steps (a step slider's options) and
+    distinct steps × distinct layers ≤ max_cells (a dense step × layer grid of one metric)."""
+    steps = len(pa.compute.unique(table.column(STEP)))
+    layers = len(pa.compute.unique(table.column(LAYER)))
+    if steps > max_steps:
+        raise fail(f"{steps} distinct steps (limit {max_steps}); log every k-th step")
+    if steps * layers > max_cells:
+        raise fail(f"{steps} distinct steps × {layers} layers = {steps * layers} grid cells (limit {max_cells}); "
+                   "log fewer steps or layers")

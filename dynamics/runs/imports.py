@@ -50,7 +50,8 @@ import pyarrow.parquet as pq
 
 from . import store
 from .store import KERNELS, LAYER, METRIC, METRICS, NEURONS, RUN_JSON, STDERR, STEP, VALUE
-from .import_checks import NAN_TEXT, RunImportError, check_table
+from .import_bounds import MB, Limits, zip_entry as _entry
+from .import_checks import NAN_TEXT, RunImportError, check_config, check_grid, check_table
 from .import_checks import fail as _fail, line as _line, numbers as _numbers, row as _row
 from . import tbfolder, wandb
 from .tfevents import looks_like_events
@@ -59,17 +60,6 @@ __all__ = ["RunImportError", "Limits", "Imported", "import_file", "split_name", 
 
 FORMATS = ("run-zip", "parquet", "csv", "wandb", "tfevents")
 RUN_FILES = (RUN_JSON, METRICS, KERNELS, NEURONS)
-MB = 2 ** 20
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_bytes: int = 200 * MB            # the file (and each sidecar: 1/100 of it)
-    max_rows: int = 20_000_000           # rows of a table, records of an event file, melted W&B cells
-    max_columns: int = 10_000            # CSV / Parquet columns (W&B exports are wide)
-    max_layers: int = 10_000             # largest layer index
-    max_zip_entries: int = 16
-    max_unzipped_bytes: int = 1024 * MB  # total uncompressed size of a zip
 
 
 @dataclass
@@ -112,7 +102,15 @@ class _Parsed:
         self.skipped.append({"what": what, "why": why})
 
 
+# columns a long table (metrics, kernels, neurons) may use; a table without `_step` reads only these
+_LONG_COLUMNS = (STEP, LAYER, METRIC, VALUE, STDERR, "kind", "i", "j", "probe", "quantile")
+_TEXT_COLUMNS = (METRIC, "kind")  # read dictionary-encoded: one Python string per distinct name, not per row
+
+
 def _parquet(data: bytes, limits: Limits, label: str) -> pd.DataFrame:
+    """Parquet bytes -> a frame, after checking the footer's metadata: rows, columns, rows × columns read
+    (limits.max_cells) and the uncompressed bytes of the columns read (limits.max_decoded_bytes). Without a
+    W&B `_step` column only the run-format columns are read (the others are named in df.attrs["unread"])."""
     if data[:4] != b"PAR1":
         raise _fail(f"{label} is not a Parquet file (no PAR1 magic at the start)")
     if len(data) < 12 or data[-4:] != b"PAR1":
@@ -123,12 +121,30 @@ def _parquet(data: bytes, limits: Limits, label: str) -> pd.DataFrame:
         if md.num_rows > limits.max_rows or md.num_columns > limits.max_columns:
             raise _fail(f"{label} is too large: {md.num_rows} rows × {md.num_columns} columns (limits: "
                         f"{limits.max_rows} rows, {limits.max_columns} columns)")
-        df = pf.read().to_pandas()
+        names = [pf.schema_arrow.field(i).name for i in range(len(pf.schema_arrow))]
+        wide = "_step" in names
+        read = names if wide else [n for n in names if n.strip() in _LONG_COLUMNS]
+        if md.num_rows * max(len(read), 1) > limits.max_cells:
+            raise _fail(f"{label} is too large: {md.num_rows} rows × {len(read)} columns to read = "
+                        f"{md.num_rows * len(read)} cells (limit {limits.max_cells})")
+        wanted = [j for j in range(md.num_columns) if md.schema.column(j).path.split(".")[0] in set(read)]
+        decoded = sum(max(md.row_group(g).column(j).total_uncompressed_size, 0)
+                      for g in range(md.num_row_groups) for j in wanted)
+        if decoded > limits.max_decoded_bytes:
+            raise _fail(f"{label} is too large once decoded: {decoded / MB:.0f} MB uncompressed in the columns "
+                        f"read (limit {limits.max_decoded_bytes / MB:.0f} MB)")
+        if text := [c for c in _TEXT_COLUMNS if c in read]:
+            pf = pq.ParquetFile(pa.BufferReader(data), read_dictionary=text)
+        df = pf.read(columns=read, use_pandas_metadata=False).to_pandas(
+            strings_to_categorical=False, ignore_metadata=True, self_destruct=True)
     except RunImportError:
+        raise
+    except MemoryError:  # the sandbox's memory bound: reported as such, not as a damaged file
         raise
     except (pa.ArrowException, OSError, ValueError, TypeError, IndexError, OverflowError, KeyError) as e:
         raise _fail(f"{label} is not a readable Parquet file ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
     df.columns = [str(c).strip() for c in df.columns]
+    df.attrs["unread"] = [n for n in names if n not in read]
     for c in df.columns:
         if isinstance(df[c].dtype, pd.CategoricalDtype):
             df[c] = df[c].astype(object)
@@ -136,6 +152,8 @@ def _parquet(data: bytes, limits: Limits, label: str) -> pd.DataFrame:
 
 
 def _csv(data: bytes, limits: Limits) -> pd.DataFrame:
+    """CSV bytes -> a frame of text cells; without a W&B `_step` column only the run-format columns are read
+    (the others are named in df.attrs["unread"]); rows × columns read is bounded by limits.max_cells."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -144,24 +162,37 @@ def _csv(data: bytes, limits: Limits) -> pd.DataFrame:
         raise _fail("not a text file (it holds NUL bytes)")
     header = next(csv.reader([text.split("\n", 1)[0]]), [])
     names = [h.strip() for h in header]
-    if len(names) > limits.max_columns or text.count("\n") > limits.max_rows:
-        raise _fail(f"CSV too large: {len(names)} columns, {text.count(chr(10))} lines (limits: "
+    lines = text.count("\n")
+    if len(names) > limits.max_columns or lines > limits.max_rows:
+        raise _fail(f"CSV too large: {len(names)} columns, {lines} lines (limits: "
                     f"{limits.max_columns} columns, {limits.max_rows} rows)")
     if dups := sorted({n for n in names if names.count(n) > 1}):
         raise _fail(f"duplicate CSV column name(s): {', '.join(dups)}")
+    read = names if "_step" in names else [n for n in names if n in _LONG_COLUMNS]
+    if lines * max(len(read), 1) > limits.max_cells:
+        raise _fail(f"CSV too large: {lines} lines × {len(read)} columns to read = {lines * len(read)} cells "
+                    f"(limit {limits.max_cells})")
+    keep = [i for i, n in enumerate(names) if n in set(read)] or None
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, engine="c")
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, engine="c",
+                         usecols=keep if keep and len(keep) < len(names) else None)
     except pd.errors.EmptyDataError:
         raise _fail("empty CSV file (no header line)") from None
+    except MemoryError:
+        raise
     except (pd.errors.ParserError, ValueError, csv.Error, OverflowError) as e:
+        if "out of memory" in str(e):  # pandas' C tokenizer under the sandbox's memory bound
+            raise MemoryError(str(e)) from None
         raise _fail(f"not a readable CSV file ({str(e).strip().splitlines()[-1][:200] if str(e).strip() else 'parse error'})") from None
+    del text
     df.columns = [str(c).strip() for c in df.columns]
+    df.attrs["unread"] = [n for n in names if n not in set(read)]
     return df
 
 
 def _long(df: pd.DataFrame, p: _Parsed, where) -> None:
     extra = [c for c in df.columns if c not in (STEP, LAYER, METRIC, VALUE, STDERR)]
-    for c in extra:
+    for c in [*extra, *df.attrs.get("unread", [])]:
         p.skip(f"column {c}", "not one of step, layer, metric, value, stderr")
     p.frames[METRICS] = (df.drop(columns=extra), where)
 
@@ -257,16 +288,7 @@ def _zip(data: bytes, p: _Parsed, limits: Limits) -> None:
     for need in (RUN_JSON, METRICS):
         if need not in wanted:
             raise _fail(f"zip has no {need}; zip a run directory (run.json and metrics.parquet)")
-    blobs = {}
-    for name, info in wanted.items():
-        try:
-            with zf.open(info) as fh:
-                blob = fh.read(info.file_size + 1)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as e:
-            raise _fail(f"damaged zip entry {info.filename} ({e})") from None
-        if len(blob) != info.file_size:
-            raise _fail(f"zip entry {info.filename} does not match its declared size; the zip is damaged")
-        blobs[name] = blob
+    blobs = {name: _entry(zf, info, limits) for name, info in wanted.items()}
     p.meta = _json(blobs[RUN_JSON], RUN_JSON)
     for name in (METRICS, KERNELS, NEURONS):
         if name in blobs:
@@ -369,8 +391,10 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
         if cfg is not None and isinstance(cfg.get("config"), dict):  # a whole run.json
             p.meta, cfg = {**cfg, **p.meta}, cfg["config"]
         tables = {f: check_table(df, f, limits.max_layers, where) for f, (df, where) in p.frames.items()}
-        return _write(p, tables, cfg if cfg is not None else p.meta.get("config"), cfg_source, out, name, label,
-                      _digest([path]))
+        check_grid(tables[METRICS], limits.max_steps, limits.max_grid)
+        if (cfg := cfg if cfg is not None else p.meta.get("config")) is not None:
+            cfg = check_config(cfg, int(tables[METRICS].column(LAYER).to_numpy().max()), limits.max_layers)
+        return _write(p, tables, cfg, cfg_source, out, name, label, _digest([path]))
     data = path.read_bytes()
     fmt = _detect(label, data)
     if step_column is not None and fmt not in ("csv", "parquet"):
@@ -398,8 +422,10 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
     if cfg is not None and isinstance(cfg.get("config"), dict):  # a whole run.json
         p.meta, cfg = {**cfg, **p.meta}, cfg["config"]
     tables = {f: check_table(df, f, limits.max_layers, where) for f, (df, where) in p.frames.items()}
-    return _write(p, tables, cfg if cfg is not None else p.meta.get("config"), cfg_source, out, name, label,
-                  _digest([data]))
+    check_grid(tables[METRICS], limits.max_steps, limits.max_grid)
+    if (cfg := cfg if cfg is not None else p.meta.get("config")) is not None:
+        cfg = check_config(cfg, int(tables[METRICS].column(LAYER).to_numpy().max()), limits.max_layers)
+    return _write(p, tables, cfg, cfg_source, out, name, label, _digest([data]))
 
 
 def _events_run(blobs, skipped, path: Path, config, limits: Limits, out, name: str, label: str | None = None
@@ -485,7 +511,8 @@ def _write(p: _Parsed, tables: dict[str, pa.Table], cfg: Any, cfg_source: str | 
             "schema_version": store.SCHEMA_VERSION, "run_id": run_id, "kind": "imported",
             "status": orig.get("status") if orig.get("status") in ("complete", "diverged", "failed") else "complete",
             "config": cfg, "config_source": cfg_source,
-            "source": {"file": label, "format": p.fmt, "bytes": digest[0], "sha256": digest[1], **({"original": orig} if orig else {})},
+            "source": {"file": label, "format": p.fmt, "bytes": digest[0], "sha256": digest[1],
+                       **({"original": orig} if orig else {})},
             "skipped": p.skipped, "summary": summary,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     tmp = Path(tempfile.mkdtemp(prefix=f".import-{run_id[:40]}-", dir=root))

@@ -1,0 +1,131 @@
+"""One run selection per browser session, followed by every page, with short unique names and stable colours.
+
+The sidebar picker of each page (`pick_runs`) starts, when the page is opened, from the URL's ?runs= (a
+link or a reload), else from the session's selection (the runs picked on the page before), else from the
+page's default; a run named in the URL that is not found is reported, not silently replaced. Runs this
+session uploaded or trained are added to the selection when they first appear. Every change is written back
+to the session's selection, keeping picks this page cannot show (e.g. limit runs on the Coupling page).
+
+Names and colours are computed over all runs found (`remember`, called by dashboard.runs.load_runs), so a
+run has the same short name and colour on every page whatever else is picked: `short_names` drops the name
+parts every run of its family shares and a trailing hash when the rest is unique; limit runs are drawn in one
+dark colour. `dashboard.widgets.show_chart` applies both to each figure (dynamics.figures.restyle_runs); the
+hover text keeps the full name.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+import streamlit as st
+
+from dashboard.settings import UPLOADED_ROOTS
+from dashboard.state import seed_widget, set_url
+from dynamics.figures import LIMIT_COLOUR, PALETTE
+
+SELECTION = "dashboard.selection"      # labels picked in this session, shared by every page
+_FOUND = "dashboard.found_runs"        # labels of every run found on the last page load
+_STYLE = "dashboard.run_style"         # (short names, colours) by label
+_SEEN = "dashboard.seen_run_paths"     # run paths this session has seen (to select new uploads/trained runs once)
+_TRAIN_JOBS = "dashboard.train_jobs"   # dashboard.train_form's list of this session's trained run dirs
+_HASH = re.compile(r"^[0-9a-f]{6,}$")
+
+
+def short_names(labels: Sequence[str]) -> dict[str, str]:
+    """label -> a short unique name: within each family (runs whose names start with the same `_` part),
+    the parts all members share are dropped, then hex hashes and the family's first part, each only
+    when the name stays unique without it. A name that would collide or be empty stays in full."""
+    parts = {lab: lab.split("_") for lab in labels}
+    families: dict[str, list[str]] = {}
+    for lab in labels:
+        families.setdefault(parts[lab][0], []).append(lab)
+    out = {}
+    for head, members in families.items():
+        shared = set.intersection(*(set(parts[m][1:]) for m in members)) if len(members) > 1 else set()
+        for m in members:
+            out[m] = [head, *[p for p in parts[m][1:] if p not in shared]]
+    bare = {m: [t for t in toks if not _HASH.match(t)] for m, toks in out.items()}
+    for m, toks in bare.items():
+        if len(toks) >= 1 and sum(o == toks for o in bare.values()) == 1:
+            out[m] = toks
+    names = {m: "_".join(t) for m, t in out.items()}
+    for m, toks in out.items():  # the family's own name goes too when what is left is still unique
+        if len(toks) > 1 and len(families[toks[0]]) > 1:
+            rest = "_".join(toks[1:])
+            if rest not in names.values() and sum("_".join(o[1:]) == rest for o in out.values()) == 1:
+                names[m] = rest
+    counts: dict[str, int] = {}
+    for n in names.values():
+        counts[n] = counts.get(n, 0) + 1
+    return {m: n if n and counts[n] == 1 else m for m, n in names.items()}
+
+
+def run_colours(runs: Sequence) -> dict[str, str]:
+    """label -> colour: finite runs cycle through the palette in the order found; limit runs are dark grey."""
+    out, k = {}, 0
+    for r in runs:
+        if getattr(r, "kind", "finite") == "limit":
+            out[r.label] = LIMIT_COLOUR
+        else:
+            out[r.label], k = PALETTE[k % len(PALETTE)], k + 1
+    return out
+
+
+def remember(runs: Sequence) -> None:
+    """Keep every found run's label, short name and colour for this page load (dashboard.runs.load_runs)."""
+    labels = [r.label for r in runs]
+    st.session_state[_FOUND] = labels
+    st.session_state[_STYLE] = (short_names(labels), run_colours(runs))
+
+
+def style() -> tuple[dict[str, str], dict[str, str]]:
+    """(short names, colours) by label of the runs found on this page load ({} before any)."""
+    return st.session_state.get(_STYLE, ({}, {}))
+
+
+def _own(run) -> bool:
+    """Uploaded or trained in this session."""
+    roots = [str(Path(p).resolve()) for p in st.session_state.get(UPLOADED_ROOTS, []) or []]
+    trained = {str(Path(p).resolve()) for p in st.session_state.get(_TRAIN_JOBS, []) or []}
+    path = str(Path(run.path).resolve())
+    return path in trained or any(path.startswith(r + "/") for r in roots)
+
+
+def arrivals(runs: Sequence) -> list[str]:
+    """Labels of this session's uploaded or trained runs seen for the first time (each returned once)."""
+    seen = st.session_state.setdefault(_SEEN, set())
+    new = [r.label for r in runs if str(r.path) not in seen and _own(r)]
+    seen.update(str(r.path) for r in runs)
+    return new
+
+
+def pick_runs(page: str, runs: Sequence, default_count: int = 3, default: list[str] | None = None) -> list:
+    """Sidebar multiselect of `runs` (this page's candidates), mirrored in ?runs= and in the session's
+    selection (see the module docstring for the order). Default: `default` (labels) if given, else the first
+    `default_count` runs, finite runs before limit runs."""
+    key, labels = f"{page}.runs", [r.label for r in runs]
+    if default is None:
+        default = [r.label for r in sorted(runs, key=lambda r: r.kind == "limit")][:default_count]
+    shared = st.session_state.get(SELECTION, [])
+    if key not in st.session_state:  # the page was just opened: a link's runs, else the session's, else default
+        from_url = st.query_params.get_all("runs")
+        gone = [u for u in from_url if u not in st.session_state.get(_FOUND, labels)]
+        if gone:
+            st.warning(f"Not found: {', '.join(f'`{g}`' for g in gone)} (named in the link). Uploaded runs last "
+                       "only for the browser session that uploaded them: upload them again on the Upload page.")
+        picked = [u for u in from_url if u in labels] or [s for s in shared if s in labels]
+        st.session_state[key] = list(dict.fromkeys(picked or default))
+    seed_widget(key, "runs", labels, default, multi=True)
+    new = [a for a in arrivals(runs) if a in labels]
+    if new:
+        st.session_state[key] = list(dict.fromkeys([*st.session_state[key], *new]))
+    names = style()[0]
+    chosen = st.sidebar.multiselect("Runs", labels, key=key, format_func=lambda lab: names.get(lab, lab),
+                                    help="Picked runs follow you to every page. Names drop the parts all runs of "
+                                         "a family share; hover a curve for the full name.")
+    set_url(runs=chosen)
+    found = set(st.session_state.get(_FOUND, labels))
+    st.session_state[SELECTION] = chosen + [s for s in shared if s not in labels and s in found]
+    by_label = {r.label: r for r in runs}
+    return [by_label[c] for c in chosen]

@@ -101,7 +101,8 @@ def _run(args: list[str]) -> tuple[float, float, str]:
 
 def _ratio(name: str, ours: list[float], tb: list[float], unit: str) -> None:
     r = [a / b for a, b in zip(ours, tb)]
-    print(f"{name:<22} ours {min(ours):9.3f}–{max(ours):.3f} {unit}  tensorboard {min(tb):9.3f}–{max(tb):.3f} {unit}")
+    print(f"{name:<22} ours {min(ours):9.3f}–{max(ours):.3f} {unit}  "
+          f"tensorboard {min(tb):9.3f}–{max(tb):.3f} {unit}")
     print(f"RATIO {name} ours/tensorboard min={min(r):.4f} median={statistics.median(r):.4f}")
 
 

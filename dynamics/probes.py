@@ -96,8 +96,8 @@ def kernels(s: ProbeState) -> dict[str, torch.Tensor]:
 
 def neuron_quantiles(s: ProbeState) -> torch.Tensor:
     """Quantiles of the single-neuron distribution of h_ℓ(x): (L+1, P, len(QUANTILES)), torch.quantile's
-    linear rule: with h sorted over neurons and r = q·(n−1), Q(q) = lerp(h_(⌊r⌋), h_(⌈r⌉), r − ⌊r⌋); a row
-    holding NaN gives NaN. On the CPU the sort is numpy's (≈30× faster than torch.sort on rows of a few
+    linear rule: with h sorted over neurons and r = q·(n−1), Q(q) = lerp(h_(⌊r⌋), h_(⌈r⌉), r − ⌊r⌋);
+    a row holding NaN gives NaN. On the CPU the sort is numpy's (≈30× faster than torch.sort on rows of a few
     hundred), elsewhere torch's."""
     h = s.h.detach()
     n = h.shape[-1]

@@ -20,6 +20,7 @@ def test_benchmark_small_prints_every_ratio():
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     found = dict(re.findall(r"^RATIO (\w+) ours/tensorboard min=(\S+) median=\S+$", out.stdout, re.M))
-    assert set(found) == {"import_time", "import_cpu_time", "import_peak_memory", "grid_one_metric", "record_overhead"}, out.stdout
+    assert set(found) == {"import_time", "import_cpu_time", "import_peak_memory", "grid_one_metric",
+                          "record_overhead"}, out.stdout
     assert all(math.isfinite(float(v)) and float(v) > 0 for v in found.values())
     assert "400 scalars" in out.stdout  # 4 layers × 2 metrics × 50 steps were written and read by both tools

@@ -30,7 +30,6 @@ nothing behind. Every rejection is a RunImportError whose message is one line na
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import re
@@ -387,14 +386,7 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
         _tfevents([(label, path)], p, limits)
         name = name or (_folder_name(path.resolve().parent) if source_name is None and
                         tbfolder.is_event_name(label) else None)
-        cfg, cfg_source = _sidecar(path, config, p.fmt, limits)
-        if cfg is not None and isinstance(cfg.get("config"), dict):  # a whole run.json
-            p.meta, cfg = {**cfg, **p.meta}, cfg["config"]
-        tables = {f: check_table(df, f, limits.max_layers, where) for f, (df, where) in p.frames.items()}
-        check_grid(tables[METRICS], limits.max_steps, limits.max_grid)
-        if (cfg := cfg if cfg is not None else p.meta.get("config")) is not None:
-            cfg = check_config(cfg, int(tables[METRICS].column(LAYER).to_numpy().max()), limits.max_layers)
-        return _write(p, tables, cfg, cfg_source, out, name, label, _digest([path]))
+        return _finish(p, path, config, limits, out, name, label, tbfolder.digest([path]))
     data = path.read_bytes()
     fmt = _detect(label, data)
     if step_column is not None and fmt not in ("csv", "parquet"):
@@ -406,11 +398,7 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
     p = _Parsed(fmt, {})
     if fmt == "run-zip":
         _zip(data, p, limits)
-    elif fmt == "tfevents":
-        _tfevents([(label, data)], p, limits)
-        name = name or (_folder_name(path.resolve().parent) if source_name is None and
-                        tbfolder.is_event_name(label) else None)
-    else:
+    else:  # (event files took the chunked path above)
         df = _parquet(data, limits, label) if fmt == "parquet" else _csv(data, limits)
         where = _row if fmt == "parquet" else _line
         df, step = wandb.shape(df, p, step_column)
@@ -418,6 +406,11 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
             _wide(df, p, limits, where, step)
         else:
             _long(df, p, where)
+    return _finish(p, path, config, limits, out, name, label, tbfolder.digest([data]))
+
+
+def _finish(p: _Parsed, path: Path, config, limits: Limits, out, name, label, digest) -> Imported:
+    """Config (given, sidecar or run.json), table checks, then the atomic write."""
     cfg, cfg_source = _sidecar(path, config, p.fmt, limits)
     if cfg is not None and isinstance(cfg.get("config"), dict):  # a whole run.json
         p.meta, cfg = {**cfg, **p.meta}, cfg["config"]
@@ -425,7 +418,7 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
     check_grid(tables[METRICS], limits.max_steps, limits.max_grid)
     if (cfg := cfg if cfg is not None else p.meta.get("config")) is not None:
         cfg = check_config(cfg, int(tables[METRICS].column(LAYER).to_numpy().max()), limits.max_layers)
-    return _write(p, tables, cfg, cfg_source, out, name, label, _digest([data]))
+    return _write(p, tables, cfg, cfg_source, out, name, label, digest)
 
 
 def _events_run(blobs, skipped, path: Path, config, limits: Limits, out, name: str, label: str | None = None
@@ -437,7 +430,7 @@ def _events_run(blobs, skipped, path: Path, config, limits: Limits, out, name: s
     if cfg is not None and isinstance(cfg.get("config"), dict):
         p.meta, cfg = {**cfg, **p.meta}, cfg["config"]
     tables = {f: check_table(df, f, limits.max_layers, where) for f, (df, where) in p.frames.items()}
-    return _write(p, tables, cfg, cfg_source, out, name, label or f"{path.name}/", _digest([b for _, b in blobs]))
+    return _write(p, tables, cfg, cfg_source, out, name, label or f"{path.name}/", tbfolder.digest([b for _, b in blobs]))
 
 
 def _head_is_events(path: Path, label: str) -> bool:
@@ -451,24 +444,6 @@ def _head_is_events(path: Path, label: str) -> bool:
         return _detect(label, head) == "tfevents"
     except RunImportError:
         return False
-
-
-def _digest(blobs: list) -> tuple[int, str]:
-    """(bytes, sha256) of the files (bytes or paths, read in chunks) taken one after another."""
-    h, n = hashlib.sha256(), 0
-    for b in blobs:
-        if isinstance(b, Path):
-            try:
-                with open(b, "rb") as fh:
-                    while chunk := fh.read(8 * MB):
-                        h.update(chunk)
-                        n += len(chunk)
-            except OSError as e:
-                raise _fail(f"cannot read {b.name}: {e.strerror or e}") from None
-        else:
-            h.update(b)
-            n += len(b)
-    return n, h.hexdigest()
 
 
 def _folder_name(folder: Path) -> str:

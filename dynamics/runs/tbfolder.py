@@ -22,6 +22,7 @@ Rules:
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -37,7 +38,7 @@ from .tfevents import TFEventsError, first_wall_time, looks_like_events
 from .tfevents_fast import read_columns
 
 __all__ = ["MAX_EVENT_FILES", "MAX_ENTRIES", "merge", "folder_events", "zip_events", "zip_holds_events", "order",
-           "is_event_name"]
+           "is_event_name", "digest"]
 
 MAX_EVENT_FILES = 1000
 MAX_ENTRIES = 10_000
@@ -258,3 +259,21 @@ def zip_events(data: bytes, max_bytes: int, max_unzipped: int
             raise fail(f"zip holds {name} twice")
         blobs[name] = blob
     return order(blobs), _skipped(other)
+
+
+def digest(blobs: list) -> tuple[int, str]:
+    """(bytes, sha256) of the files (bytes or paths, read in chunks) taken one after another."""
+    h, n = hashlib.sha256(), 0
+    for b in blobs:
+        if isinstance(b, Path):
+            try:
+                with open(b, "rb") as fh:
+                    while chunk := fh.read(2 ** 23):
+                        h.update(chunk)
+                        n += len(chunk)
+            except OSError as e:
+                raise fail(f"cannot read {b.name}: {e.strerror or e}") from None
+        else:
+            h.update(b)
+            n += len(b)
+    return n, h.hexdigest()

@@ -104,6 +104,7 @@ def _ratio(name: str, ours: list[float], tb: list[float], unit: str) -> None:
     print(f"{name:<22} ours {min(ours):9.3f}–{max(ours):.3f} {unit}  "
           f"tensorboard {min(tb):9.3f}–{max(tb):.3f} {unit}")
     print(f"RATIO {name} ours/tensorboard min={min(r):.4f} median={statistics.median(r):.4f}")
+    print(f"RESULT vs_tensorboard_{name}_ratio={statistics.median(r):.4f}")  # for benchmarks/run_all.py
 
 
 def main() -> None:

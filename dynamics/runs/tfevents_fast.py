@@ -157,9 +157,10 @@ def read_columns(fh: BinaryIO, max_records: int = 10_000_000, chunk: int = CHUNK
                 ev.scalars.clear()
                 ref._event(body, ev)  # not a plain summary (or no compiled parser): the reference decoder
                 for s in ev.scalars:
-                    code = tag_code.get(s.tag)
+                    key = s.tag.encode("utf-8")  # the fast path's keys are the tag's bytes
+                    code = tag_code.get(key)
                     if code is None:
-                        code = tag_code[s.tag] = len(tags)
+                        code = tag_code[key] = len(tags)
                         tags.append(s.tag)
                     codes.append(code)
                     steps.append(s.step)

@@ -106,6 +106,7 @@ def read_columns(fh: BinaryIO, max_records: int = 10_000_000, chunk: int = CHUNK
     tag_code: dict = {}
     tags: list = []
     parse, crc, unpack = (_Event.FromString if fast else None), _crc, struct.unpack_from
+    put_code, put_step, put_value, code_get = codes.append, steps.append, values.append, tag_code.get
     buf, pos, base, k, eof, need = b"", 0, 0, 0, False, 0
     try:
         while not eof:
@@ -146,13 +147,13 @@ def read_columns(fh: BinaryIO, max_records: int = 10_000_000, chunk: int = CHUNK
                                     ev.skip(got, v.tag.decode("utf-8"))
                                     continue
                             tag = v.tag
-                            code = tag_code.get(tag)
+                            code = code_get(tag)
                             if code is None:
                                 code = tag_code[tag] = len(tags)
                                 tags.append(tag.decode("utf-8"))
-                            codes.append(code)
-                            steps.append(step)
-                            values.append(got)
+                            put_code(code)
+                            put_step(step)
+                            put_value(got)
                         continue
                 ev.scalars.clear()
                 ref._event(body, ev)  # not a plain summary (or no compiled parser): the reference decoder

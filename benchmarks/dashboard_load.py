@@ -194,7 +194,8 @@ def browser(root: Path, metric: str, other: str) -> dict:
                 page.get_by_role("option", name=re.compile(f"^{name}")).click()
 
             def nav(name: str):  # the sidebar's page links: Streamlit switches pages without reloading
-                page.locator('[data-testid="stSidebarNavLink"]', has_text=name).first.click()
+                page.locator('[data-testid="stSidebarNavLink"], a[data-testid="stPageLink-NavLink"]',
+                             has_text=name).first.click()
 
             def tab(name: str):
                 page.get_by_role("tab", name=name).click()

@@ -1,6 +1,12 @@
-"""Recording cost: wall time of a recorded run over an unrecorded run of the same model (issue #2).
+"""Recording cost: wall time of a recorded run over an unrecorded run of the same model (issues #2, #19).
 
     python benchmarks/record_overhead.py [--width 512 --depth 32 --batch 64 --steps 60 --repeats 3]
+    python benchmarks/record_overhead.py --user [--probes 8 ...]   # dynamics.record in a user's own loop
+
+--user times a user's own loop (a residual MLP, SGD) three ways, interleaved: no recording, `dynamics.record`
+every step (8 probes), and what TensorBoard users do (forward hooks taking |h_ℓ|²/n on the training batch,
+`SummaryWriter.add_scalar` per layer every step; skipped without tensorboard); ratios over no recording
+(target, issue #19: dynamics.record ≤ 1.25×).
 
 Prints the ratio for record_every = 1 and 10, with the coupling decomposition off and on (targets: issue #2,
 ≤ 1.5× and ≤ 1.1× for recording; issue #4, coupling adds ≤ 30% at record_every = 10). Each configuration is timed
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import sys
 import tempfile
@@ -30,6 +37,95 @@ def _time(cfg: RunConfig, record: bool) -> float:
         return time.perf_counter() - t0
 
 
+def user_loop(width: int, depth: int, batch: int, probes: int, steps: int, repeats: int,
+              threads: int | None = None) -> dict[str, list[float]]:
+    """Seconds of each training step of a user's loop: 'none', 'dynamics.record' (every step) and
+    'tensorboard hooks' (add_scalar of |h_ℓ|²/n per block every step), one step of each in turn
+    (steps × repeats of each); compare medians."""
+    import torch
+    from torch import nn
+
+    import dynamics
+    if threads:
+        torch.set_num_threads(threads)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(width, width)
+
+        def forward(self, h):
+            return h + self.lin(torch.relu(h)) / depth
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, width), *[Block() for _ in range(depth)], nn.Linear(width, 10))
+    x, y = torch.randn(batch, 32), torch.randn(batch, 10)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def train_step():
+        loss = (model(x) - y).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    blocks = list(model[1:depth + 1])
+    tmp = tempfile.TemporaryDirectory()
+    times: dict[str, list[float]] = {"none": [], "dynamics.record": [], "tensorboard hooks": []}
+    rec = dynamics.record(model, blocks=blocks, probe=x[:probes], out=tmp.name, name="user", act="relu")
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(Path(tmp.name) / "tb"))
+    except ImportError:
+        writer = None
+        del times["tensorboard hooks"]
+    seen: list = []
+
+    def hook(module, args, out):
+        seen.append(out.detach().pow(2).mean())
+
+    def one(kind: str, t: int) -> float:
+        hooks = [b.register_forward_hook(hook) for b in blocks] if kind == "tensorboard hooks" else []
+        seen.clear()
+        start = time.perf_counter()
+        loss = train_step()
+        if kind == "dynamics.record":
+            rec.step(t, loss=loss.item())
+        elif kind == "tensorboard hooks":
+            writer.add_scalar("loss", loss.item(), t)
+            for ell, v in enumerate(seen):
+                writer.add_scalar(f"layer_{ell + 1}/h_sq", v.item(), t)
+        took = time.perf_counter() - start
+        for h in hooks:
+            h.remove()
+        return took
+
+    with rec:
+        train_step()
+        rec.step(0)  # warm-up, and the reference step
+        t = 1
+        for _ in range(repeats * steps):  # one step of each kind in turn: load changes hit all kinds alike
+            for kind in times:
+                times[kind].append(one(kind, t))
+            t += 1
+    if writer is not None:
+        writer.close()
+    tmp.cleanup()
+    return times
+
+
+def _user_main(a: argparse.Namespace) -> None:
+    times = user_loop(a.width, a.depth, a.batch, a.probes, a.steps, a.repeats)
+    t0 = statistics.median(times["none"])
+    print(f"user loop: width {a.width}, depth {a.depth}, batch {a.batch}, {a.probes} probes, median of "
+          f"{a.steps * a.repeats} steps of each kind taken in turn; load {os.getloadavg()[0]:.1f}")
+    for kind, ts in times.items():
+        print(f"{kind:<20}{statistics.median(ts) * 1e3:>10.1f} ms/step{statistics.median(ts) / t0:>8.2f}×")
+    for kind, ts in times.items():
+        if kind != "none":
+            print(f"RESULT user_{kind.replace('.', '_').replace(' ', '_')}_ratio={statistics.median(ts) / t0:.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--width", type=int, default=512)
@@ -38,7 +134,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--user", action="store_true", help="time dynamics.record in a user's own loop instead")
+    ap.add_argument("--probes", type=int, default=8, help="probes of dynamics.record (with --user)")
     a = ap.parse_args()
+    if a.user:
+        return _user_main(a)
     base = RunConfig(width=a.width, depth=a.depth, batch=a.batch, steps=a.steps, device=a.device)
     variants = {"unrecorded": (base, False)}
     for every in (1, 10):

@@ -27,6 +27,7 @@ FAST = {
     "limit_vs_finite": ["--particles", "256", "--grid", "4", "--steps", "4", "--repeats", "1",
                         "--skip", "cost,convergence"],
     "load_test": ["--sessions", "2", "--duration", "10"],
+    "vs_tensorboard": ["--small"],
 }
 BROWSER = {"load_test"}
 

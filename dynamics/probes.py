@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .limit.kernels import phi  # noqa: F401  (re-exported for the recorder)
@@ -94,9 +95,20 @@ def kernels(s: ProbeState) -> dict[str, torch.Tensor]:
 
 
 def neuron_quantiles(s: ProbeState) -> torch.Tensor:
-    """Quantiles of the single-neuron distribution of h_ℓ(x): (L+1, P, len(QUANTILES))."""
-    q = torch.tensor(QUANTILES, dtype=s.h.dtype, device=s.h.device)
-    return torch.quantile(s.h, q, dim=-1).permute(1, 2, 0)
+    """Quantiles of the single-neuron distribution of h_ℓ(x): (L+1, P, len(QUANTILES)), torch.quantile's
+    linear rule: with h sorted over neurons and r = q·(n−1), Q(q) = lerp(h_(⌊r⌋), h_(⌈r⌉), r − ⌊r⌋);
+    a row holding NaN gives NaN. On the CPU the sort is numpy's (≈30× faster than torch.sort on rows of a few
+    hundred), elsewhere torch's."""
+    h = s.h.detach()
+    n = h.shape[-1]
+    if h.device.type == "cpu" and h.dtype in (torch.float32, torch.float64):
+        srt = torch.from_numpy(np.sort(h.numpy(), axis=-1))
+    else:
+        srt = h.sort(dim=-1).values
+    r = torch.tensor(QUANTILES, dtype=h.dtype, device=h.device) * (n - 1)
+    lo, hi = r.floor(), r.ceil()
+    out = torch.lerp(srt[..., lo.long()], srt[..., hi.long()], r - lo)
+    return out.masked_fill(torch.isnan(h).any(-1, keepdim=True), float("nan"))
 
 
 # --- the transpose coupling (docs/theory.md §5), per block, at record steps ------------------------------------
@@ -187,9 +199,10 @@ class CouplingTracker:
         else:
             c_bwd = self.fwd.Q @ (self.fwd.M.mT @ g_perp)    # (A⁺)ᵀ Yᵀ Π_B^⊥ ĝ, A = inputs up to t
             ch_bwd = self.fwd.rank() * g_perp.pow(2).sum(1).mean(-1) / n ** 2
-        self.bwd.add(g, self.W0)
         self.raw.append((u, g))
-        if self.window and len(self.raw) > self.window:     # slide: rebuild the bases from the window
+        if not (self.window and len(self.raw) > self.window):
+            self.bwd.add(g, self.W0)                         # (when the window slides, the rebuild replaces it)
+        else:                                                # slide: rebuild the bases from the window
             del self.raw[0]
             self.fwd.rebuild(torch.cat([ru for ru, _ in self.raw], 2), self.W0)
             self.bwd.rebuild(torch.cat([rg for _, rg in self.raw], 2), self.W0)

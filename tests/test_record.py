@@ -3,6 +3,7 @@ SGD loop. h_sq and g_sq are checked against a hand computation; the recorder mus
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -145,3 +146,39 @@ def test_a_failing_loop_marks_the_run_failed(tmp_path):
     assert read_meta(tmp_path / "f")["status"] == "failed"
     assert KERNELS  # files exist and are readable
     assert len(read_metrics(tmp_path / "f", steps=[0])) > 0
+
+
+@pytest.mark.parametrize("act", ["relu", None])
+def test_stacked_layers_equal_the_layer_by_layer_path(tmp_path, act):
+    """The fast path (all layers stacked) writes the same rows as the layer-by-layer path."""
+    from dynamics.runs.recorder import Recorder
+    probe = _data()[0][:P]
+    runs = {}
+    for batched in (True, False):
+        model = _model()
+        rec = dynamics.record(model, blocks=list(model[1:DEPTH + 1]), probe=probe, out=tmp_path,
+                              name=f"b{batched}", act=act)
+        rec.batched = batched
+        with rec:
+            _train(model, rec)
+        runs[batched] = rec.run_dir
+    assert Recorder.batched is True
+    for read, keys in ((read_metrics, ["metric", "layer", "step"]), (read_kernels, ["kind", "layer", "step", "i", "j"]),
+                       (read_neurons, ["layer", "step", "probe", "quantile"])):
+        fast, slow = (read(runs[b]).sort_values(keys).reset_index(drop=True) for b in (True, False))
+        assert len(fast) == len(slow) > 0
+        pd.testing.assert_frame_equal(fast, slow, check_exact=False, rtol=1e-12, atol=1e-14)
+
+
+def test_neuron_quantiles_equal_torch_quantile():
+    from dynamics import probes as Pr
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        for n in (1, 2, 7, 512):
+            h = torch.randn(3, 4, n, generator=g).to(dtype)
+            if n > 1:
+                h[1, 2, 0] = float("nan")  # a diverged row: NaN, as torch.quantile gives
+            ref = torch.quantile(h, torch.tensor(Pr.QUANTILES, dtype=dtype), dim=-1).permute(1, 2, 0)
+            got = Pr.neuron_quantiles(Pr.ProbeState(h=h, g_hat=None, phi_h=None, a=None, f=None))
+            assert got.shape == ref.shape and torch.equal(got.isnan(), ref.isnan())
+            assert torch.equal(got.nan_to_num(), ref.nan_to_num())  # bit-exact

@@ -72,6 +72,15 @@ def check_table(df: pd.DataFrame, file: str, max_layer: int, where) -> pa.Table:
         if col not in df.columns:
             continue
         s = df[col]
+        if kind == "name" and isinstance(s.dtype, pd.CategoricalDtype) and not s.isna().any():
+            # categorical names (event files): check and strip each category once, keep the codes
+            cats = pd.Index(s.cat.categories.astype(str)).str.strip()
+            bad = (cats == "") | (cats.str.len() > 200)
+            if bad.any():
+                raise fail(f"empty or over-long {col} name at {where(int(np.flatnonzero(bad[s.cat.codes])[0]))}")
+            u = pd.Index(cats.unique()).sort_values()
+            cols[col] = pd.Categorical.from_codes(u.get_indexer(cats)[s.cat.codes.to_numpy()], u)
+            continue
         if kind == "name":
             text = s.astype(str).str.strip()
             bad = np.flatnonzero((s.isna() | text.eq("") | text.str.len().gt(200)).to_numpy())
@@ -98,7 +107,7 @@ def check_table(df: pd.DataFrame, file: str, max_layer: int, where) -> pa.Table:
         cols[col] = x
     if not len(df) and file == METRICS:  # kernels and neurons may be empty, as in runs without probes
         raise fail("no rows: the file holds a header but no data")
-    frame = pd.DataFrame(cols)
+    frame = pd.DataFrame(cols, copy=False)
     keys = list(_KEYS[file])
     dup = frame.duplicated(keys, keep=False).to_numpy()
     if dup.any():
@@ -112,6 +121,11 @@ def check_table(df: pd.DataFrame, file: str, max_layer: int, where) -> pa.Table:
         schema = schema.set(schema.get_field_index(STEP), pa.field(STEP, pa.int64()))
     arrays = []
     for f in schema:
+        if pa.types.is_dictionary(f.type) and isinstance(frame[f.name].dtype, pd.CategoricalDtype):
+            c = frame[f.name].array
+            arrays.append(pa.DictionaryArray.from_arrays(pa.array(c.codes.astype(np.int32)),
+                                                         pa.array(c.categories.to_numpy(dtype=object), pa.string())))
+            continue
         v = frame[f.name].to_numpy()
         if pa.types.is_dictionary(f.type):
             arrays.append(pa.array(v.astype(str), pa.string()).dictionary_encode())

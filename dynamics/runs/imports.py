@@ -8,8 +8,8 @@ Formats (detected from the bytes first, the file name second):
   wandb     a W&B history export (CSV or Parquet): one row per `_step`, one column per logged key, or a W&B
             chart "Export CSV" (`Step`, `<run> - <key>`); other step columns by `step_column`
             (dynamics.runs.wandb);
-  tfevents  a TensorBoard event file (dynamics.runs.tfevents reads it; no TensorFlow needed), a log folder of
-            them or a zip of one (merged: dynamics.runs.tbfolder). Event files are recognised by content too.
+  tfevents  a TensorBoard event file (dynamics.runs.tfevents_fast reads it in chunks; no TensorFlow needed), a
+            log folder of them or a zip of one (merged: dynamics.runs.tbfolder). Recognised by content too.
 A config comes from --config JSON, else a sidecar FILE.json (e.g. log.csv.json) or FILE-without-suffix.json,
 else run.json beside our Parquet; it may be a bare config object or a whole run.json. Without one, the config
 is {"depth": largest layer index} (the pages need config.depth).
@@ -30,7 +30,6 @@ nothing behind. Every rejection is a RunImportError whose message is one line na
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import re
@@ -236,15 +235,20 @@ def _wide(df: pd.DataFrame, p: _Parsed, limits: Limits, where, step: str = "_ste
     p.frames[METRICS] = (long, lambda i: where(rows[i]))
 
 
-def _tfevents(blobs: list[tuple[str, bytes]], p: _Parsed, limits: Limits) -> None:
-    """One or more event files (a folder's, in merge order) -> long rows (merge rules: dynamics.runs.tbfolder)."""
+def _tfevents(blobs: list[tuple[str, Any]], p: _Parsed, limits: Limits) -> None:
+    """One or more event files (a folder's, in merge order; bytes or paths read in chunks) -> long rows (merge
+    rules: dynamics.runs.tbfolder). The naming rule runs once per distinct tag; metric names stay categorical."""
     df = tbfolder.merge(blobs, limits.max_rows, p.skip)
     if len(blobs) > 1:
         p.meta["merged_files"] = [n for n, _ in blobs]  # the merge order, kept in run.json
-    names = {t: split_name(t) for t in df["tag"].unique()}
-    df[LAYER] = df["tag"].map(lambda t: names[t][0])
-    df[METRIC] = df["tag"].map(lambda t: names[t][1])
-    p.frames[METRICS] = (df.drop(columns="tag"), lambda i: f"scalar {i} (tag {df['tag'].iloc[i]!r})")
+    tag = df.pop("tag")
+    codes = tag.cat.codes.to_numpy()
+    names = [split_name(t) for t in tag.cat.categories]
+    metrics = sorted({m for _, m in names})
+    m_code = {m: i for i, m in enumerate(metrics)}
+    df[LAYER] = np.array([ell for ell, _ in names], dtype=np.int64)[codes]
+    df[METRIC] = pd.Categorical.from_codes(np.array([m_code[m] for _, m in names], dtype=np.int32)[codes], metrics)
+    p.frames[METRICS] = (df, lambda i: f"scalar {i} (tag {tag.iloc[i]!r})")
 
 
 def _zip(data: bytes, p: _Parsed, limits: Limits) -> None:
@@ -374,6 +378,15 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
         raise _fail(f"cannot read {path}: {e.strerror or e}") from None
     if size > limits.max_bytes:
         raise _fail(f"{label} is too large: {size / MB:.1f} MB (limit {limits.max_bytes / MB:.0f} MB)")
+    if _head_is_events(path, label):  # an event file is read in chunks, never whole (dynamics.runs.tfevents_fast)
+        if step_column is not None:
+            raise _fail(f"--step-column applies to CSV and Parquet tables; {label} is tfevents (it carries its "
+                        f"own steps)")
+        p = _Parsed("tfevents", {})
+        _tfevents([(label, path)], p, limits)
+        name = name or (_folder_name(path.resolve().parent) if source_name is None and
+                        tbfolder.is_event_name(label) else None)
+        return _finish(p, path, config, limits, out, name, label, tbfolder.digest([path]))
     data = path.read_bytes()
     fmt = _detect(label, data)
     if step_column is not None and fmt not in ("csv", "parquet"):
@@ -385,11 +398,7 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
     p = _Parsed(fmt, {})
     if fmt == "run-zip":
         _zip(data, p, limits)
-    elif fmt == "tfevents":
-        _tfevents([(label, data)], p, limits)
-        name = name or (_folder_name(path.resolve().parent) if source_name is None and
-                        tbfolder.is_event_name(label) else None)
-    else:
+    else:  # (event files took the chunked path above)
         df = _parquet(data, limits, label) if fmt == "parquet" else _csv(data, limits)
         where = _row if fmt == "parquet" else _line
         df, step = wandb.shape(df, p, step_column)
@@ -397,6 +406,11 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
             _wide(df, p, limits, where, step)
         else:
             _long(df, p, where)
+    return _finish(p, path, config, limits, out, name, label, tbfolder.digest([data]))
+
+
+def _finish(p: _Parsed, path: Path, config, limits: Limits, out, name, label, digest) -> Imported:
+    """Config (given, sidecar or run.json), table checks, then the atomic write."""
     cfg, cfg_source = _sidecar(path, config, p.fmt, limits)
     if cfg is not None and isinstance(cfg.get("config"), dict):  # a whole run.json
         p.meta, cfg = {**cfg, **p.meta}, cfg["config"]
@@ -404,7 +418,7 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
     check_grid(tables[METRICS], limits.max_steps, limits.max_grid)
     if (cfg := cfg if cfg is not None else p.meta.get("config")) is not None:
         cfg = check_config(cfg, int(tables[METRICS].column(LAYER).to_numpy().max()), limits.max_layers)
-    return _write(p, tables, cfg, cfg_source, out, name, label, data)
+    return _write(p, tables, cfg, cfg_source, out, name, label, digest)
 
 
 def _events_run(blobs, skipped, path: Path, config, limits: Limits, out, name: str, label: str | None = None
@@ -416,8 +430,20 @@ def _events_run(blobs, skipped, path: Path, config, limits: Limits, out, name: s
     if cfg is not None and isinstance(cfg.get("config"), dict):
         p.meta, cfg = {**cfg, **p.meta}, cfg["config"]
     tables = {f: check_table(df, f, limits.max_layers, where) for f, (df, where) in p.frames.items()}
-    data = b"".join(b for _, b in blobs)
-    return _write(p, tables, cfg, cfg_source, out, name, label or f"{path.name}/", data)
+    return _write(p, tables, cfg, cfg_source, out, name, label or f"{path.name}/", tbfolder.digest([b for _, b in blobs]))
+
+
+def _head_is_events(path: Path, label: str) -> bool:
+    """The format check of _detect on the first bytes only, true when it says tfevents."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return False
+    try:
+        return _detect(label, head) == "tfevents"
+    except RunImportError:
+        return False
 
 
 def _folder_name(folder: Path) -> str:
@@ -437,8 +463,8 @@ def _summary(t: pa.Table) -> dict[str, Any]:
             "network_scalars": sorted(df.loc[net, METRIC].unique())}
 
 
-def _write(p: _Parsed, tables: dict[str, pa.Table], cfg: Any, cfg_source: str | None, out, name, label, data
-           ) -> Imported:
+def _write(p: _Parsed, tables: dict[str, pa.Table], cfg: Any, cfg_source: str | None, out, name, label,
+           digest: tuple[int, str]) -> Imported:
     summary = _summary(tables[METRICS])
     top = summary["layer_range"][1]
     if cfg is None:
@@ -460,8 +486,8 @@ def _write(p: _Parsed, tables: dict[str, pa.Table], cfg: Any, cfg_source: str | 
             "schema_version": store.SCHEMA_VERSION, "run_id": run_id, "kind": "imported",
             "status": orig.get("status") if orig.get("status") in ("complete", "diverged", "failed") else "complete",
             "config": cfg, "config_source": cfg_source,
-            "source": {"file": label, "format": p.fmt, "bytes": len(data),
-                       "sha256": hashlib.sha256(data).hexdigest(), **({"original": orig} if orig else {})},
+            "source": {"file": label, "format": p.fmt, "bytes": digest[0], "sha256": digest[1],
+                       **({"original": orig} if orig else {})},
             "skipped": p.skipped, "summary": summary,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     tmp = Path(tempfile.mkdtemp(prefix=f".import-{run_id[:40]}-", dir=root))

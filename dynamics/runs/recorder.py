@@ -172,11 +172,59 @@ class Recorder:
                 for x, y in zip(h, g)]
 
     def step(self, step: int, **scalars: float) -> None:
-        """Record every metric at `step` (an int ≥ 0); keywords are network scalars (layer −1), e.g. loss."""
+        """Record every metric at `step` (an int ≥ 0); keywords are network scalars (layer −1), e.g. loss.
+        Layers of one shape (the usual case) are measured together, stacked (L+1, P, n): a few batched calls
+        instead of a few per layer; mixed shapes are measured layer by layer. Both give the same numbers."""
         h, g, f, shapes = self.probe_pass()
-        states = self._states(h, g, f)
         if self.s0 is None:
             self._start(step, shapes)
+        if self.batched and len(set(shapes)) == 1:
+            self._step_stacked(step, h, g, f)
+        else:
+            self._step_layers(step, h, g, f, shapes)
+        for metric, value in scalars.items():
+            self.writer.add_metrics(step, store.NETWORK_LAYER, metric, float(value))
+        self.writer.meta["steps_done"] = int(step)
+        self.writer.maybe_flush()
+
+    batched = True  # False: the layer-by-layer path everywhere (the tests compare the two)
+
+    def _step_stacked(self, step: int, h, g, f) -> None:
+        """Every metric, kernel and quantile of all layers at once, on (L+1, P, n) stacks (as the trainer)."""
+        H, G = torch.stack(h), torch.stack(g)
+        s = P.ProbeState(h=H, g_hat=G, phi_h=self.act(H) if self.act else H, a=None, f=f)
+        if self.s0 is None:
+            self.s0 = s
+        rows = []
+        for name, fn in P.FUNCTIONS.items():
+            if self.act is None and name in _PHI_METRICS:
+                continue
+            v = fn(s, self.s0, self.depth)
+            if v is not None:
+                rows.append((name, 0 if P.METRICS[name][1] == "0..L" else 1, v))
+        kern = {k: m for k, m in P.kernels(s).items() if k != "Phi" or self.act is not None}
+        parts = [v.reshape(-1) for _, _, v in rows] + [m.reshape(-1) for m in kern.values()] + \
+            [P.neuron_quantiles(s).reshape(-1)]
+        flat = torch.cat([t.to(torch.float64) for t in parts]).cpu().numpy()  # one copy to the CPU
+        w, pos = self.writer, 0
+        for name, first, v in rows:
+            k = v.numel()
+            w.add_metrics(step, np.arange(first, first + k), name, flat[pos:pos + k])
+            pos += k
+        L1, Pn, nq = H.shape[0], self.P, len(P.QUANTILES)
+        ii, jj = np.meshgrid(np.arange(Pn), np.arange(Pn), indexing="ij")
+        for kind in kern:
+            w.add(store.KERNELS, step=step, layer=np.repeat(np.arange(L1), Pn * Pn), kind=kind,
+                  i=np.tile(ii.reshape(-1), L1), j=np.tile(jj.reshape(-1), L1), value=flat[pos:pos + L1 * Pn * Pn])
+            pos += L1 * Pn * Pn
+        w.add(store.NEURONS, step=step, layer=np.repeat(np.arange(L1), Pn * nq),
+              probe=np.tile(np.repeat(np.arange(Pn), nq), L1),
+              quantile=np.tile(np.array(P.QUANTILES, dtype=np.float32), L1 * Pn), value=flat[pos:])
+
+    def _step_layers(self, step: int, h, g, f, shapes) -> None:
+        """Layer by layer (widths or shapes that change from block to block)."""
+        states = self._states(h, g, f)
+        if self.s0 is None:
             self.s0 = states
         w = self.writer
         for name, fn in P.FUNCTIONS.items():
@@ -195,8 +243,6 @@ class Recorder:
                     continue
                 layers = np.array([k for k, _ in pairs])
             w.add_metrics(step, layers, name, torch.cat([v.reshape(1) for v in vals]).double().cpu().numpy())
-        for metric, value in scalars.items():
-            w.add_metrics(step, store.NETWORK_LAYER, metric, float(value))
         Pn = self.P
         ii, jj = np.meshgrid(np.arange(Pn), np.arange(Pn), indexing="ij")
         for ell, s in enumerate(states):
@@ -208,8 +254,6 @@ class Recorder:
             q = P.neuron_quantiles(s).double().cpu().numpy()  # (1, P, Q)
             w.add(store.NEURONS, step=step, layer=ell, probe=np.repeat(np.arange(Pn), len(P.QUANTILES)),
                   quantile=np.tile(np.array(P.QUANTILES, dtype=np.float32), Pn), value=q.reshape(-1))
-        w.meta["steps_done"] = int(step)
-        w.maybe_flush()
 
     def _start(self, step: int, shapes: list[tuple[int, ...]]) -> None:
         """The first successful step: the run directory, with each layer's module, shape and width."""

@@ -2,7 +2,8 @@
 
 What everyone has after training is a log directory (`runs/exp1/` holding `events.out.tfevents.*`, one file per
 start of the writer), not one event file. `folder_events(path)` and `zip_events(data)` collect its event files
-as (relative name, bytes); dynamics.runs.imports then reads them with dynamics.runs.tfevents and merges them.
+as (relative name, path or bytes); dynamics.runs.imports then reads them with dynamics.runs.tfevents_fast (files
+in chunks, never whole) and merges them.
 
 Rules:
 - an event file is a file whose name holds `tfevents` or whose first 12 bytes are an event-file record header
@@ -21,6 +22,7 @@ Rules:
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -32,10 +34,11 @@ import numpy as np
 import pandas as pd
 
 from .import_checks import fail
-from .tfevents import TFEventsError, first_wall_time, looks_like_events, read_scalars
+from .tfevents import TFEventsError, first_wall_time, looks_like_events
+from .tfevents_fast import read_columns
 
 __all__ = ["MAX_EVENT_FILES", "MAX_ENTRIES", "merge", "folder_events", "zip_events", "zip_holds_events", "order",
-           "is_event_name"]
+           "is_event_name", "digest"]
 
 MAX_EVENT_FILES = 1000
 MAX_ENTRIES = 10_000
@@ -46,45 +49,84 @@ def is_event_name(name: str) -> bool:
     return "tfevents" in PurePosixPath(name).name.lower()
 
 
-def order(blobs: dict[str, bytes]) -> list[tuple[str, bytes]]:
+Blob = "bytes | Path"  # an event file's bytes, or the path of a file read in chunks when merged
+
+
+def open_blob(blob) -> io.BufferedIOBase:
+    """A binary stream over an event file's bytes (no copy) or its path."""
+    return open(blob, "rb") if isinstance(blob, Path) else io.BytesIO(blob)
+
+
+def _head(blob) -> bytes:
+    """The first record of an event file (header, body, CRC; a body over 1 MB is cut): enough for its start time."""
+    if not isinstance(blob, Path):
+        return blob[:12 + 2 ** 20 + 4]
+    try:
+        with open(blob, "rb") as fh:
+            head = fh.read(12)
+            if len(head) == 12:
+                head += fh.read(min(int.from_bytes(head[:8], "little"), 2 ** 20) + 4)
+            return head
+    except OSError:
+        return b""
+
+
+def order(blobs: dict) -> list[tuple[str, Blob]]:
     """Merge order: directory, then the writer's start time (the first record's wall time, else the time in
     the name), then the name."""
     def key(n: str):
         p = PurePosixPath(n)
-        t = first_wall_time(blobs[n])
+        t = first_wall_time(_head(blobs[n]))
         m = _TIME.search(p.name)
         t = t if t is not None else float(m.group(1)) if m else None
         return (str(p.parent), t is None, t or 0.0, p.name)
     return [(n, blobs[n]) for n in sorted(blobs, key=key)]
 
 
-def merge(blobs: list[tuple[str, bytes]], max_records: int, skip) -> pd.DataFrame:
-    """Event files in merge order -> one frame (tag, step int64, value): values concatenated in order, a (tag,
-    step) logged again later keeps the later value; subfolder tags prefixed. skip(what, why) lists the rest."""
+def merge(blobs: list[tuple[str, Blob]], max_records: int, skip) -> pd.DataFrame:
+    """Event files in merge order -> one frame (tag categorical, step int64, value): values concatenated in
+    order, a (tag, step) logged again later keeps the later value; subfolder tags prefixed. skip(what, why)
+    lists the rest. Files given by path are read in chunks (dynamics.runs.tfevents_fast)."""
     prefix, _ = prefixes([n for n, _ in blobs])
     frames, records = [], 0
     for name, data in blobs:
         label = f"{name}: " if len(blobs) > 1 else ""
         try:
-            ev = read_scalars(data, max_records=max_records - records)
+            with open_blob(data) as fh:
+                ev = read_columns(fh, max_records=max_records - records)
         except TFEventsError as e:
             raise fail(f"{label}{e}") from None
+        except OSError as e:
+            raise fail(f"cannot read {name}: {e.strerror or e}") from None
         records += ev.records
         for why, (count, tags) in ev.skipped.items():
             skip(f"{label}{count} value(s)" + (f" ({', '.join(tags)})" if tags else ""), why)
         if ev.truncated:
             skip(f"{label}a cut last record", ev.truncated)
-        frames.append(pd.DataFrame({"tag": [prefix[name] + s.tag for s in ev.scalars],
-                                    "step": np.array([s.step for s in ev.scalars], dtype=np.int64),
-                                    "value": [s.value for s in ev.scalars]}))
-    df = pd.concat(frames, ignore_index=True)
+        tags = pd.Categorical.from_codes(ev.code, [prefix[name] + t for t in ev.tags]) if ev.tags else \
+            pd.Categorical([], categories=[])
+        frames.append(pd.DataFrame({"tag": tags, "step": ev.step, "value": ev.value}, copy=False))
+    df = pd.concat(frames, ignore_index=True) if len(frames) == 1 else _concat(frames)
     if not len(df):
         raise fail(f"no scalar summaries in the event file{'s' if len(blobs) > 1 else ''} ({records} records); "
                    f"expected scalars logged with add_scalar")
-    last = ~df.duplicated(["tag", "step"], keep="last")
-    if (n := int((~last).sum())):
-        skip(f"{n} earlier value(s) of a (tag, step)", "logged again later (a resumed run): the later is kept")
+    steps, step_code = np.unique(df["step"].to_numpy(), return_inverse=True)  # one int64 key per (tag, step)
+    key = df["tag"].cat.codes.to_numpy().astype(np.int64) * len(steps) + step_code.reshape(-1)
+    del step_code
+    last = ~pd.Series(key).duplicated(keep="last")
+    del key
+    if not (n := int((~last).sum())):
+        return df  # no copy when nothing was logged twice (the usual case)
+    skip(f"{n} earlier value(s) of a (tag, step)", "logged again later (a resumed run): the later is kept")
     return df[last.to_numpy()].reset_index(drop=True)
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames whose tag columns have different categories -> one frame with the union of them."""
+    cats = pd.Index([]).append([f["tag"].cat.categories for f in frames]).unique()
+    for f in frames:
+        f["tag"] = f["tag"].cat.set_categories(cats)
+    return pd.concat(frames, ignore_index=True)
 
 
 def prefixes(names: list[str]) -> tuple[dict[str, str], str]:
@@ -121,7 +163,7 @@ def folder_events(folder: Path, max_bytes: int) -> tuple[list[tuple[str, bytes]]
             if not stat.S_ISREG(st.st_mode):
                 other.append(rel)  # a link or special file: not followed
                 continue
-            if is_event_name(f) or (st.st_size >= 12 and _head(full)):
+            if is_event_name(f) or (st.st_size >= 12 and _sniff(full)):
                 found.append(rel)
             else:
                 other.append(rel)
@@ -135,10 +177,10 @@ def folder_events(folder: Path, max_bytes: int) -> tuple[list[tuple[str, bytes]]
     if total > max_bytes:
         raise fail(f"the event files in {folder.name} are too large together: {total / 2 ** 20:.1f} MB (limit "
                    f"{max_bytes / 2 ** 20:.0f} MB)")
-    return order({n: (folder / n).read_bytes() for n in found}), _skipped(other)
+    return order({n: folder / n for n in found}), _skipped(other)
 
 
-def _head(path: Path) -> bool:
+def _sniff(path: Path) -> bool:
     try:
         with open(path, "rb") as fh:
             return looks_like_events(fh.read(12))
@@ -217,3 +259,21 @@ def zip_events(data: bytes, max_bytes: int, max_unzipped: int
             raise fail(f"zip holds {name} twice")
         blobs[name] = blob
     return order(blobs), _skipped(other)
+
+
+def digest(blobs: list) -> tuple[int, str]:
+    """(bytes, sha256) of the files (bytes or paths, read in chunks) taken one after another."""
+    h, n = hashlib.sha256(), 0
+    for b in blobs:
+        if isinstance(b, Path):
+            try:
+                with open(b, "rb") as fh:
+                    while chunk := fh.read(2 ** 23):
+                        h.update(chunk)
+                        n += len(chunk)
+            except OSError as e:
+                raise fail(f"cannot read {b.name}: {e.strerror or e}") from None
+        else:
+            h.update(b)
+            n += len(b)
+    return n, h.hexdigest()

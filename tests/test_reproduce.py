@@ -71,13 +71,17 @@ def test_every_figure_is_recomputed_from_its_points(smoke):
 
 
 @pytest.mark.slow
-def test_rerun_reuses_runs(smoke):
+def test_rerun_reuses_runs(smoke, monkeypatch):
     out, doc, _ = smoke
     mtimes = {p.parent.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*/run.json")}
+
+    def never(*a, **k):
+        raise AssertionError("a rerun trained or solved again instead of reusing the run")
+    monkeypatch.setattr("dynamics.train.train", never)            # both are looked up when called
+    monkeypatch.setattr("dynamics.limit.run.limit_like", never)
     again = reproduce(out, profile="smoke", device="cpu", log=lambda m: None)
     assert {p.parent.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*/run.json")} == mtimes
     assert [c["measured"] for c in again["claims"]] == [c["measured"] for c in doc["claims"]]
-    assert sum(again["timings_s"].values()) < sum(doc["timings_s"].values())
 
 
 @pytest.mark.slow

@@ -116,3 +116,14 @@ def scaling_dir(tmp_path: Path) -> Path:
     root = tmp_path / "scaling"
     write_scaling_runs(root)
     return root
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small batched matmuls (the limit solver's tests): one thread is faster on a shared 2-core machine, and
+    runs are reproducible. Use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch  # only the modules that ask for it pay the import
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -8,7 +8,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
 from dynamics.config import RunConfig
 from dynamics.limit import init_kernels, solve_limit
@@ -19,12 +18,7 @@ BASE = RunConfig(width=32, depth=3, block=2, act="tanh", train_size=8, probes=4,
                  record_every=2, test_size=0, lr=0.5, dtype="float64")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _layers(metrics, name, step):

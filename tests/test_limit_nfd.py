@@ -22,13 +22,7 @@ BASE = RunConfig(width=64, depth=4, act="tanh", train_size=8, probes=4, batch="f
                  test_size=0, lr=0.5, dtype="float64")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small batched matmuls: one thread is faster on a shared 2-core machine, and runs are reproducible."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _one_input(tmp_path, d=8):

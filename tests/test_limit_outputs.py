@@ -17,12 +17,7 @@ from dynamics.train import loss_fn
 from limit_exact import exact_sampling_z
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("loss", ["mse", "xent"])

@@ -29,6 +29,7 @@ from typing import Any
 
 from .import_bounds import Limits
 from .import_checks import RunImportError, fail
+from .imports import Imported
 
 __all__ = ["Bounds", "import_bounded"]
 _ROOT = Path(__file__).resolve().parents[2]  # the folder holding the dynamics package
@@ -49,23 +50,8 @@ class Bounds:
         return cls(memory_mb=768, seconds=60.0, wait_seconds=60.0)
 
 
-@dataclass
-class Outcome:
-    """What the child wrote: the run folder and its run.json (the same as dynamics.runs.imports.Imported)."""
-    run_dir: Path
-    meta: dict[str, Any]
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return self.meta["summary"]
-
-    @property
-    def skipped(self) -> list[dict[str, str]]:
-        return self.meta["skipped"]
-
-
 def import_bounded(path: str | Path, out: str | Path, *, name: str | None = None, config: Any = None,
-                   source_name: str | None = None, limits: Limits = Limits(), bounds: Bounds = Bounds()) -> Outcome:
+                   source_name: str | None = None, limits: Limits = Limits(), bounds: Bounds = Bounds()) -> Imported:
     """import_file(path, out, …) in a bounded child process; raises RunImportError (one line) on a rejected
     file, on a child that ran out of memory or time (it is killed), or when the import slot stays busy."""
     if not _SLOT.acquire(timeout=bounds.wait_seconds):
@@ -76,7 +62,7 @@ def import_bounded(path: str | Path, out: str | Path, *, name: str | None = None
         _SLOT.release()
 
 
-def _run(path, out, name, config, source_name, limits: Limits, bounds: Bounds) -> Outcome:
+def _run(path, out, name, config, source_name, limits: Limits, bounds: Bounds) -> Imported:
     out = Path(out)
     before = set(_partial(out))
     job = {"path": str(path), "out": str(out), "name": name, "source_name": source_name, "limits": asdict(limits),
@@ -85,7 +71,7 @@ def _run(path, out, name, config, source_name, limits: Limits, bounds: Bounds) -
     res = _ZYGOTE.run(job, bounds.seconds + 30)
     reply, code, stderr = res.get("reply"), res.get("code", 1), res.get("stderr", "")
     if isinstance(reply, dict) and reply.get("ok"):
-        return Outcome(Path(reply["run_dir"]), reply["meta"])
+        return Imported(Path(reply["run_dir"]), reply["meta"])
     _clean(out, before)
     if res.get("timed_out"):
         raise fail(f"the import was stopped after {bounds.seconds:g} s (the limit of one import); "

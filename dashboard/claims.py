@@ -93,7 +93,7 @@ def show_claims() -> None:
                 f"{counts['disagrees']} disagree, {counts['inconclusive']} inconclusive.**")
     if doc.get("profile") == "smoke":
         st.warning("These claims come from the `smoke` profile: tiny sizes for tests, not results.")
-    widths = [3.5, 3, 2.2, 3, 1.4]
+    widths = [3.2, 2.8, 2.0, 2.8, 2.0]  # the last column holds two labelled links ("Evidence", a page name)
     head = st.columns(widths)
     for col, title in zip(head, ("Paper's statement", "Measured", "Raw / chance-corrected, test, contrast",
                                  "Verdict", "Shown in")):

@@ -40,6 +40,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
 def server(runs_dir, tmp_path):
     """`streamlit run app.py` on a free port with the fixture runs as the bundled data; always stopped."""
     env = {k: v for k, v in os.environ.items() if k != "DYNAMICS_RUNS"} | {"DYNAMICS_DATA_DIR": str(runs_dir)}
+    yield from _served(env, tmp_path)
+
+
+def _served(env: dict, tmp_path):
+    """Serve the app with `env` on a free port, yield its base URL, always stop it (both server fixtures)."""
     try:  # generous: CI machines may be shared and slow
         proc, base, log = serve_app(env, tmp_path / "streamlit.log", timeout=60)
     except RuntimeError as e:
@@ -159,14 +164,7 @@ def hosted_server(tmp_path):
     """The bundled data (data/, with its claims and their runs) served in hosted, read-only mode."""
     env = {k: v for k, v in os.environ.items() if k not in ("DYNAMICS_RUNS", "DYNAMICS_DATA_DIR")} | {
         "DYNAMICS_READONLY": "1", "DYNAMICS_UPLOAD_DIR": str(tmp_path / "uploads")}
-    try:
-        proc, base, log = serve_app(env, tmp_path / "streamlit.log", timeout=60)
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    try:
-        yield base
-    finally:
-        stop_server(proc, log)
+    yield from _served(env, tmp_path)
 
 
 def _settle(page, charts: bool) -> None:

@@ -157,6 +157,11 @@ _IN_FLIGHT: list[dict] = []        # every background job this server started: t
 _CLAIM = threading.Lock()          # check-the-cap-and-register is one step across all sessions and both kinds
 
 
+def busy() -> bool:
+    """Are max_jobs() background jobs (training runs and limit solves together) in flight on this server?"""
+    return running_jobs(_IN_FLIGHT) >= max_jobs()
+
+
 def claim_job(make: Callable[[], dict]) -> dict:
     """Start a background job within the server-wide cap: in hosted mode, refuse (ReadOnlyError) when
     max_jobs() jobs — training runs and limit solves together — are in flight; else call `make()` (which
@@ -164,7 +169,7 @@ def claim_job(make: Callable[[], dict]) -> dict:
     under one lock, so two visitors clicking at once cannot both pass the cap."""
     with _CLAIM:
         _IN_FLIGHT[:] = [j for j in _IN_FLIGHT if not j.get("done")]
-        if hosted() and len(_IN_FLIGHT) >= max_jobs():
+        if hosted() and busy():
             raise ReadOnlyError("the server is busy with another run; try again when it ends")
         job = make()
         _IN_FLIGHT.append(job)

@@ -105,7 +105,7 @@ def refusal(cfg: RunConfig, budget: float) -> str | None:
                         f"`python -m dynamics limit --like RUN --out runs/` on your own machine")
         if budget > HOSTED_BUDGET:
             return f"this shared instance spends at most {HOSTED_BUDGET} s on a solve; pick a smaller budget"
-        if hosting.running_jobs(hosting._IN_FLIGHT) >= hosting.max_jobs():
+        if hosting.busy():
             return "the server is busy with another run; try again when it ends"
     return None
 

@@ -5,6 +5,7 @@ is exact (the width-limit recursion `init_kernels`); later steps are the replica
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,9 @@ from .. import probes as PR
 from ..runs import store
 from .kernels import init_kernels, phi
 from .readout import mean_loss
+
+if TYPE_CHECKING:  # nfd imports this module; the annotation only names its result type
+    from .nfd import LimitResult
 
 
 class Records:

@@ -222,23 +222,23 @@ def joint_power_fit(n: np.ndarray, L: np.ndarray, err: np.ndarray, *, grid: np.n
     ok = np.isfinite(err) & (err > 0)
     n, L, err = n[ok], L[ok], err[ok]
     grid = np.linspace(0.0, 3.0, 121) if grid is None else grid
-    P, Q = np.meshgrid(grid, grid, indexing="ij")
-    p, q = P.ravel(), Q.ravel()
-    X1 = n[None, :] ** -p[:, None] / err[None, :]          # (combos, points)
-    X2 = L[None, :] ** -q[:, None] / err[None, :]
-    s11, s22, s12 = (X1 * X1).sum(1), (X2 * X2).sum(1), (X1 * X2).sum(1)
-    t1, t2 = X1.sum(1), X2.sum(1)
+    G = len(grid)  # the (p, q) combos in meshgrid 'ij' order, combo k = (grid[k // G], grid[k % G])
+    A = n[None, :] ** -grid[:, None] / err[None, :]        # (G, points): n^−p/err, per p only
+    B = L[None, :] ** -grid[:, None] / err[None, :]        # L^−q/err, per q only
+    s11, t1 = np.repeat((A * A).sum(1), G), np.repeat(A.sum(1), G)
+    s22, t2 = np.tile((B * B).sum(1), G), np.tile(B.sum(1), G)
+    s12 = (A[:, None, :] * B[None, :, :]).sum(2).ravel()
     det = s11 * s22 - s12 ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         a = np.where(det > 1e-300, (s22 * t1 - s12 * t2) / det, 0.0)
         b = np.where(det > 1e-300, (s11 * t2 - s12 * t1) / det, 0.0)
-    # a negative coefficient: refit with that term dropped
-    neg_a, neg_b = a < 0, b < 0
-    a = np.where(neg_a, 0.0, np.where(neg_b, t1 / s11, a))
-    b = np.where(neg_b, 0.0, np.where(neg_a, t2 / s22, b))
+        # a negative coefficient: refit with that term dropped
+        neg_a, neg_b = a < 0, b < 0
+        a = np.where(neg_a, 0.0, np.where(neg_b, t1 / s11, a))
+        b = np.where(neg_b, 0.0, np.where(neg_a, t2 / s22, b))
     a, b = np.maximum(a, 0), np.maximum(b, 0)
-    fit = a[:, None] * X1 * err[None, :] + b[:, None] * X2 * err[None, :]
+    fit = (a.reshape(G, G, 1) * (A * err)[:, None, :] + b.reshape(G, G, 1) * (B * err)[None, :, :]).reshape(G * G, -1)
     with np.errstate(divide="ignore"):
         sse = ((np.log(err)[None, :] - np.log(np.maximum(fit, 1e-300))) ** 2).sum(1)
     k = int(np.argmin(sse))
-    return float(p[k]), float(q[k]), float(a[k]), float(b[k])
+    return float(grid[k // G]), float(grid[k % G]), float(a[k]), float(b[k])

@@ -134,3 +134,39 @@ def test_joint_power_fit_recovers_both_rates():
     p, q, a, b = S.joint_power_fit(n.ravel(), L.ravel(), err)
     assert (p, q) == (pytest.approx(0.5, abs=0.03), pytest.approx(1.0, abs=0.03))
     assert a == pytest.approx(3.0, rel=0.1) and b == pytest.approx(0.4, rel=0.1)
+
+
+def _joint_fit_by_loop(n, L, err, grid):
+    """The joint fit written the slow, obvious way: per (p, q), non-negative least squares of the relative error
+    over the subsets {both terms, only a, only b}, then the smallest Σ (log err − log fit)²."""
+    best = None
+    for p in grid:
+        for q in grid:
+            X = np.stack([n ** -p / err, L ** -q / err], axis=1)
+            cands = []
+            coef, *_ = np.linalg.lstsq(X, np.ones_like(err), rcond=None)
+            if (coef >= 0).all():
+                cands.append(coef)
+            else:
+                for j in (0, 1):
+                    c = np.zeros(2)
+                    c[j] = max(0.0, X[:, j].sum() / (X[:, j] ** 2).sum())
+                    cands.append(c)
+            for a, b in cands:
+                fit = a * n ** -p + b * L ** -q
+                sse = ((np.log(err) - np.log(np.maximum(fit, 1e-300))) ** 2).sum()
+                if best is None or sse < best[0] - 1e-12:
+                    best = (sse, p, q)
+    return best[1], best[2]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_joint_power_fit_equals_the_obvious_loop(seed):
+    """The broadcast grid search (per p and per q, then combined) picks the exponents a plain double loop does."""
+    rng = np.random.default_rng(seed)
+    n, L = (v.ravel().astype(float) for v in np.meshgrid([64, 128, 256, 512], [2, 4, 8, 16], indexing="ij"))
+    err = rng.uniform(0.1, 3) * n ** -rng.uniform(0, 1.5) + rng.uniform(0.05, 1) * L ** -rng.uniform(0, 1.5)
+    err *= rng.lognormal(0, 0.2, err.size)
+    grid = np.linspace(0.0, 3.0, 25)
+    p, q, _, _ = S.joint_power_fit(n, L, err, grid=grid)
+    assert (p, q) == pytest.approx(_joint_fit_by_loop(n, L, err, grid))

@@ -170,3 +170,22 @@ def test_joint_power_fit_equals_the_obvious_loop(seed):
     grid = np.linspace(0.0, 3.0, 25)
     p, q, _, _ = S.joint_power_fit(n, L, err, grid=grid)
     assert (p, q) == pytest.approx(_joint_fit_by_loop(n, L, err, grid))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_seed_means_slope_over_all_resamples_at_once_equals_one_at_a_time(seed):
+    """slope_of_means' batch form (used by seed_bootstrap) gives what the per-resample statistic gives, including
+    NaN for a resample whose mean is ≤ 0 or all-NaN (a diverged cell)."""
+    rng = np.random.default_rng(seed)
+    xs = np.array([64.0, 128, 256, 512])
+    table = np.exp(rng.normal(0, 0.5, (3, 4))) * xs ** -0.5
+    if seed % 2:  # a negative seed value: resamples with it twice or more have that cell's mean ≤ 0
+        table[0, 1] = -1.5 * table[1:, 1].sum()
+    else:         # resamples of seeds 0 and 1 only: that cell's mean is NaN
+        table[:2, 1] = np.nan
+    table[2, 2] = np.nan
+    stat = S.slope_of_means(xs)
+    stack = table[rng.integers(0, 3, (300, 3))]
+    one = np.array([stat(t) for t in stack])
+    assert np.isnan(one).any() and np.isfinite(one).any()
+    np.testing.assert_allclose(stat.batch(stack), one, rtol=1e-10, atol=1e-12, equal_nan=True)

@@ -143,10 +143,15 @@ def test_the_bundled_claims_recompute_from_bundled_points_and_link_to_bundled_ru
 @pytest.mark.slow
 def test_gpu_profile_runs_end_to_end_on_cifar_files_at_smoke_sizes(tmp_path, monkeypatch):
     """No GPU and no CIFAR-10 here: the gpu profile's wiring (CIFAR-10 with cross-entropy for the two-layer-block
-    and learning-rate experiments, synthetic elsewhere) runs at the smoke sizes on files in the real binary
-    layout (label byte, then 3072 pixel bytes), on the CPU."""
+    and learning-rate experiments) runs at the smoke sizes on files in the real binary layout (label byte, then
+    3072 pixel bytes), on the CPU. The finite-net stages whose task does not change with the profile are
+    the smoke fixture's: here they are stubbed, each recording that it was called (with the gpu profile)."""
     import numpy as np
-    from dynamics.paper import experiments, gia, reproduce as R
+    from dynamics.paper import experiments, gia, reproduce as R, sweeps, vs_limit
+    called = []
+    for mod, name in ((vs_limit, "init_claims"), (sweeps, "coupling_claims"), (vs_limit, "training_claims"),
+                      (sweeps, "gia_claims")):
+        monkeypatch.setattr(mod, name, lambda *a, _n=name, **k: called.append((_n, a)) or [])
     from dynamics.data import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES
     rng = np.random.default_rng(0)
     for name in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE):  # 5 × 220 training records: train_size 1024 fits
@@ -156,8 +161,10 @@ def test_gpu_profile_runs_end_to_end_on_cifar_files_at_smoke_sizes(tmp_path, mon
     monkeypatch.setitem(experiments._SIZES, "gpu", experiments._SIZES["smoke"])
     monkeypatch.setitem(gia.LIMIT_SIZES, "gpu", gia.LIMIT_SIZES["smoke"])
     doc = reproduce(tmp_path / "out", profile="gpu", device="cpu", data_dir=str(tmp_path), log=lambda m: None)
-    assert doc["profile"] == "gpu" and {"blocks-amove", "lr-transfer", "fg-eigmin-width"} <= {
-        c["id"] for c in doc["claims"]}
+    assert doc["profile"] == "gpu" and {c["id"] for c in doc["claims"]} == {"gia-limit", "blocks-amove",
+                                                                            "lr-transfer"}
+    assert [n for n, _ in called] == ["init_claims", "coupling_claims", "training_claims", "gia_claims"]
+    assert all("gpu" in a for n, a in called if n in ("coupling_claims", "gia_claims"))
     tasks = {store.read_meta(tmp_path / "out" / "runs" / r)["config"]["task"]
              for c in doc["claims"] if c["id"] in ("blocks-amove", "lr-transfer") for r in c["runs"]}
     assert tasks == {"cifar10"}

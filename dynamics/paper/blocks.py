@@ -93,10 +93,13 @@ def _limit(out: Path, s: dict, cfg0: RunConfig, profile: str, finite: pd.DataFra
         fin = select(finite, {"alpha": alpha, "width": s["block_width"]}).groupby("depth").a_move.mean()
         for K in ls["grids"]:
             run = limit(like, out / "runs", K, ls["particles"], "full", cfg0.device)
-            m = store.read_metrics(run, metrics=["a_move"], steps=[S])
-            ok = store.read_meta(run)["status"] == "complete" and len(m)
+            got = store.read_metrics(run, metrics=["a_move", "loss"], steps=[S])
+            m, loss = got[got.metric == "a_move"], got[got.metric == "loss"]
+            ok = store.read_meta(run)["status"] == "complete" and len(m) and len(loss)
             rows.append({"alpha": alpha, "grid": K, "a_move": float(m.value.mean()) if ok else math.nan,
                          "a_move_stderr": float(m.stderr.mean()) if ok else math.nan,
+                         "loss": float(loss.value.iloc[0]) if ok else math.nan,
+                         "loss_stderr": float(loss.stderr.iloc[0]) if ok else math.nan,
                          "finite_a_move": float(fin.get(K, math.nan)), "finite_width": s["block_width"],
                          "run": run.name, "like": like.name, "steps": S, "particles": ls["particles"],
                          "replicas": REPLICAS})
@@ -114,10 +117,13 @@ def _limit_claims(pl: pd.DataFrame, file: str, s: dict, profile: str) -> list[di
         pts = ", ".join(f"K={int(r.grid)}: {r.a_move:.3g} ± {r.a_move_stderr:.2g}" for r in sel.itertuples())
         fin = ", ".join(f"L={int(r.grid)}: {r.finite_a_move:.3g}" for r in sel.itertuples()
                         if np.isfinite(r.finite_a_move))
+        loss = ", ".join(f"K={int(r.grid)}: {r.loss:.2g} ± {r.loss_stderr:.1g}" for r in sel.itertuples())
         return (f"limit runs (coupling full, M = {ls['particles']} in {REPLICAS} replicas) of the finite "
                 f"two-layer-block setting, α = {alpha:g}, step {S}: a_move ± MC stderr {pts}; finite seed means at "
-                f"n = {s['block_width']}: {fin or 'none at these depths'}. Interval: parametric bootstrap of the "
-                f"points from their MC stderr (t with {REPLICAS - 1} dof), so it holds Monte-Carlo error only")
+                f"n = {s['block_width']}: {fin or 'none at these depths'}; the limit's training loss at step {S} "
+                f"(a rise with K means the K^α-scaled inner rate no longer trains stably): {loss}. Interval: "
+                f"parametric bootstrap of the points from their MC stderr (t with {REPLICAS - 1} dof), so it holds "
+                f"Monte-Carlo error only")
 
     runs = lambda a: list(select(pl, {"alpha": a}).run) + list(select(pl, {"alpha": a}).like.unique())  # noqa: E731
     c0 = claim("blocks-limit-alpha0", "§7", "in the limit (no width noise) two-layer blocks lose feature learning in "

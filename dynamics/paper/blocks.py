@@ -27,8 +27,8 @@ from .verdicts import claim, interval, select
 
 # profile -> the limit's depth grids and particles. Each of the 4 replicas holds m = M/4 particles, which must stay
 # well above 2·T·P (T = block_steps + 1, P = 8 inputs) or the solver's histories are rank-deficient: cpu
-# 512 against 336, gpu 4096 against 3216. Measured on the shared 2-core machine (cpu sizes): about 0.7 s per
-# grid block and α, so the two α take about 90 s.
+# 512 against 336, gpu 4096 against 3216. cpu sizes, both α: 137 s by dynamics.limit.cost on one quiet thread
+# (a K = 32 solve measured 30 s at load average 5), about 960 s measured on the shared machine at load 6-8.
 LIMIT_SIZES = {"smoke": dict(grids=[2, 4, 8], particles=512),
                "cpu": dict(grids=[2, 4, 8, 16, 32], particles=2048),
                "gpu": dict(grids=[2, 4, 8, 16, 32, 64], particles=16384)}
@@ -53,7 +53,8 @@ def blocks_claims(out: Path, s: dict, base: RunConfig, profile: str, log) -> lis
     fin = select(pa_, {"alpha": 0.0, "width": top}).groupby("depth").a_move.agg(["mean", "std", "count"])
     lim0 = select(pl, {"alpha": 0.0}).set_index("grid")
     same = "; ".join(f"L=K={int(d)}: {r['mean']:.3g} ± {r['std'] / math.sqrt(r['count']):.2g} vs "
-                     f"{lim0.a_move[d]:.3g} ± {lim0.a_move_stderr[d]:.2g}" for d, r in fin.iterrows() if d in lim0.index)
+                     f"{lim0.a_move[d]:.3g} ± {lim0.a_move_stderr[d]:.2g}"
+                     for d, r in fin.iterrows() if d in lim0.index) or "no common depth"
     claims = [claim("blocks-amove", "§1", "two-layer blocks lose feature learning in the first internal layer as "
                     "L grows (α = 0, no LR correction)", pa_, fa, "depth", "a_move", paper="vanishes",
                     alt=Alternative(0.0, "Θ(1) in L: the part of a_move driven by the Θ(1) movement of the block's "
@@ -63,7 +64,7 @@ def blocks_claims(out: Path, s: dict, base: RunConfig, profile: str, log) -> lis
                            f"per width: {per_w}; per inner-LR exponent at n = {s['block_width']}: {per_a}. "
                            f"Power counting: the weight-update part of a_move scales like L^(2α−1), the "
                            f"input-driven part like L^0. Against the limit at the same depth (α = 0, seed mean ± "
-                           f"stderr at n = {top} vs limit ± MC stderr, blocks-limit-alpha0): {same or 'no common depth'}")]
+                           f"stderr at n = {top} vs limit ± MC stderr, blocks-limit-alpha0): {same}")]
     return claims + _limit_claims(pl, fl, s, profile)
 
 

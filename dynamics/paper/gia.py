@@ -32,7 +32,8 @@ LIMIT_SIZES = {"smoke": dict(grids=[2, 4, 8], particles=128, steps=2, train_size
                "gpu": dict(grids=[2, 4, 8, 16, 32, 64, 128], particles=16384, steps=20, train_size=32)}
 # the same on the digits images with cross-entropy (C = 10): the backward carries Nb = probes + inputs directions
 # per step instead of P, so the histories hold T·(2P + Pp) columns and m = M/4 must stay well above 2·T·(P + Nb)
-# (cpu: m = 512 against 2·7·24 = 336; about 30 s for both couplings on all grids, measured on the shared machine)
+# (cpu: m = 512 against 2·7·24 = 336; both couplings on all grids: 38 s by dynamics.limit.cost on one quiet thread,
+# 455 s measured on the shared 2-core machine at load average 6-8)
 LIMIT_XENT_SIZES = {"smoke": dict(grids=[2, 4, 8], particles=512, steps=2, train_size=4),
                     "cpu": dict(grids=[2, 4, 8, 16, 32, 64], particles=2048, steps=6, train_size=8),
                     "gpu": dict(grids=[2, 4, 8, 16, 32, 64, 128], particles=16384, steps=20, train_size=32)}

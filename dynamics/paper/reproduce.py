@@ -8,10 +8,10 @@ a widths × depths × seeds grid against NFD limit runs, coupling full (reused) 
 joint fit err ≈ a·n^−p + b·L^−q; (4) reused vs decoupled twins (plain / μP / depth-μP, full batch, the digits
 images) and the limit engine's noise-free gap over depth grids K, on the teacher task and on the digits images
 with cross-entropy; (5) two-layer blocks: a_move vs depth at several widths and inner-LR exponents, and the
-limit's a_move vs the depth grid K for α = 0 and α = 1; (6) learning-rate transfer, depth-μP against μP. Each writes its runs
-under OUT/runs/ (complete runs are reused, so a rerun resumes), a tidy OUT/points-<name>.parquet, and its
-claims (dynamics.paper.verdicts documents the fields): every figure in claims.json is recomputed from its points
-file by `verdicts.recompute` with the claim's `method`.
+limit's a_move vs the depth grid K for α = 0 and α = 1; (6) learning-rate transfer, depth-μP against μP. Each
+writes its runs under OUT/runs/ (complete runs are reused, so a rerun resumes), a tidy
+OUT/points-<name>.parquet, and its claims (dynamics.paper.verdicts documents the fields): every figure in
+claims.json is recomputed from its points file by `verdicts.recompute` with the claim's `method`.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Statistics behind the claims: slopes of seed-averaged quantities with a paired bootstrap over seeds, the
 verdict rule that needs the data to exclude a named alternative, the sample that would decide an
 inconclusive claim, the learning-rate optimum by a quadratic fit in log η, the joint finite-size fit
-err(n, L) ≈ a·n^−p + b·L^−q, and the slope of limit-run points from their Monte-Carlo errors (mc_slope). Pure numpy/pandas, no I/O; docs/theory.md §8 says why each is done this way.
+err(n, L) ≈ a·n^−p + b·L^−q, and the slope of limit-run points from their Monte-Carlo errors (mc_slope).
+Pure numpy/pandas, no I/O; docs/theory.md §8 says why each is done this way.
 
 Paired bootstrap over seeds: a resample draws seeds with replacement and keeps every row of each drawn seed
 (all its widths or depths, and both members of a twin pair), so whatever a seed shares across the sweep

@@ -42,7 +42,8 @@ def test_smoke_writes_claims_for_every_experiment(smoke):
     assert {"init-width", "init-depth", "coupling-init-width", "coupling-init-depth", "train-limit-full",
             "train-limit-none", "coupling-train-depth", "gia-depth-mup", "blocks-amove", "lr-transfer",
             "fg-eigmin-width", "coupling-step1-width", "coupling-acc-depth", "gia-fullbatch-depth-mup",
-            "gia-digits-depth-mup", "gia-limit", "train-limit-width-full"} <= ids
+            "gia-digits-depth-mup", "gia-limit", "train-limit-width-full", "gia-limit-xent", "blocks-limit-alpha0",
+            "blocks-limit-alpha1"} <= ids
     present = {r["run_id"]: r["status"] for r in store.list_runs(out / "runs")}
     for c in doc["claims"]:
         assert all(k in c for k in FIELDS), c["id"]
@@ -53,6 +54,35 @@ def test_smoke_writes_claims_for_every_experiment(smoke):
             assert c["raw"]["y"] == c["y"][:-len("_excess")]
         assert (Path(APP).parent / c["page"]).exists()
         assert all(present.get(r) in ("complete", "diverged") for r in c["runs"]), c["id"]
+
+
+@pytest.mark.slow
+def test_smoke_limit_references_are_the_runs_they_name(smoke):
+    """gia-limit-xent: coupling full and none limit runs of the digits task with cross-entropy (C = 10) per grid;
+    blocks-limit-alpha*: limit runs of two-layer blocks at that α, one per grid, whose a_move (mean over blocks at
+    the last step) is the points file's; the finite blocks claim quotes the limit at the same depth."""
+    from dynamics.paper import blocks, gia
+    out, doc, _ = smoke
+    by = {c["id"]: c for c in doc["claims"]}
+    meta = [store.read_meta(out / "runs" / r) for r in by["gia-limit-xent"]["runs"]]
+    assert {(m["kind"], m["config"]["task"], m["config"]["loss"], m["config"]["classes"]) for m in meta} == {
+        ("limit", "digits", "xent", 10)}
+    assert sorted((m["limit"]["grid"], m["limit"]["coupling"]) for m in meta) == sorted(
+        (K, c) for K in gia.LIMIT_XENT_SIZES["smoke"]["grids"] for c in ("full", "none"))
+    pts = pd.read_parquet(out / "points-blocks-limit.parquet")
+    for alpha, cid in ((0.0, "blocks-limit-alpha0"), (1.0, "blocks-limit-alpha1")):
+        c = by[cid]
+        assert c["method"] == "mc_slope" and c["where"] == {"alpha": alpha} and c["page"] == "pages/3_Limit.py"
+        limits = [store.read_meta(out / "runs" / r) for r in c["runs"]]
+        limits = [m for m in limits if m["kind"] == "limit"]
+        assert sorted(m["limit"]["grid"] for m in limits) == blocks.LIMIT_SIZES["smoke"]["grids"]
+        assert {(m["config"]["block"], m["config"]["inner_lr_exponent"]) for m in limits} == {(2, alpha)}
+        for r in pts[pts.alpha == alpha].itertuples():
+            m = store.read_metrics(out / "runs" / r.run, metrics=["a_move"])
+            last = m[m.step == m.step.max()]
+            assert r.a_move == pytest.approx(last.value.mean()) and r.a_move_stderr == pytest.approx(
+                last.stderr.mean())
+    assert "L=K=2:" in by["blocks-amove"]["detail"] and "blocks-limit-alpha0" in by["blocks-amove"]["detail"]
 
 
 @pytest.mark.slow
@@ -147,7 +177,7 @@ def test_gpu_profile_runs_end_to_end_on_cifar_files_at_smoke_sizes(tmp_path, mon
     3072 pixel bytes), on the CPU. The finite-net stages whose task does not change with the profile are
     the smoke fixture's: here they are stubbed, each recording that it was called (with the gpu profile)."""
     import numpy as np
-    from dynamics.paper import experiments, gia, reproduce as R, sweeps, vs_limit
+    from dynamics.paper import blocks, experiments, gia, reproduce as R, sweeps, vs_limit
     called = []
     for mod, name in ((vs_limit, "init_claims"), (sweeps, "coupling_claims"), (vs_limit, "training_claims"),
                       (sweeps, "gia_claims")):
@@ -160,13 +190,15 @@ def test_gpu_profile_runs_end_to_end_on_cifar_files_at_smoke_sizes(tmp_path, mon
     monkeypatch.setitem(R._SIZES, "gpu", R._SIZES["smoke"])
     monkeypatch.setitem(experiments._SIZES, "gpu", experiments._SIZES["smoke"])
     monkeypatch.setitem(gia.LIMIT_SIZES, "gpu", gia.LIMIT_SIZES["smoke"])
+    monkeypatch.setitem(gia.LIMIT_XENT_SIZES, "gpu", gia.LIMIT_XENT_SIZES["smoke"])
+    monkeypatch.setitem(blocks.LIMIT_SIZES, "gpu", blocks.LIMIT_SIZES["smoke"])
     doc = reproduce(tmp_path / "out", profile="gpu", device="cpu", data_dir=str(tmp_path), log=lambda m: None)
-    assert doc["profile"] == "gpu" and {c["id"] for c in doc["claims"]} == {"gia-limit", "blocks-amove",
-                                                                            "lr-transfer"}
+    assert doc["profile"] == "gpu" and {c["id"] for c in doc["claims"]} == {
+        "gia-limit", "gia-limit-xent", "blocks-amove", "blocks-limit-alpha0", "blocks-limit-alpha1", "lr-transfer"}
     assert [n for n, _ in called] == ["init_claims", "coupling_claims", "training_claims", "gia_claims"]
     assert all("gpu" in a for n, a in called if n in ("coupling_claims", "gia_claims"))
-    tasks = {store.read_meta(tmp_path / "out" / "runs" / r)["config"]["task"]
-             for c in doc["claims"] if c["id"] in ("blocks-amove", "lr-transfer") for r in c["runs"]}
+    tasks = {store.read_meta(tmp_path / "out" / "runs" / r)["config"]["task"] for c in doc["claims"]
+             if c["id"] in ("blocks-amove", "lr-transfer", "blocks-limit-alpha0") for r in c["runs"]}
     assert tasks == {"cifar10"}
 
 

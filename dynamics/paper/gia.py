@@ -9,7 +9,8 @@ with a paired bootstrap over seeds (dynamics.paper.verdicts). `gia_gap` = |gap_t
 
 Limit reference (noise-free in the sense of no finite width): the loss of `--coupling full` and `--coupling
 none` limit runs of the full-batch depth-μP setting on depth grids K = 2…64, with common random numbers, and
-their signed relative gap per K (points-gia-limit.parquet).
+their signed relative gap per K (points-gia-limit.parquet); the same on the digits images with cross-entropy
+(10 outputs, points-gia-limit-xent.parquet).
 """
 from __future__ import annotations
 
@@ -29,6 +30,13 @@ from ..runs import store
 LIMIT_SIZES = {"smoke": dict(grids=[2, 4, 8], particles=128, steps=2, train_size=4),
                "cpu": dict(grids=[2, 4, 8, 16, 32, 64], particles=2048, steps=10, train_size=8),
                "gpu": dict(grids=[2, 4, 8, 16, 32, 64, 128], particles=16384, steps=20, train_size=32)}
+# the same on the digits images with cross-entropy (C = 10): the backward carries Nb = probes + inputs directions
+# per step instead of P, so the histories hold T·(2P + Pp) columns and m = M/4 must stay well above 2·T·(P + Nb)
+# (cpu: m = 512 against 2·7·24 = 336; both couplings on all grids: 38 s by dynamics.limit.cost on one quiet thread,
+# 455 s measured on the shared 2-core machine at load average 6-8)
+LIMIT_XENT_SIZES = {"smoke": dict(grids=[2, 4, 8], particles=512, steps=2, train_size=4),
+                    "cpu": dict(grids=[2, 4, 8, 16, 32, 64], particles=2048, steps=6, train_size=8),
+                    "gpu": dict(grids=[2, 4, 8, 16, 32, 64, 128], particles=16384, steps=20, train_size=32)}
 LIMIT_SETTING = "depth-mup batch=full"
 LIMIT_LR = 0.25  # the full-batch twins and their limit reference (the minibatch twins use 0.5)
 
@@ -106,7 +114,24 @@ def limit_gap(out: Path, profile: str, device: str, log, run_or_reuse, make_limi
     like_cfg = RunConfig(param="depth-mup", width=64, depth=2, steps=ls["steps"], train_size=ls["train_size"],
                          batch="full", test_size=0, probes=min(8, ls["train_size"]), record_every=ls["steps"],
                          test_every=ls["steps"], record_coupling="off", lr=LIMIT_LR, device=device)
-    like = run_or_reuse(like_cfg, out / "runs", log)
+    return _gap_over_grids(run_or_reuse(like_cfg, out / "runs", log), out, ls, device, make_limit)
+
+
+def limit_gap_xent(out: Path, profile: str, device: str, log, run_or_reuse, make_limit) -> pd.DataFrame:
+    """The same reference on a classification task with cross-entropy: the digits images (C = 10 outputs),
+    full batch of LIMIT_XENT_SIZES' train_size images (the limit conditions on every training input, so the
+    finite digits twins' minibatches of 512 images are out of reach), depth-μP, lr LIMIT_LR."""
+    ls = LIMIT_XENT_SIZES[profile]
+    like_cfg = RunConfig(param="depth-mup", task="digits", loss="xent", classes=10, width=64, depth=2,
+                         steps=ls["steps"], train_size=ls["train_size"], batch="full", test_size=0,
+                         probes=min(8, ls["train_size"]), record_every=ls["steps"], test_every=ls["steps"],
+                         record_coupling="off", lr=LIMIT_LR, device=device)
+    return _gap_over_grids(run_or_reuse(like_cfg, out / "runs", log), out, ls, device, make_limit)
+
+
+def _gap_over_grids(like: Path, out: Path, ls: dict, device: str, make_limit) -> pd.DataFrame:
+    """One row per K of ls["grids"]: final loss (and its MC stderr) of the coupling full and none limit runs of
+    `like` (same particle seed: common random numbers) and their signed relative gap (none − full)/mean."""
     rows = []
     for K in ls["grids"]:
         loss = {}

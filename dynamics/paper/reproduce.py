@@ -6,11 +6,12 @@ and the finite-L recursion against the continuum (error vs depth, kernels only);
 dynamics.paper.experiments, fitted on the excess over chance, and the feature–gradient covariance; (3) training:
 a widths × depths × seeds grid against NFD limit runs, coupling full (reused) and none (decoupled), with the
 joint fit err ≈ a·n^−p + b·L^−q; (4) reused vs decoupled twins (plain / μP / depth-μP, full batch, the digits
-images) and the limit engine's noise-free gap over depth grids K; (5) two-layer blocks: a_move vs depth at
-several widths and inner-LR exponents; (6) learning-rate transfer, depth-μP against μP. Each writes its runs
-under OUT/runs/ (complete runs are reused, so a rerun resumes), a tidy OUT/points-<name>.parquet, and its
-claims (dynamics.paper.verdicts documents the fields): every figure in claims.json is recomputed from its points
-file by `verdicts.recompute` with the claim's `method`.
+images) and the limit engine's noise-free gap over depth grids K, on the teacher task and on the digits images
+with cross-entropy; (5) two-layer blocks: a_move vs depth at several widths and inner-LR exponents, and the
+limit's a_move vs the depth grid K for α = 0 and α = 1; (6) learning-rate transfer, depth-μP against μP. Each
+writes its runs under OUT/runs/ (complete runs are reused, so a rerun resumes), a tidy
+OUT/points-<name>.parquet, and its claims (dynamics.paper.verdicts documents the fields): every figure in
+claims.json is recomputed from its points file by `verdicts.recompute` with the claim's `method`.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from ..runs import store
 from ..config import RunConfig
-from . import sweeps, vs_limit
+from . import blocks, sweeps, vs_limit
 from .experiments import ExperimentError
 
 __all__ = ["PROFILES", "reproduce", "compare_claims", "register", "CLAIMS_JSON"]
@@ -82,8 +83,9 @@ def reproduce(out: Path, *, profile: str = "cpu", device: str = "auto", data_dir
              ("coupling", lambda: sweeps.coupling_claims(out, profile, device, quiet)),
              ("training vs limit", lambda: vs_limit.training_claims(out, s, base, quiet)),
              ("reused vs decoupled", lambda: sweeps.gia_claims(out, profile, device, quiet)
-              + [vs_limit.gia_limit_claim(out, profile, device, quiet)]),
-             ("two-layer blocks", lambda: sweeps.blocks_claims(out, s, _task(base, profile, data_dir), quiet)),
+              + vs_limit.gia_limit_claims(out, profile, device, quiet)),
+             ("two-layer blocks", lambda: blocks.blocks_claims(out, s, _task(base, profile, data_dir), profile,
+                                                                quiet)),
              ("learning rate", lambda: sweeps.lr_claims(out, s, _task(base, profile, data_dir), quiet))]
     claims, timings, t_all = [], {}, time.monotonic()
     for i, (name, fn) in enumerate(steps, 1):

@@ -1,7 +1,8 @@
 """Statistics behind the claims: slopes of seed-averaged quantities with a paired bootstrap over seeds, the
 verdict rule that needs the data to exclude a named alternative, the sample that would decide an
-inconclusive claim, the learning-rate optimum by a quadratic fit in log η, and the joint finite-size fit
-err(n, L) ≈ a·n^−p + b·L^−q. Pure numpy/pandas, no I/O; docs/theory.md §8 says why each is done this way.
+inconclusive claim, the learning-rate optimum by a quadratic fit in log η, the joint finite-size fit
+err(n, L) ≈ a·n^−p + b·L^−q, and the slope of limit-run points from their Monte-Carlo errors (mc_slope).
+Pure numpy/pandas, no I/O; docs/theory.md §8 says why each is done this way.
 
 Paired bootstrap over seeds: a resample draws seeds with replacement and keeps every row of each drawn seed
 (all its widths or depths, and both members of a twin pair), so whatever a seed shares across the sweep
@@ -19,8 +20,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["Interval", "Alternative", "by_seed", "seed_bootstrap", "slope_of_means", "mean_of", "verdict",
-           "seeds_to_decide", "lr_optimum", "joint_power_fit"]
+__all__ = ["Interval", "Alternative", "by_seed", "seed_bootstrap", "slope_of_means", "mean_of", "mc_slope",
+           "verdict", "seeds_to_decide", "lr_optimum", "joint_power_fit"]
 
 LEVEL = 0.95
 
@@ -133,6 +134,35 @@ def mean_of(t: np.ndarray) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(np.nanmean(t))
+
+
+def mc_slope(x, y, se, *, dof: int | None = None, n_boot: int = 2000, rng_seed: int = 0,
+             level: float = LEVEL) -> Interval:
+    """Slope of log y vs log x (least squares over the points) for points whose only error is a known
+    Monte-Carlo standard error `se` (limit runs: no seeds, no width noise), with a parametric bootstrap:
+    each resample draws y* = y + se·ε per point independently (ε standard normal, or Student's t with `dof`
+    degrees of freedom when se is itself the spread of dof + 1 replicas) and refits; percentile interval.
+    The target is the slope of the noise-free curve over these x, so the interval holds Monte-Carlo error
+    only (no curvature term: the x are fixed, not sampled). Resamples with some y* ≤ 0 are dropped and counted;
+    more than (1 − level)/2 of them: no interval. `seeds` is 0 (seeds_to_decide does not apply)."""
+    x, y, se = (np.asarray(v, float) for v in (x, y, se))
+    value = _loglog_slope(x, y)
+    if not math.isfinite(value) or not np.all(np.isfinite(se)) or np.any(se < 0) or n_boot <= 0:
+        return Interval(value, math.nan, math.nan, 0)
+    rng = np.random.default_rng(rng_seed)
+    eps = rng.standard_normal((n_boot, len(x))) if dof is None else rng.standard_t(dof, (n_boot, len(x)))
+    ys = y[None, :] + se[None, :] * eps
+    ok = np.all(ys > 0, axis=1)
+    lx = np.log(x) - np.log(x).mean()
+    with np.errstate(all="ignore"):
+        ly = np.log(np.where(ys > 0, ys, np.nan))
+    slopes = ((ly - ly.mean(axis=1, keepdims=True)) * lx).sum(axis=1)[ok] / (lx ** 2).sum()
+    dropped = n_boot - len(slopes)
+    a = (1 - level) / 2
+    if dropped > a * n_boot or len(slopes) < 10:
+        return Interval(value, math.nan, math.nan, 0, dropped)
+    lo, hi = np.quantile(slopes, [a, 1 - a])
+    return Interval(value, float(lo), float(hi), 0, dropped)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Claims from sweeps of finite networks: the transpose coupling (fitted on the excess over chance), the
-feature–gradient covariance (Fig. 3), reused vs decoupled twins (Fig. 2: minibatch, full batch, digits),
-two-layer blocks at several widths, and learning-rate transfer as a contrast depth-μP vs μP.
+feature–gradient covariance (Fig. 3), reused vs decoupled twins (Fig. 2: minibatch, full batch, digits) and
+learning-rate transfer as a contrast depth-μP vs μP (two-layer blocks: dynamics.paper.blocks).
 """
 from __future__ import annotations
 
@@ -147,44 +147,6 @@ def _gia_detail(pts: pd.DataFrame, setting: str) -> str:
                      f"{ok.loss_reused.mean():.3g}, decoupled {ok.loss_decoupled.mean():.3g})")
     return (f"signed relative gap (decoupled − reused)/mean, paired twins (same seed), "
             f"{sel.seed.nunique()} seeds, mean over seeds with 95% interval: " + "; ".join(cells))
-
-
-def blocks_claims(out: Path, s: dict, base: RunConfig, log) -> list[dict]:
-    """a_move of two-layer blocks vs depth at several widths (α = 0), and per inner-LR exponent at one width."""
-    rows = []
-    S = s["block_steps"]
-    cfg0 = dataclasses.replace(base, block=2, steps=S, record_every=S, test_every=S, record_coupling="off")
-    grid = [(w, 0.0) for w in s["block_widths"]] + [(s["block_width"], a) for a in s["alphas"] if a != 0.0]
-    for width, alpha in grid:
-        for L in s["block_depths"]:
-            for seed in range(s["block_seeds"]):
-                cfg = dataclasses.replace(cfg0, width=width, depth=L, inner_lr_exponent=alpha, seed=seed)
-                run = run_or_reuse(cfg, out / "runs", log)
-                a = store.read_metrics(run, metrics=["a_move"], steps=[S]).value.mean()
-                rows.append({"alpha": alpha, "width": width, "depth": L, "seed": seed, "a_move": a,
-                             "run_id": run.name})
-    pa_ = pd.DataFrame(rows)
-    fa = save(out, "blocks-amove", pa_)
-    top = max(s["block_widths"])
-    per_w = "; ".join(f"n={w}: {_slope_txt(pa_, {'alpha': 0.0, 'width': w})}" for w in s["block_widths"])
-    per_a = "; ".join(f"α={a:g}: {_slope_txt(pa_, {'alpha': a, 'width': s['block_width']})}"
-                      for a in sorted(pa_.alpha.unique()))
-    sel = select(pa_, {"alpha": 0.0, "width": top})
-    return [claim("blocks-amove", "§1", "two-layer blocks lose feature learning in the first internal layer as "
-                  "L grows (α = 0, no LR correction)", pa_, fa, "depth", "a_move", paper="vanishes",
-                  alt=Alternative(0.0, "Θ(1) in L: the part of a_move driven by the Θ(1) movement of the block's "
-                                       "input (docs/theory.md §7)"),
-                  where={"alpha": 0.0, "width": top}, page="pages/2_Trajectories.py", runs=list(sel.run_id),
-                  theory="7-claims",
-                  detail=f"mean a_move over blocks at step {S}, {s['block_seeds']} seeds; slope vs depth at α = 0 "
-                         f"per width: {per_w}; per inner-LR exponent at n = {s['block_width']}: {per_a}. "
-                         f"Power counting: the weight-update part of a_move scales like L^(2α−1), the "
-                         f"input-driven part like L^0")]
-
-
-def _slope_txt(pts: pd.DataFrame, where: dict) -> str:
-    ci = interval(select(pts, where), "seed_means", "depth", "a_move")
-    return f"{ci.value:.3g} [{ci.low:.3g}, {ci.high:.3g}]"
 
 
 def lr_claims(out: Path, s: dict, base: RunConfig, log) -> list[dict]:

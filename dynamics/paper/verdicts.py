@@ -8,7 +8,9 @@ measured, ci, verdict, why, tol, n_points, points, x, y, where, page, runs, deta
                single-seed points), "seed_means" (slope of log(mean over seeds of y) vs log x, paired bootstrap
                over whole seeds), "seed_mean" (mean of y over rows, bootstrap over seeds), "lr_optimum"
                (slope of log η* vs log depth, η* the vertex of a quadratic in log η of the seed-mean loss),
-               "joint_fit" (the exponent of err ≈ a·n^−p + b·L^−q, bootstrap over seeds);
+               "joint_fit" (the exponent of err ≈ a·n^−p + b·L^−q, bootstrap over seeds), "mc_slope" (log-log
+               slope of limit-run points, parametric bootstrap from their Monte-Carlo stderr: extra["se"] names
+               the stderr column, extra["dof"] its degrees of freedom, replicas − 1);
   seed_col     the column that names a seed (resampled whole);
   paper_range  [lo, hi]: the values the paper's statement allows (None for ±∞);
   alternative  {value, side, words}: what the data must exclude before the verdict can be "agrees";
@@ -62,6 +64,8 @@ def interval(points: pd.DataFrame, method: str, x: str, y: str, seed_col: str = 
     if method == "lr_optimum":
         table, cells = S.by_seed(points, [x, "lr"], y, seed_col)    # (seeds, depth × lr)
         return S.seed_bootstrap(table, lr_slope_stat(cells))
+    if method == "mc_slope":
+        return S.mc_slope(points[x], points[y], points[extra["se"]], dof=extra.get("dof"))
     if method == "joint_fit":
         table, cells = S.by_seed(points, ["width", "depth"], y, seed_col)
         return S.seed_bootstrap(table, joint_stat(cells, extra.get("term", "depth")), n_boot=400)

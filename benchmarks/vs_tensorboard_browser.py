@@ -1,0 +1,134 @@
+"""The browser half of benchmarks/vs_tensorboard.py: time until the first chart is drawn, ours against TensorBoard,
+on the same scalars (issue #19).
+
+Each measurement opens a fresh headless Chromium (Debian's, through Playwright; no cache, no profile) and times
+"navigation start → first chart drawn" inside the page (`performance.now()` when the check first passes, polled
+every 25 ms):
+  - ours: a Plotly chart of the dashboard holds a drawn trace (an SVG trace group, a heatmap image or a WebGL
+    canvas) — the page is opened at `/Trajectories?runs=<run>&metric=m0`, the layer × step heatmap of the run
+    imported from the event file;
+  - TensorBoard: the canvas of its first scalar card (`scalar-card line-chart canvas`) holds painted pixels (the
+    line: TensorBoard draws lines into a canvas; its axes and grid are SVG, so they do not count).
+Kinds, in interleaved rounds (ours, TensorBoard, then TensorBoard, ours, … so background load hits both alike):
+  - cold: a fresh server (started, then healthy: Streamlit's /_stcore/health, TensorBoard's / answering) and a
+    fresh browser;
+  - warm: the same server again, a second fresh browser;
+  - widget (ours only; the target is < 1 s): on the warm page, pick metric m1 in the Metric box and time until
+    the m1 heatmap is drawn (its title changes).
+Then each page of the dashboard once, each on its own fresh server and browser, at its default view.
+TensorBoard's server answers before it has read the whole event file (it loads in the background and draws what
+it has); ours reads a run that `python -m dynamics import` wrote before (its time is the import benchmark's).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.serving import free_port, serve_app, stop_server  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# a Plotly chart with a drawn trace; `title` (optional) must appear in a chart's title
+OURS_DRAWN = """(title) => [...document.querySelectorAll('.js-plotly-plot')].some(g =>
+  g.querySelector('.plot .trace, .plot image, .hm image, .gl-container canvas, .scatterlayer path.js-line')
+  && (!title || [...g.querySelectorAll('.gtitle')].some(e => e.textContent.includes(title)))) && performance.now()"""
+# TensorBoard's first scalar card: its line canvas has painted (non-transparent) pixels
+TB_DRAWN = """() => { const c = document.querySelector('scalar-card line-chart canvas');
+  if (!c || !c.width || !c.height) return false;
+  const t = document.createElement('canvas'); t.width = c.width; t.height = c.height;
+  const x = t.getContext('2d'); x.drawImage(c, 0, 0); const d = x.getImageData(0, 0, t.width, t.height).data;
+  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return performance.now();
+  return false; }"""
+# every page that draws a chart, at its default view (the runs it picks by itself); Home and Upload draw none
+PAGES = ("Claims", "Runs", "Trajectories", "Limit", "Coupling", "Scaling")
+
+
+def serve_tensorboard(logdir: Path, log_path: Path, timeout: float = 120.0) -> tuple[subprocess.Popen, str, object]:
+    """`tensorboard --logdir` on a free loopback port; returns once / answers 200 (process, base URL, log)."""
+    port, log = free_port(), open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",
+                             "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(base + "/", timeout=2) as r:
+                if r.status == 200:
+                    return proc, base, log
+        except OSError:
+            time.sleep(0.1)
+    stop_server(proc, log)
+    raise RuntimeError(f"tensorboard did not answer in {timeout:g} s:\n{Path(log_path).read_text()[-2000:]}")
+
+
+def serve_ours(runs_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str, object]:
+    """The dashboard with the benchmark's runs as the user's folder (bundled examples as usual)."""
+    env = {k: v for k, v in os.environ.items() if k != "DYNAMICS_READONLY"} | {"DYNAMICS_RUNS": str(runs_dir)}
+    return serve_app(env, log_path, timeout=120)
+
+
+def first_chart(pw, url: str, check: str, arg=None, shot: Path | None = None, then=None) -> tuple[float, object]:
+    """A fresh Chromium opens `url`; seconds from navigation start until `check` passes (measured in the page).
+    `then(page)` runs on the open page before the browser closes; returns (seconds, its result)."""
+    b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    try:
+        page = b.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.goto(url, wait_until="commit")
+        ms = page.wait_for_function(check, arg=arg, polling=25, timeout=180_000).json_value()
+        if shot:
+            page.screenshot(path=str(shot))
+        return ms / 1000, then(page) if then else None
+    finally:
+        b.close()
+
+
+def widget_change(page) -> float:
+    """Seconds from picking metric m1 in the Metric box until the m1 heatmap is drawn."""
+    page.get_by_test_id("stSelectbox").filter(has_text="Metric").click()
+    page.get_by_role("option", name="m1").click()
+    t0 = page.evaluate("performance.now()")
+    t1 = page.wait_for_function(OURS_DRAWN, arg="m1:", polling=25, timeout=180_000).json_value()
+    return (t1 - t0) / 1000
+
+
+def compare(runs_dir: Path, logdir: Path, run: str, rounds: int, work: Path, pages: bool = True,
+            shots: Path | None = None) -> dict[str, list[float]]:
+    """Interleaved rounds of cold / warm first chart for both tools and ours' widget change, then each page of
+    ours once cold. Returns lists of seconds keyed "<kind>_ours" / "<kind>_tb" and "page_<name>"."""
+    from playwright.sync_api import sync_playwright
+    url = f"/Trajectories?runs={run}&metric=m0"
+    out: dict[str, list[float]] = {}
+    add = lambda k, v: out.setdefault(k, []).append(v)  # noqa: E731
+    with sync_playwright() as pw:
+        for r in range(rounds):
+            for tool in (("ours", "tb") if r % 2 == 0 else ("tb", "ours")):
+                shot = shots / f"{tool}_round{r}.png" if shots and r == 0 else None
+                if tool == "ours":
+                    proc, base, log = serve_ours(runs_dir, work / "ours.log")
+                    try:
+                        add("cold_ours", first_chart(pw, base + url, OURS_DRAWN, "m0:", shot)[0])
+                        s, w = first_chart(pw, base + url, OURS_DRAWN, "m0:", then=widget_change)
+                        add("warm_ours", s)
+                        add("widget_ours", w)
+                    finally:
+                        stop_server(proc, log)
+                else:
+                    proc, base, log = serve_tensorboard(logdir, work / "tb.log")
+                    try:
+                        add("cold_tb", first_chart(pw, base + "/", TB_DRAWN, shot=shot)[0])
+                        add("warm_tb", first_chart(pw, base + "/", TB_DRAWN)[0])
+                    finally:
+                        stop_server(proc, log)
+        for name in PAGES if pages else ():
+            proc, base, log = serve_ours(runs_dir, work / "ours.log")
+            try:
+                shot = shots / f"page_{name}.png" if shots else None
+                add(f"page_{name}", first_chart(pw, f"{base}/{name}", OURS_DRAWN, "", shot)[0])
+            finally:
+                stop_server(proc, log)
+    return out

@@ -27,5 +27,6 @@ def start(title: str, icon: str = ":material/monitoring:") -> None:
     st.set_page_config(page_title=title, page_icon=icon, layout="wide")
     name = plotly_script()
     if name:  # a relative URL, so it also works under server.baseUrlPath; a failure only loses the head start
-        st.html(f'<script type="module">import("./static/js/{name}").catch(() => {{}});</script>',
-                unsafe_allow_javascript=True)
+        st.html('<style>[data-testid="stElementContainer"]:has(script[data-boot]) {display: none}</style>'
+                f'<script type="module" data-boot>import("./static/js/{name}").catch(() => {{}});</script>',
+                unsafe_allow_javascript=True)  # the style hides the element's empty row (no gap above the title)

@@ -112,7 +112,7 @@ def _ratio(name: str, ours: list[float], tb: list[float], unit: str) -> None:
     print(f"RESULT vs_tensorboard_{name}_ratio={statistics.median(r):.4f}")  # for benchmarks/run_all.py
 
 
-def _browser(events: Path, work: Path, rounds: int, pages: bool, shots: str | None) -> None:
+def _browser(events: Path, work: Path, steps: int, rounds: int, pages: bool, shots: str | None) -> None:
     """First chart in a fresh browser, ours vs TensorBoard (benchmarks/vs_tensorboard_browser.py)."""
     if not Path("/usr/bin/chromium").exists():
         print("browser: skipped (no /usr/bin/chromium)")
@@ -127,6 +127,10 @@ def _browser(events: Path, work: Path, rounds: int, pages: bool, shots: str | No
     t = compare(runs, events.parent, "bench", rounds, work, pages, Path(shots) if shots else None)
     _ratio("first_chart_cold", t["cold_ours"], t["cold_tb"], "s")
     _ratio("first_chart_warm", t["warm_ours"], t["warm_tb"], "s")
+    for kind in ("cold", "warm"):  # TensorBoard draws what it has read so far; ours draws every step
+        got = t[f"{kind}_tb_last_step"]
+        print(f"TensorBoard's {kind} first chart: its server had read steps up to {min(got)}–{max(got)} "
+              f"of 0–{steps - 1}")
     w = t["widget_ours"]
     print(f"widget change (metric m0 → m1, ours): {min(w):.3f}–{max(w):.3f} s, median {statistics.median(w):.3f} s")
     print(f"RESULT widget_change_s={statistics.median(w):.4f}")
@@ -188,7 +192,7 @@ def main() -> None:
         if "grid" not in skip:
             _ratio("grid_one_metric", grid, imp["tb_grid"], "s")
         if "browser" not in skip:
-            _browser(f, Path(d), a.rounds, "pages" not in skip, a.shots)
+            _browser(f, Path(d), a.steps, a.rounds, "pages" not in skip, a.shots)
     if "record" not in skip:
         from record_overhead import user_loop
         size = (64, 4, 16, 4, 3) if a.small else (512, 32, 64, 8, 10)

@@ -43,7 +43,7 @@ if heat_tab.open:
             if hm.attrs.get("pooled"):
                 n_steps, n_layers = hm.attrs["pooled"]
                 st.caption(f"Mean-pooled for display: {n_steps:,} recorded steps × {n_layers} layers drawn as "
-                           f"{hm[STEP].nunique()} × {hm[TAU].nunique()} cells (hover shows bin centres). "
+                           f"{hm[STEP].nunique()} × {hm[TAU].nunique()} cells (hover: a cell's centre to ½ cell). "
                            "*Over depth* shows every layer.")
         except RunFormatError as e:
             st.warning(f"Cannot draw `{run.label}`: {e}")

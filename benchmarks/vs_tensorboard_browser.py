@@ -7,8 +7,8 @@ every 25 ms):
   - ours: a Plotly chart of the dashboard holds a drawn trace (an SVG trace group, a heatmap image or a WebGL
     canvas) — the page is opened at `/Trajectories?runs=<run>&metric=m0`, the layer × step heatmap of the run
     imported from the event file;
-  - TensorBoard: the canvas of its first scalar card (`scalar-card line-chart canvas`) holds painted pixels (the
-    line: TensorBoard draws lines into a canvas; its axes and grid are SVG, so they do not count).
+  - TensorBoard: the canvas of one of its first scalar cards (`scalar-card line-chart canvas`) holds painted pixels
+    (the line: TensorBoard draws lines into a canvas; its axes and grid are SVG, so they do not count).
 Kinds, in interleaved rounds (ours, TensorBoard, then TensorBoard, ours, … so background load hits both alike):
   - cold: a fresh server (started, then healthy: Streamlit's /_stcore/health, TensorBoard's / answering) and a
     fresh browser;
@@ -39,12 +39,12 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 OURS_DRAWN = """(title) => [...document.querySelectorAll('.js-plotly-plot')].some(g =>
   g.querySelector('.plot .trace, .plot image, .hm image, .gl-container canvas, .scatterlayer path.js-line')
   && (!title || [...g.querySelectorAll('.gtitle')].some(e => e.textContent.includes(title)))) && performance.now()"""
-# TensorBoard's first scalar card: its line canvas has painted (non-transparent) pixels
-TB_DRAWN = """() => { const c = document.querySelector('scalar-card line-chart canvas');
-  if (!c || !c.width || !c.height) return false;
+# a TensorBoard scalar card (any of the first few) whose line canvas has painted (non-transparent) pixels
+TB_DRAWN = """() => { for (const c of [...document.querySelectorAll('scalar-card line-chart canvas')].slice(0, 8)) {
+  if (!c.width || !c.height) continue;
   const t = document.createElement('canvas'); t.width = c.width; t.height = c.height;
   const x = t.getContext('2d'); x.drawImage(c, 0, 0); const d = x.getImageData(0, 0, t.width, t.height).data;
-  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return performance.now();
+  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return performance.now(); }
   return false; }"""
 # every page that draws a chart, at its default view (the runs it picks by itself); Home and Upload draw none
 PAGES = ("Claims", "Runs", "Trajectories", "Limit", "Coupling", "Scaling")
@@ -80,7 +80,12 @@ def first_chart(pw, url: str, check: str, arg=None, shot: Path | None = None, th
     try:
         page = b.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         page.goto(url, wait_until="commit")
-        ms = page.wait_for_function(check, arg=arg, polling=25, timeout=180_000).json_value()
+        try:
+            ms = page.wait_for_function(check, arg=arg, polling=25, timeout=180_000).json_value()
+        except Exception as e:  # Playwright's TimeoutError: keep a picture of what the page showed
+            if shot:
+                page.screenshot(path=str(shot))
+            raise RuntimeError(f"no chart drawn at {url} within 180 s ({type(e).__name__})") from None
         if shot:
             page.screenshot(path=str(shot))
         return ms / 1000, then(page) if then else None

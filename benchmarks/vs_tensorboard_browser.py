@@ -10,8 +10,9 @@ every 25 ms):
   - TensorBoard: the canvas of one of its first scalar cards (`scalar-card line-chart canvas`) holds painted pixels
     (the line: TensorBoard draws lines into a canvas; its axes and grid are SVG, so they do not count).
 Kinds, in interleaved rounds (ours, TensorBoard, then TensorBoard, ours, … so background load hits both alike):
-  - cold: a fresh server (started, then healthy: Streamlit's /_stcore/health, TensorBoard's / answering) and a
-    fresh browser;
+  - cold: a fresh server (started, then ready: Streamlit's /_stcore/health answers; TensorBoard lists its scalars
+    plugin, i.e. it has read some of the file — a page opened earlier says "No dashboards are active" and stays
+    so, which would time TensorBoard's reload interval, not its drawing) and a fresh browser;
   - warm: the same server again, a second fresh browser;
   - widget (ours only; the target is < 1 s): on the warm page, pick metric m1 in the Metric box and time until
     the m1 heatmap is drawn (its title changes).
@@ -22,6 +23,7 @@ it has: the benchmark prints the last step it served when its chart was drawn); 
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -50,19 +52,27 @@ TB_DRAWN = """() => { for (const c of [...document.querySelectorAll('scalar-card
 PAGES = ("Claims", "Runs", "Trajectories", "Limit", "Coupling", "Scaling")
 
 
+def _scalars_listed(base: str) -> bool:
+    """TensorBoard lists its scalars plugin as enabled once it has read some scalars (a page opened before that
+    says "No dashboards are active" and stays so until reloaded)."""
+    with urllib.request.urlopen(base + "/data/plugins_listing", timeout=2) as r:
+        return bool(json.loads(r.read()).get("scalars", {}).get("enabled"))
+
+
 def serve_tensorboard(logdir: Path, log_path: Path, timeout: float = 120.0) -> tuple[subprocess.Popen, str, object]:
-    """`tensorboard --logdir` on a free loopback port; returns once / answers 200 (process, base URL, log)."""
+    """`tensorboard --logdir` on a free loopback port; returns once it answers and lists its scalars plugin
+    (process, base URL, log)."""
     port, log = free_port(), open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",
                              "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            with urllib.request.urlopen(base + "/", timeout=2) as r:
-                if r.status == 200:
-                    return proc, base, log
-        except OSError:
-            time.sleep(0.1)
+            if _scalars_listed(base):
+                return proc, base, log
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
     stop_server(proc, log)
     raise RuntimeError(f"tensorboard did not answer in {timeout:g} s:\n{Path(log_path).read_text()[-2000:]}")
 

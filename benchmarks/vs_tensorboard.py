@@ -129,8 +129,8 @@ def _browser(events: Path, work: Path, steps: int, rounds: int, pages: bool, sho
     _ratio("first_chart_warm", t["warm_ours"], t["warm_tb"], "s")
     for kind in ("cold", "warm"):  # TensorBoard draws what it has read so far; ours draws every step
         got = t[f"{kind}_tb_last_step"]
-        print(f"TensorBoard's {kind} first chart: its server had read steps up to {min(got)}–{max(got)} "
-              f"of 0–{steps - 1}")
+        print(f"TensorBoard's {kind} first chart: just after it, its server had read steps up to "
+              f"{min(got)}–{max(got)} of 0–{steps - 1}")
     w = t["widget_ours"]
     print(f"widget change (metric m0 → m1, ours): {min(w):.3f}–{max(w):.3f} s, median {statistics.median(w):.3f} s")
     print(f"RESULT widget_change_s={statistics.median(w):.4f}")

@@ -18,7 +18,8 @@ Kinds, in interleaved rounds (ours, TensorBoard, then TensorBoard, ours, … so 
     the m1 heatmap is drawn (its title changes).
 Then each page of the dashboard once, each on its own fresh server and browser, at its default view.
 TensorBoard's server answers before it has read the whole event file (it loads in the background and draws what
-it has: the benchmark prints the last step it served when its chart was drawn); ours reads a run that
+it has: the benchmark prints the last step it served just after its chart was drawn and photographed, an upper
+bound on what that chart showed); ours reads a run that
 `python -m dynamics import` wrote before (its time is the import benchmark's).
 """
 from __future__ import annotations
@@ -104,7 +105,7 @@ def first_chart(pw, url: str, check: str, arg=None, shot: Path | None = None, th
 
 
 def tb_last_step(page) -> int:
-    """The last step TensorBoard serves for the first card's tag right now (it loads the file in the background,
+    """The last step TensorBoard serves for the first card's tag now (just after the draw) (it loads the file in the background,
     so a chart drawn early may show only the first part of the run)."""
     return int(page.evaluate("""async () => {
       const tag = document.querySelector('scalar-card tb-truncated-path').getAttribute('title');

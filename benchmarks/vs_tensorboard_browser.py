@@ -105,8 +105,8 @@ def first_chart(pw, url: str, check: str, arg=None, shot: Path | None = None, th
 
 
 def tb_last_step(page) -> int:
-    """The last step TensorBoard serves for the first card's tag now (just after the draw) (it loads the file in the background,
-    so a chart drawn early may show only the first part of the run)."""
+    """The last step TensorBoard serves for the first card's tag now, just after the draw (it loads the file in
+    the background, so a chart drawn early may show only the first part of the run)."""
     return int(page.evaluate("""async () => {
       const tag = document.querySelector('scalar-card tb-truncated-path').getAttribute('title');
       const r = await fetch('data/plugin/scalars/scalars?run=.&tag=' + encodeURIComponent(tag));

@@ -12,7 +12,11 @@ both alike), each in a fresh child process so its peak memory (ru_maxrss) is its
     dashboard's DuckDB loader), TensorBoard's from the event file (Reload, then Scalars() of each layer's tag:
     it keeps no other store);
   - record: a user's loop recording every step, `dynamics.record` (8 probes) against forward hooks +
-    `add_scalar` (benchmarks/record_overhead.py --user), each over the same loop without recording.
+    `add_scalar` (benchmarks/record_overhead.py --user), each over the same loop without recording;
+  - browser: the first chart drawn in a fresh headless Chromium, ours (the Trajectories heatmap of the imported
+    run) against TensorBoard's first scalar card on the event file, on a fresh server (cold) and again on the
+    same server (warm); our widget change (metric m0 → m1); then each page of ours once on a fresh server
+    (benchmarks/vs_tensorboard_browser.py says what is timed and how). Needs /usr/bin/chromium.
 Prints each figure and `RATIO <name> ours/tensorboard min=… median=…` lines, with the load average beside.
 Needs tensorboard (pip install -r requirements-tensorboard.txt).
 """
@@ -30,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 # children print what they time after their imports: TensorBoard `reload_s peak_mb grid_s shape`, ours `grid_s`
 _TB_CHILD = """
@@ -107,6 +112,34 @@ def _ratio(name: str, ours: list[float], tb: list[float], unit: str) -> None:
     print(f"RESULT vs_tensorboard_{name}_ratio={statistics.median(r):.4f}")  # for benchmarks/run_all.py
 
 
+def _browser(events: Path, work: Path, steps: int, rounds: int, pages: bool, shots: str | None) -> None:
+    """First chart in a fresh browser, ours vs TensorBoard (benchmarks/vs_tensorboard_browser.py)."""
+    if not Path("/usr/bin/chromium").exists():
+        print("browser: skipped (no /usr/bin/chromium)")
+        return
+    from vs_tensorboard_browser import compare
+    runs = work / "browser_runs"
+    if not (runs / "bench").is_dir():
+        _run([sys.executable, "-m", "dynamics", "import", str(events), "--out", str(runs), "--name", "bench"])
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+    print(f"browser: load average {os.getloadavg()[0]:.1f} before")
+    t = compare(runs, events.parent, "bench", rounds, work, pages, Path(shots) if shots else None)
+    _ratio("first_chart_cold", t["cold_ours"], t["cold_tb"], "s")
+    _ratio("first_chart_warm", t["warm_ours"], t["warm_tb"], "s")
+    for kind in ("cold", "warm"):  # TensorBoard draws what it has read so far; ours draws every step
+        got = t[f"{kind}_tb_last_step"]
+        print(f"TensorBoard's {kind} first chart: just after it, its server had read steps up to "
+              f"{min(got)}–{max(got)} of 0–{steps - 1}")
+    w = t["widget_ours"]
+    print(f"widget change (metric m0 → m1, ours): {min(w):.3f}–{max(w):.3f} s, median {statistics.median(w):.3f} s")
+    print(f"RESULT widget_change_s={statistics.median(w):.4f}")
+    for k, v in t.items():
+        if k.startswith("page_"):
+            print(f"PAGE {k[5:]} first chart, fresh server + fresh browser: {v[0]:.3f} s")
+    print(f"browser: load average {os.getloadavg()[0]:.1f} after")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, default=129)
@@ -114,7 +147,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--small", action="store_true", help="a tiny size for CI (seconds): 4 × 2 × 50, one round")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: import, grid, record")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: import, grid, record, browser, pages")
+    ap.add_argument("--shots", help="save screenshots of each tool's first chart (round 0) and each page here")
     a = ap.parse_args()
     if a.small:
         a.layers, a.metrics, a.steps, a.rounds = 4, 2, 50, 1
@@ -125,9 +159,10 @@ def main() -> None:
         raise SystemExit("tensorboard is not installed: pip install -r requirements-tensorboard.txt") from None
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory() as d:
-        f = Path(d) / "events.out.tfevents.1700000000.bench"
+        f = Path(d) / "logdir" / "events.out.tfevents.1700000000.bench"  # TensorBoard's --logdir: this file only
+        f.parent.mkdir()
         t0 = time.perf_counter()
-        n = write_events(f, a.layers, a.metrics, a.steps) if {"import", "grid"} - skip else 0
+        n = write_events(f, a.layers, a.metrics, a.steps) if {"import", "grid", "browser"} - skip else 0
         print(f"{a.layers} layers × {a.metrics} metrics × {a.steps} steps = {n:,} scalars, "
               f"{f.stat().st_size / 2 ** 20:.1f} MB event file (written in {time.perf_counter() - t0:.1f} s)")
         imp: dict[str, list[float]] = {"ours_s": [], "ours_mb": [], "tb_s": [], "tb_mb": [], "tb_grid": []}
@@ -156,8 +191,9 @@ def main() -> None:
             _ratio("import_peak_memory", imp["ours_mb"], imp["tb_mb"], "MB")
         if "grid" not in skip:
             _ratio("grid_one_metric", grid, imp["tb_grid"], "s")
+        if "browser" not in skip:
+            _browser(f, Path(d), a.steps, a.rounds, "pages" not in skip, a.shots)
     if "record" not in skip:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
         from record_overhead import user_loop
         size = (64, 4, 16, 4, 3) if a.small else (512, 32, 64, 8, 10)
         times = user_loop(*size, repeats=a.rounds if not a.small else 1)

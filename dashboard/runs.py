@@ -23,7 +23,6 @@ import streamlit as st
 from dashboard import evidence, hosting, loaders, selection
 from dashboard.nav import nav
 from dashboard.settings import DATA_ENV, REPO, UPLOADED_ROOTS, USER_ENV
-from dashboard.uploads import keep_fresh
 from dashboard.state import set_url
 from dynamics.figures import RUN, TAU
 from dynamics.metrics import METRICS
@@ -144,6 +143,7 @@ def folders(page: str) -> dict[str, Path]:
     nav()
     hosting.banner()
     if hosting.hosted():
+        from dashboard.uploads import keep_fresh  # here: the importers it pulls in are only for shared instances
         keep_fresh()  # every page sweeps expired session folders on a shared instance, not only Upload
     folder = user_dir_input(page)
     try:

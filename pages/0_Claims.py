@@ -5,12 +5,13 @@ home page's table links here.
 """
 import streamlit as st
 
+from dashboard.boot import start
+start("Claims · dynamics", ":material/scatter_plot:")  # first: the browser loads charts meanwhile
 from dashboard import evidence as E, runs as R, widgets as W
 from dashboard.claims import COMMAND, PAGE_LABELS, measured_text, verdict_text
 from dynamics.figures import claim_figure
 
 PAGE = "claims_page"
-st.set_page_config(page_title="Claims · dynamics", page_icon=":material/scatter_plot:", layout="wide")
 st.title("Claims: the evidence")
 R.folders(PAGE)  # the sidebar and hosted-mode banner every page has
 path = E.find_claims(R.data_dir())

@@ -5,13 +5,14 @@ e.g. loss) over steps. The view lives in the URL (?runs=…&metric=…&step=…,
 """
 import streamlit as st
 
+from dashboard.boot import start
+start("Runs · dynamics")  # first: the browser loads charts meanwhile
 from dashboard import runs as R
 from dashboard.state import seed_widget, set_url
 from dashboard.widgets import show_chart
 from dynamics.figures import RUN, depth_profile_figure, metric_over_steps_figure
 
 PAGE = "runs_page"
-st.set_page_config(page_title="Runs · dynamics", page_icon=":material/monitoring:", layout="wide")
 st.title("Runs")
 
 runs = R.load_runs(PAGE)

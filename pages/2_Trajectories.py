@@ -8,6 +8,8 @@ The view, tab included, lives in the URL; the sidebar can train a small run.
 """
 import streamlit as st
 
+from dashboard.boot import start
+start("Trajectories · dynamics")  # first: the browser loads charts meanwhile
 from dashboard import loaders as D, runs as R, widgets as W
 from dashboard.sections import limits, quantile_fan
 from dashboard.train_form import train_form
@@ -15,7 +17,6 @@ from dynamics.figures import TAU, depth_profile_figure, heatmap_figure, layer_cu
 from dynamics.runs.store import STEP, RunFormatError
 
 PAGE = "traj_page"
-st.set_page_config(page_title="Trajectories · dynamics", page_icon=":material/monitoring:", layout="wide")
 st.title("Trajectories")
 train_form(PAGE)
 runs = R.load_runs(PAGE)
@@ -42,11 +43,10 @@ if heat_tab.open:
             if hm.attrs.get("pooled"):
                 n_steps, n_layers = hm.attrs["pooled"]
                 st.caption(f"Mean-pooled for display: {n_steps:,} recorded steps × {n_layers} layers drawn as "
-                           f"{hm[STEP].nunique()} × {hm[TAU].nunique()} cells (hover shows bin centres). "
+                           f"{hm[STEP].nunique()} × {hm[TAU].nunique()} cells (hover: a cell's centre to ½ cell). "
                            "*Over depth* shows every layer.")
         except RunFormatError as e:
             st.warning(f"Cannot draw `{run.label}`: {e}")
-
 if depth_tab.open:
     with depth_tab:
         step = W.pick_step(PAGE, steps, steps[-1])

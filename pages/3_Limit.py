@@ -7,12 +7,13 @@ makes one. The view lives in the URL.
 """
 import streamlit as st
 
+from dashboard.boot import start
+start("Limit · dynamics")  # first: the browser loads charts meanwhile
 from dashboard import limit_views as V, loaders as D, runs as R, widgets as W
 from dashboard.sections import limit_missing, limits, matched_limit, other_differences, quantile_fan
 from dashboard.limit_solve import solve_missing
 
 PAGE = "limit_page"
-st.set_page_config(page_title="Limit · dynamics", page_icon=":material/monitoring:", layout="wide")
 st.title("Finite runs against the limit")
 runs = R.load_runs(PAGE)
 lims, finite = limits(runs), [r for r in runs if r.kind != "limit"]

@@ -8,6 +8,8 @@ them. The view lives in the URL.
 """
 import streamlit as st
 
+from dashboard.boot import start
+start("Coupling · dynamics")  # first: the browser loads charts meanwhile
 from dashboard import loaders as D, runs as R, widgets as W
 from dashboard.sections import log_gaps, train_command
 from dynamics.figures import TAU, chance_figure
@@ -15,7 +17,6 @@ from dynamics.runs.store import STEP
 
 PAGE = "coupling_page"
 MEASURED = ("coupling_fwd", "coupling_bwd", "coupling_fwd_frac", "coupling_bwd_frac", "coupling_acc")
-st.set_page_config(page_title="Coupling · dynamics", page_icon=":material/monitoring:", layout="wide")
 st.title("Transpose coupling")
 runs = R.load_runs(PAGE)
 chosen = R.pick_runs(PAGE, [r for r in runs if r.kind != "limit"])  # limit runs record no coupling

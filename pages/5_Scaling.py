@@ -7,6 +7,8 @@ The view lives in the URL.
 """
 import streamlit as st
 
+from dashboard.boot import start
+start("Scaling · dynamics")  # first: the browser loads charts meanwhile
 from dashboard import loaders as D, runs as R, widgets as W
 from dashboard.scaling_views import bundled_rates, bundled_transfer
 from dashboard.sections import limit_missing, limits, matched_limit
@@ -14,7 +16,6 @@ from dynamics.figures import error_scaling_figure, lr_transfer_figure
 from dynamics.paper.fits import THEORY_SLOPE, fit_groups
 
 PAGE = "scaling_page"
-st.set_page_config(page_title="Scaling · dynamics", page_icon=":material/monitoring:", layout="wide")
 st.title("Scaling: rates and transfer")
 runs = R.load_runs(PAGE)
 finite = [r for r in runs if r.kind != "limit"]

@@ -17,12 +17,33 @@ from ._style import RUN, SMOOTH, STEP_TITLE, TAU, TAU_TITLE, _check_columns, _la
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 
 
+def even_centres(c: np.ndarray, tol: float = 0.5, min_cells: int = 64) -> tuple[np.ndarray, bool]:
+    """Cell centres as Plotly draws them fastest: evenly spaced when there are more than `min_cells` (cells a
+    few pixels wide) and every centre is within `tol` of a cell's width of the even grid from the first to the
+    last (e.g. pooled bins of 7 and 6 steps), else unchanged.
+
+    Plotly paints a heatmap whose x and y are evenly spaced (each gap within 1% of the mean) as one image, one
+    pixel per cell, scaled up; otherwise it fills every cell's rectangle, ≈5× slower on a 300 × 129 grid.
+    Returns (centres, whether they were moved); already-even centres come back unchanged (moved = False).
+    """
+    c = np.asarray(c, dtype=float)
+    if len(c) <= max(min_cells, 2) or not np.all(np.isfinite(c)):
+        return c, False
+    even = np.linspace(c[0], c[-1], len(c))
+    width = (c[-1] - c[0]) / (len(c) - 1)
+    gaps = np.diff(c)
+    if width <= 0 or np.all(np.abs(gaps - width) <= width / 100):
+        return c, False
+    return (even, True) if np.max(np.abs(c - even)) <= tol * width else (c, False)
+
+
 def heatmap_figure(df: pd.DataFrame, *, metric: str, caption: str = "", log_z: bool = False,
                    title: str | None = None) -> go.Figure:
     """A per-layer metric as a heatmap: SGD step across, depth time τ = ℓ/L up (docs/theory.md §2).
 
     `df`: columns step, tau, value (one run; one row per cell, already pooled to a few hundred cells a side).
-    log_z colours by log10(value) (non-positive values become gaps).
+    log_z colours by log10(value) (non-positive values become gaps). Nearly even centres (pooled bins) are drawn
+    evenly spaced (`even_centres`: each moves by at most half a cell; the hover then says step≈ / τ≈).
     """
     _check_columns(df, (STEP, TAU, VALUE), "heatmap_figure")
     grid = df.pivot_table(index=TAU, columns=STEP, values=VALUE, aggfunc="mean", dropna=False)
@@ -30,11 +51,13 @@ def heatmap_figure(df: pd.DataFrame, *, metric: str, caption: str = "", log_z: b
     if log_z:
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(z > 0, np.log10(z), np.nan)
+    x, x_even = even_centres(grid.columns.to_numpy(float))
+    y, y_even = even_centres(grid.index.to_numpy(float))
     fig = go.Figure(go.Heatmap(  # float32 cells: half the bytes sent, far more precision than colours show
-        x=grid.columns.to_numpy(float), y=grid.index.to_numpy(float), z=z.astype(np.float32), colorscale="Viridis",
+        x=x, y=y, z=z.astype(np.float32), colorscale="Viridis",
         colorbar=dict(title=dict(text=f"log10 {metric}" if log_z else metric, side="right")),
-        hovertemplate="step=%{x:.0f}<br>τ=%{y:.3g}<br>" + ("log10 " if log_z else "") +
-                      f"{metric}=%{{z:.4g}}<extra></extra>"))
+        hovertemplate=f"step{'≈' if x_even else '='}%{{x:.0f}}<br>τ{'≈' if y_even else '='}%{{y:.3g}}<br>" +
+                      ("log10 " if log_z else "") + f"{metric}=%{{z:.4g}}<extra></extra>"))
     fig = _layout(fig, x_title=STEP_TITLE, y_title=TAU_TITLE, log_y=False, title=title)
     if grid.shape[1] <= 12:  # a few recorded steps: one even column each, labelled by its step (a numeric axis
         fig.update_traces(x=[f"{s:g}" for s in grid.columns.to_numpy(float)])  # would stretch 0, 20 to −10…30)

@@ -26,7 +26,11 @@ def start(title: str, icon: str = ":material/monitoring:") -> None:
     """`st.set_page_config(page_title=title, page_icon=icon, layout="wide")`, then the early fetch of Plotly's code."""
     st.set_page_config(page_title=title, page_icon=icon, layout="wide")
     name = plotly_script()
-    if name:  # a relative URL, so it also works under server.baseUrlPath; a failure only loses the head start
+    if not name:
+        return
+    try:  # a relative URL, so it also works under server.baseUrlPath; a failure only loses the head start
         st.html('<style>[data-testid="stElementContainer"]:has(script[data-boot]) {display: none}</style>'
                 f'<script type="module" data-boot>import("./static/js/{name}").catch(() => {{}});</script>',
                 unsafe_allow_javascript=True)  # the style hides the element's empty row (no gap above the title)
+    except TypeError:  # a Streamlit older than st.html's unsafe_allow_javascript: no head start, nothing else lost
+        pass

@@ -112,42 +112,119 @@ def neuron_quantiles(s: ProbeState) -> torch.Tensor:
 
 
 # --- the transpose coupling (docs/theory.md §5), per block, at record steps ------------------------------------
+def _span_qr(V: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Orthonormal basis of span(V) for V (L, n, k) by Householder QR: (Q, R, keep). A column whose |R_jj| is
+    below 1e-10 of scale (L, k) lies in the span of the columns before it and is dropped (a zero column of Q).
+    LAPACK still gives a dependent column a direction of its own, an arbitrary one, and the columns after it
+    lose their component along that direction when it is zeroed; so when a column is dropped the dependent
+    columns are moved last (per layer, order kept) and the kept ones factored again: Q then has the kept
+    columns' span first and zero columns after (R is then only meaningful where nothing was dropped)."""
+    Q, R = torch.linalg.qr(V)
+    keep = R.diagonal(dim1=1, dim2=2).abs() > 1e-10 * scale.clamp_min(1e-300)
+    if bool(keep.all()):
+        return Q, R, keep
+    order = torch.argsort((~keep).to(torch.int8), dim=-1, stable=True)     # kept columns first
+    Q, R = torch.linalg.qr(V.gather(2, order[:, None, :].expand_as(V)))
+    first = torch.arange(V.shape[-1], device=V.device) < keep.sum(-1, keepdim=True)  # (L, k)
+    return Q * first[:, None, :], R, first
+
+
 class _Side:
-    """One side of a block's history: an orthonormal basis Q (L, n, r) of the vectors W(0) (or W(0)ᵀ) was
+    """One side of a block's history: an orthonormal basis Q (L, n, k) of the vectors W(0) (or W(0)ᵀ) was
     applied to, and their messages M = W Q/√n (or Wᵀ Q/√n). Working in an orthonormal basis turns docs/theory.md
     §5's pseudo-inverses into products: with B = Q_B R, (B⁺)ᵀXᵀ = Q_B (Wᵀ Q_B/√n)ᵀ = Q_B M_Bᵀ, so every
-    split costs O(n·r) per vector and the basis grows by Gram–Schmidt (twice, in float64). New directions
+    split costs O(n·k) per vector and the basis grows by Gram–Schmidt (twice, in float64). New directions
     whose residual is below 1e-10 of the vector's norm are dropped (zero columns), as a rank-revealing
-    factorisation would: a repeated probe adds nothing."""
+    factorisation would: a repeated probe adds nothing.
+
+    Sliding window, fast path: while no direction was dropped, the side also keeps C = Qᵀ V (k, k), the
+    history vectors V (oldest first) in the basis, and C⁻¹. Dropping the oldest d vectors removes from span(Q)
+    exactly span(Q X), X = (first d rows of C⁻¹)ᵀ (the dual vectors of the dropped ones: orthogonal to every
+    kept vector); one block Householder reflector H = I − Y T Yᵀ (k × k, Y: k × d) with span(H[:, :d]) =
+    span(X) rotates Q, M, C and C⁻¹ so that the last k − d columns are a basis of the kept vectors, their
+    messages, their coordinates and its inverse: O(n·k·d) per slide instead of a QR of the window, O(n·k²),
+    and W(0)·Q, O(n²·k). Once a direction was dropped (rank-deficient histories) a slide rebuilds the basis
+    from the window's vectors by one QR, as before; `refresh` slides in a row also rebuild, so rounding
+    cannot accumulate."""
+
+    refresh = 64  # fast slides between two exact rebuilds
 
     def __init__(self, L: int, n: int, dev, transpose: bool):
         self.Q = torch.zeros(L, n, 0, dtype=torch.float64, device=dev)
         self.M = torch.zeros_like(self.Q)
+        self.C: torch.Tensor | None = self.Q.new_zeros(L, 0, 0)  # None: a direction was dropped
+        self.Cinv: torch.Tensor | None = self.C
         self.transpose = transpose
+        self.slides = 0  # fast slides since the last rebuild
+
+    def perp_coef(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Π^⊥ v, Qᵀ v) for v (L, n, q): one projection."""
+        c = self.Q.mT @ v
+        return v - self.Q @ c, c
 
     def perp(self, v: torch.Tensor) -> torch.Tensor:
-        return v - self.Q @ (self.Q.mT @ v)                  # (L, n, q) Π^⊥ v
+        return self.perp_coef(v)[0]                          # (L, n, q) Π^⊥ v
 
     def rank(self) -> torch.Tensor:
         return (self.Q.abs().sum(1) > 0).sum(-1).to(self.Q.dtype)  # (L,)
 
+    def _messages(self, Q: torch.Tensor, W0: torch.Tensor) -> torch.Tensor:
+        Wt = W0.mT if self.transpose else W0
+        return (Wt @ Q.to(W0.dtype)).double() / Q.shape[1] ** 0.5
+
     def rebuild(self, V: torch.Tensor, W0: torch.Tensor) -> None:
         """Replace the history by the span of V (L, n, k) in one Householder QR (stable without a second
         pass); directions with |R_ii| below 1e-10 of their column's norm are dropped as in `add`."""
-        Q, R = torch.linalg.qr(V)                            # (L, n, k), (L, k, k)
-        keep = R.diagonal(dim1=1, dim2=2).abs() > 1e-10 * V.norm(dim=1).clamp_min(1e-300)
-        self.Q = Q * keep[:, None, :]
-        Wt = W0.mT if self.transpose else W0
-        self.M = (Wt @ self.Q.to(W0.dtype)).double() / V.shape[1] ** 0.5
+        self.Q, R, keep = _span_qr(V, V.norm(dim=1))          # (L, n, k), (L, k, k), (L, k)
+        self.M = self._messages(self.Q, W0)
+        self.slides = 0
+        if bool(keep.all()):
+            self.C = R
+            self.Cinv = torch.linalg.solve_triangular(R, torch.eye(R.shape[-1], dtype=R.dtype, device=R.device),
+                                                      upper=True)
+        else:
+            self.C = self.Cinv = None
 
-    def add(self, v: torch.Tensor, W0: torch.Tensor) -> None:
-        r = self.perp(self.perp(v))                          # (L, n, q) twice: classical GS is then stable
-        Qn, R = torch.linalg.qr(r)                           # (L, n, q), (L, q, q)
-        keep = R.diagonal(dim1=1, dim2=2).abs() > 1e-10 * v.norm(dim=1).clamp_min(1e-300)
-        Qn = Qn * keep[:, None, :]
-        Wt = W0.mT if self.transpose else W0
-        Mn = (Wt @ Qn.to(W0.dtype)).double() / Qn.shape[1] ** 0.5
+    def add(self, v: torch.Tensor, W0: torch.Tensor,
+            first: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Append the vectors v (L, n, q); `first` = perp_coef(v) when the caller already has it."""
+        r1, c1 = first if first is not None else self.perp_coef(v)
+        r, c2 = self.perp_coef(r1)                           # twice: classical GS is then stable
+        Qn, R, keep = _span_qr(r, v.norm(dim=1))             # (L, n, q), (L, q, q), (L, q)
+        Mn = self._messages(Qn, W0)
+        if self.C is not None and bool(keep.all()):         # V_new = [Q Qn] [[C, c], [0, R]]
+            c = c1 + c2
+            Rinv = torch.linalg.solve_triangular(R, torch.eye(R.shape[-1], dtype=R.dtype, device=R.device),
+                                                 upper=True)
+            k, q = self.C.shape[-1], R.shape[-1]
+            C = self.C.new_zeros(R.shape[0], k + q, k + q)
+            Ci = torch.zeros_like(C)
+            C[:, :k, :k], C[:, :k, k:], C[:, k:, k:] = self.C, c, R
+            Ci[:, :k, :k], Ci[:, :k, k:], Ci[:, k:, k:] = self.Cinv, -(self.Cinv @ c) @ Rinv, Rinv
+            self.C, self.Cinv = C, Ci
+        else:
+            self.C = self.Cinv = None
         self.Q, self.M = torch.cat([self.Q, Qn], 2), torch.cat([self.M, Mn], 2)
+
+    def slide(self, d: int, window: Callable[[], torch.Tensor], W0: torch.Tensor) -> None:
+        """Forget the oldest d vectors; window() gives the kept vectors (L, n, k − d) for a rebuild."""
+        if self.C is None or self.slides >= self.refresh:
+            return self.rebuild(window(), W0)
+        X = self.Cinv[:, :d, :].mT                           # (L, k, d) dual vectors of the dropped ones
+        a, tau = torch.geqrf(X)
+        Y = a.tril(-1)
+        Y[:, :d, :].diagonal(dim1=1, dim2=2).fill_(1.0)      # unit lower trapezoidal reflector vectors
+        H1 = torch.linalg.householder_product(a, tau)        # (L, k, d) first d columns of H
+        L1 = Y[:, :d, :]
+        eye = torch.eye(d, dtype=X.dtype, device=X.device)
+        B = torch.linalg.solve_triangular(L1, eye - H1[:, :d, :], upper=False, unitriangular=True)
+        T = torch.linalg.solve_triangular(L1.mT, B, upper=True, left=False, unitriangular=True)  # H = I − Y T Yᵀ
+        TYt = T @ Y.mT                                       # (L, d, k)
+        right = lambda A: torch.baddbmm(A[:, :, d:], A @ Y, TYt[:, :, d:], alpha=-1)  # (A H)[:, :, d:]
+        self.Q, self.M, self.Cinv = right(self.Q), right(self.M), right(self.Cinv)[:, d:, :]
+        HtC = torch.baddbmm(self.C, TYt.mT, Y.mT @ self.C, alpha=-1)  # Hᵀ C = C − Y Tᵀ Yᵀ C
+        self.C = HtC[:, d:, d:]
+        self.slides += 1
 
 
 class CouplingTracker:
@@ -186,26 +263,35 @@ class CouplingTracker:
         y = (self.W0 @ u.to(self.W0.dtype)).double() / n ** 0.5     # (L, n, P) forward messages
         x = (self.W0.mT @ g.to(self.W0.dtype)).double() / n ** 0.5  # (L, n, P) backward messages
         zero = torch.zeros_like(u)
-        u_perp = self.fwd.perp(u)                            # (L, n, P) Π_A^⊥ u, A = inputs before t
+        u_first = self.fwd.perp_coef(u)
+        u_perp = u_first[0]                                  # (L, n, P) Π_A^⊥ u, A = inputs before t
         if self.decoupled:
             c_fwd, ch_fwd = zero, u.new_zeros(u.shape[0])
         else:
             c_fwd = self.bwd.Q @ (self.bwd.M.mT @ u_perp)    # (B⁺)ᵀ Xᵀ Π_A^⊥ u
             ch_fwd = self.bwd.rank() * u_perp.pow(2).sum(1).mean(-1) / n ** 2
-        self.fwd.add(u, self.W0)
-        g_perp = self.bwd.perp(g)                            # Π_B^⊥ ĝ, B = backward inputs before t
+        self.fwd.add(u, self.W0, u_first)
+        g_first = self.bwd.perp_coef(g)
+        g_perp = g_first[0]                                  # Π_B^⊥ ĝ, B = backward inputs before t
         if self.decoupled:
             c_bwd, ch_bwd = zero, u.new_zeros(u.shape[0])
         else:
             c_bwd = self.fwd.Q @ (self.fwd.M.mT @ g_perp)    # (A⁺)ᵀ Yᵀ Π_B^⊥ ĝ, A = inputs up to t
             ch_bwd = self.fwd.rank() * g_perp.pow(2).sum(1).mean(-1) / n ** 2
         self.raw.append((u, g))
-        if not (self.window and len(self.raw) > self.window):
-            self.bwd.add(g, self.W0)                         # (when the window slides, the rebuild replaces it)
-        else:                                                # slide: rebuild the bases from the window
-            del self.raw[0]
-            self.fwd.rebuild(torch.cat([ru for ru, _ in self.raw], 2), self.W0)
-            self.bwd.rebuild(torch.cat([rg for _, rg in self.raw], 2), self.W0)
+        slide = bool(self.window and len(self.raw) > self.window)
+        if slide:
+            d = self.raw.pop(0)[0].shape[-1]
+            us = lambda: torch.cat([ru for ru, _ in self.raw], 2)
+            gs = lambda: torch.cat([rg for _, rg in self.raw], 2)
+            self.fwd.slide(d, us, self.W0)
+            if self.bwd.C is None:                           # rank-deficient: the rebuild replaces the add
+                self.bwd.rebuild(gs(), self.W0)
+            else:
+                self.bwd.add(g, self.W0, g_first)
+                self.bwd.slide(d, gs, self.W0)
+        else:
+            self.bwd.add(g, self.W0, g_first)
         sq = lambda t: t.pow(2).sum(1)                        # (L, n, P) -> (L, P) squared norms
         acc = torch.cumsum(self.branch * c_fwd, dim=0)       # (L, n, P) Σ_{k≤ℓ} branch·(2)_k
         return {"coupling_fwd": (sq(c_fwd).mean(-1) / n, 1),

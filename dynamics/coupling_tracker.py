@@ -113,11 +113,12 @@ class _Side:
         s, k, cap = self.s, self.k, self.buf.shape[1]
         if s + k + q <= cap:
             return
-        new_cap = cap if k + q <= cap else k + q + max(q, (k + q) // 4)
-        buf = self.buf.new_zeros(self.buf.shape[0], new_cap, self.buf.shape[2])
+        want = k + q + max(q, (k + q) // 4)
+        new_cap = cap if want <= cap else want
+        buf = self.buf.new_empty(self.buf.shape[0], new_cap, self.buf.shape[2])  # rows are written before read
         buf[:, :k] = self.buf[:, s:s + k]
         if self.cib is not None:
-            cib = self.cib.new_zeros(self.cib.shape[0], new_cap, new_cap)
+            cib = self.cib.new_empty(self.cib.shape[0], new_cap, new_cap)
             cib[:, :k, :k] = self.cib[:, s:s + k, s:s + k]
             self.cib = cib
         self.buf, self.s = buf, 0
@@ -139,8 +140,9 @@ class _Side:
         else:
             self.cib = None
 
-    def add(self, v: torch.Tensor, first: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
-        """Append the rows v (L, q, n); `first` = perp_coef(v) when the caller already has it."""
+    def add(self, v: torch.Tensor, first: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Append the rows v (L, q, n); `first` = perp_coef(v) when the caller already has it. Returns v's own
+        messages v A/√n (one product with A for the new basis rows and v together)."""
         r1, c1 = first if first is not None else self.perp_coef(v)
         r, c2 = self.perp_coef(r1)                           # twice: classical GS is then stable
         Qn, R, keep = _span_qr(r.mT, v.norm(dim=-1))         # (L, n, q), (L, q, q), (L, q)
@@ -148,7 +150,8 @@ class _Side:
         self._room(q)
         s, k = self.s, self.k
         self.buf[:, s + k:s + k + q, :self.n] = rows
-        self.buf[:, s + k:s + k + q, self.n:] = self._messages(rows)
+        msg = self._messages(torch.cat([rows, v], 1))
+        self.buf[:, s + k:s + k + q, self.n:] = msg[:, :q]
         if self.fast and bool(keep.all()):                  # V_new = [Q; Qn]ᵀ [[C, c], [0, R]]: block inverse
             Rinv, ci = _tri_inv(R), self.cib
             ci[:, s:s + k, s + k:s + k + q] = -(self.Cinv @ (c1 + c2).mT) @ Rinv
@@ -157,6 +160,7 @@ class _Side:
         else:
             self.cib = None
         self.k += q
+        return msg[:, q:]
 
     def slide(self, d: int, window: Callable[[], torch.Tensor]) -> None:
         """Forget the oldest d vectors; window() gives the kept vectors as rows (L, k − d, n) for a rebuild."""
@@ -211,8 +215,6 @@ class CouplingTracker:
         Every vector is a row: (L, P, n)."""
         n, dt = u.shape[-1], self.W0.dtype
         u, g = u.double(), g.double()
-        y = (u.to(dt) @ self.W0t).double() / n ** 0.5        # (L, P, n) forward messages W u/√n
-        x = (g.to(dt) @ self.W0).double() / n ** 0.5         # (L, P, n) backward messages Wᵀĝ/√n
         zero = torch.zeros_like(u)
         u_first = self.fwd.perp_coef(u)
         u_perp = u_first[0]                                  # Π_A^⊥ u, A = inputs before t
@@ -221,7 +223,7 @@ class CouplingTracker:
         else:
             c_fwd = self.bwd.split(u_perp)                   # (B⁺)ᵀ Xᵀ Π_A^⊥ u
             ch_fwd = self.bwd.rank() * u_perp.pow(2).sum(-1).mean(-1) / n ** 2
-        self.fwd.add(u, u_first)
+        y = self.fwd.add(u, u_first)                         # (L, P, n) forward messages W u/√n
         g_first = self.bwd.perp_coef(g)
         g_perp = g_first[0]                                  # Π_B^⊥ ĝ, B = backward inputs before t
         if self.decoupled:
@@ -237,11 +239,12 @@ class CouplingTracker:
             self.fwd.slide(d, us)
             if not self.bwd.fast:                            # rank-deficient: the rebuild replaces the add
                 self.bwd.rebuild(gs())
+                x = (g.to(dt) @ self.W0).double() / n ** 0.5
             else:
-                self.bwd.add(g, g_first)
+                x = self.bwd.add(g, g_first)
                 self.bwd.slide(d, gs)
         else:
-            self.bwd.add(g, g_first)
+            x = self.bwd.add(g, g_first)                     # (L, P, n) backward messages Wᵀĝ/√n
         sq = lambda t: t.pow(2).sum(-1)                      # (L, P, n) -> (L, P) squared norms
         acc = torch.cumsum(self.branch * c_fwd, dim=0)       # (L, P, n) Σ_{k≤ℓ} branch·(2)_k
         return {"coupling_fwd": (sq(c_fwd).mean(-1) / n, 1),

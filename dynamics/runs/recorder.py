@@ -140,7 +140,9 @@ class Recorder:
     def probe_pass(self) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, list[tuple[int, ...]]]:
         """h_0..h_L as (P, n_ℓ), ĝ_0..ĝ_L as (P, n_ℓ), f (P, C) and each layer's shape (eval mode; the model's
         modes are restored after)."""
-        modes = [m.training for m in self.model.modules()]
+        # eval mode for the pass (model.eval(): a module's own train() override runs), then back: only the
+        # modules that were training, set directly (without nn.Module.__setattr__'s lookups)
+        training = [m for m in self.model.modules() if m.training]
         self.model.eval()
         self._captured = []
         try:
@@ -158,8 +160,8 @@ class Recorder:
                 grads = torch.autograd.grad(scalar.sum(), hs, allow_unused=True)
         finally:
             self._captured = None
-            for m, mode in zip(self.model.modules(), modes):
-                m.training = mode
+            for m in training:
+                object.__setattr__(m, "training", True)
         shapes = [tuple(h.shape[1:]) for h in hs]
         up = (lambda t: t.float()) if hs[0].dtype in (torch.float16, torch.bfloat16) else (lambda t: t)  # stats
         h = [up(t.detach().reshape(self.P, -1)) for t in hs]

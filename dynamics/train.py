@@ -3,9 +3,8 @@
 Conventions (issue #2): step 0 is the initialisation; `steps=S` performs S SGD updates and records steps
 0..S; `loss` at step t is the loss of the parameters after t updates on the batch of step t (the whole
 training set for batch="full"); probe metrics are recorded at step 0, every `record_every` steps and at S;
-the probes are the first `probes` training inputs; at record steps they ride along the training batch as
-extra rows (ResNet.forward_with_probes: cut from every weight gradient, so recording leaves training
-unchanged). A non-finite loss ends the run as `diverged`, keeping everything recorded so far. Files are flushed right after the first record, then every 30 s or 10 records
+the probes are the first `probes` training inputs. A non-finite loss ends the run as `diverged`, keeping
+everything recorded so far. Files are flushed right after the first record, then every 30 s or 10 records
 (throttled to ~10% overhead), and run.json's heartbeat is refreshed every 30 s between records too, so a run
 killed early keeps its steps and shows as `stale` (dynamics.runs.store.liveness), not running.
 `train(cfg, run_dir)` is what the CLI, the sweeps and the tests call.

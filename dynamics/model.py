@@ -62,27 +62,6 @@ class _DecoupledMatmul(torch.autograd.Function):
         return grad_u, grad_W, None, None
 
 
-class _RowsMatmul(torch.autograd.Function):
-    """z = u Wᵀ · s for u = [batch rows; probe rows] (the first B rows train): the backward sends every row's
-    grad_u = grad_z (W [+ D]) · s (D: the decoupled backward's W̃(0) − W(0), else none), and the weight gradient
-    grad_zᵀ u · s of the first B rows only, so probe rows appended to a training batch are traced through the
-    same product without changing the update."""
-
-    @staticmethod
-    def forward(ctx, u, W, D, s, B):
-        ctx.save_for_backward(u, W, D)
-        ctx.s, ctx.B = s, B
-        return (u @ W.T) * s
-
-    @staticmethod
-    def backward(ctx, grad_z):
-        u, W, D = ctx.saved_tensors
-        g = grad_z * ctx.s
-        grad_u = g @ (W if D is None else W + D) if ctx.needs_input_grad[0] else None
-        grad_W = (u[:ctx.B].T @ g[:ctx.B]).T if ctx.needs_input_grad[1] else None
-        return grad_u, grad_W, None, None, None
-
-
 def decoupled_matmul(u: torch.Tensor, W: torch.Tensor, D: torch.Tensor, s: float) -> torch.Tensor:
     """u (B, n) -> (B, n): forward u Wᵀ s, backward through W + D (see _DecoupledMatmul)."""
     return _DecoupledMatmul.apply(u, W, D, s)
@@ -140,34 +119,6 @@ class ResNet(nn.Module):
         if D is not None:
             return decoupled_matmul(u, W, D, self.s.hidden)
         return (u @ W.T) * self.s.hidden
-
-    def forward_with_probes(self, x: torch.Tensor, probes: torch.Tensor):
-        """The training forward of x (B, d) with the probe inputs (P, d) appended as extra rows, for record
-        steps: one product per layer for both. Returns (f (B, C), f_probes (P, C), hs, as): hs/as are the
-        (B+P, n) features h_0..h_L / inner a_ℓ in the graph, keeping their .grad. Backpropagating
-        loss(f) + Σ_p f_probes[p, 0] gives the parameters the gradient of loss(f) alone (probe rows are cut
-        from every weight gradient: `_RowsMatmul`, detached U and v) and each probe row of h_ℓ.grad its
-        ∂f_1/∂h_ℓ, as `forward(probes, trace=True)` + autograd.grad would (rows never mix)."""
-        act, B, s = self.cfg.act, x.shape[0], self.s
-        h = torch.cat([(x @ self.U.T) * s.input, (probes @ self.U.detach().T) * s.input])  # (B+P, n)
-        if not h.requires_grad:
-            h = h.detach().requires_grad_(True)
-        hs, a_s = [h], []
-        W1s, W2s = self.W.unbind(0), (self.W2.unbind(0) if self.W2 is not None else None)
-        D1s = self.D.unbind(0) if self.decoupled else [None] * self.cfg.depth
-        D2s = self.D2.unbind(0) if self.decoupled and W2s is not None else [None] * self.cfg.depth
-        for layer in range(self.cfg.depth):
-            z = _RowsMatmul.apply(phi(h, act), W1s[layer], D1s[layer], s.hidden, B)
-            if W2s is not None:
-                a_s.append(z)
-                z = _RowsMatmul.apply(phi(z, act), W2s[layer], D2s[layer], s.hidden, B)
-            h = z if s.branch is None else h + s.branch * z
-            hs.append(h)
-        feat = phi(h, act) if self.cfg.readout == "phi" else h
-        f = torch.cat([feat[:B] @ self.v, feat[B:] @ self.v.detach()]) * s.readout
-        for t in hs + a_s:
-            t.retain_grad()
-        return f[:B], f[B:], hs, a_s
 
     def forward(self, x: torch.Tensor, trace: bool = False):
         """x (B, d) -> f (B, C); with trace=True also (hs, as): lists of (B, n) tensors in the graph.

@@ -41,16 +41,6 @@ def probe_pass(model, x: torch.Tensor) -> ProbeState:
     return ProbeState(h=h, g_hat=g_hat, phi_h=phi(h, model.cfg.act), a=a, f=f.detach())
 
 
-def traced_state(model, f_probes: torch.Tensor, hs: list, a_s: list) -> ProbeState:
-    """The probe state from `ResNet.forward_with_probes` after the backward pass: the last P rows of every
-    h_ℓ (a_ℓ) and of its .grad, ĝ_ℓ = h_ℓ.grad / readout multiplier (the same numbers as `probe_pass`)."""
-    P = f_probes.shape[0]
-    h = torch.stack([t[-P:].detach() for t in hs])           # (L+1, P, n)
-    g_hat = torch.stack([t.grad[-P:] for t in hs]) / model.s.readout
-    a = torch.stack([t[-P:].detach() for t in a_s]) if a_s else None
-    return ProbeState(h=h, g_hat=g_hat, phi_h=phi(h, model.cfg.act), a=a, f=f_probes.detach())
-
-
 def _msq(t: torch.Tensor) -> torch.Tensor:
     """mean over probes of |t|²/n: (layers, P, n) -> (layers,)"""
     return t.pow(2).mean(dim=(1, 2))

@@ -85,10 +85,9 @@ class _Recorder:
             W0 = model.W if cfg.block == 1 else model.W2
             self.coupling = P.CouplingTracker(W0, window, model.decoupled, model.s.branch or 1.0)
 
-    def record(self, step: int, s: P.ProbeState | None = None) -> None:
-        """Write step's metrics; s: the probe state when the training step traced the probes (else a probe pass)."""
+    def record(self, step: int) -> None:
         cfg = self.cfg
-        s = P.probe_pass(self.model, self.x) if s is None else s
+        s = P.probe_pass(self.model, self.x)
         if self.s0 is None:
             self.s0 = s
         rows = []  # (metric, first layer, values) gathered on device, moved to CPU once
@@ -176,15 +175,9 @@ def train(cfg: RunConfig, run_dir: Path, *, record_probes: bool = True, progress
     try:
         for step in range(cfg.steps + 1):
             idx = next(batches).to(dev)
-            record_now = record_probes and (step % cfg.record_every == 0 or step == cfg.steps)
-            if record_now:  # the probes ride along as extra rows: one product per layer for both
-                f, fp, hs, a_s = model.forward_with_probes(xs[idx], rec.x)
-            else:
-                f = model(xs[idx])
+            f = model(xs[idx])
             loss = loss_fn(cfg, f, ys[idx], None if labels is None else labels[idx])
-            if record_now:  # probe rows get ∂f_1/∂h_ℓ; the weights the gradient of the loss alone
-                (loss + fp[:, 0].sum()).backward()
-            elif groups:
+            if groups:
                 loss.backward()
             lval = float(loss.detach())
             losses.append(lval)
@@ -194,11 +187,10 @@ def train(cfg: RunConfig, run_dir: Path, *, record_probes: bool = True, progress
             if test is not None and (step % cfg.test_every == 0 or step == cfg.steps):
                 with torch.no_grad():
                     sc.tests.append((step, float(loss_fn(cfg, model(tx), ty, tl))))
-            if record_now:
+            if record_probes and (step % cfg.record_every == 0 or step == cfg.steps):
                 grads = [p.grad for p in model.parameters() if p.grad is not None]
                 norms.append((step, float(torch.sqrt(sum(g.pow(2).sum() for g in grads))) if grads else 0.0))
-                rec.record(step, P.traced_state(model, fp, hs, a_s))
-                del hs, a_s
+                rec.record(step)
                 writer.meta["steps_done"] = step
                 sc.drain()
                 writer.maybe_flush()

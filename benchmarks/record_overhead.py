@@ -14,7 +14,8 @@ Prints the ratio for record_every = 1 and 10, with the coupling decomposition of
 used, so background load hits all of them alike; the load average is printed beside the figures. The
 baseline still writes the per-step loss; it skips only the probe metrics, kernels and quantiles. With the
 default 60 steps the coupling's window (n/(2P) = 32 records at width 512, 8 probes) slides for the last 28.
-`--variants` picks some of the variants by name (e.g. `--variants "every=1 coupling=on"`).
+`--variants` picks some of the variants by name (e.g. `--variants "every=1 coupling=on"`); `--cpu` times the
+process's CPU time instead of the wall clock (fairer on a shared machine); `--threads N` pins torch's threads.
 """
 from __future__ import annotations
 
@@ -33,11 +34,19 @@ from dynamics.config import RunConfig  # noqa: E402
 from dynamics.train import train  # noqa: E402
 
 
+CLOCK = time.perf_counter  # --cpu: time.process_time, this process's CPU time (other jobs on a shared machine
+#                            slow the wall clock of every variant, but not the CPU time they take)
+
+
+def _clock_name() -> str:
+    return "CPU time" if CLOCK is time.process_time else "wall time"
+
+
 def _time(cfg: RunConfig, record: bool) -> float:
     with tempfile.TemporaryDirectory() as d:
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         train(cfg, Path(d) / "run", record_probes=record)
-        return time.perf_counter() - t0
+        return CLOCK() - t0
 
 
 def user_loop(width: int, depth: int, batch: int, probes: int, steps: int, repeats: int,
@@ -90,7 +99,7 @@ def user_loop(width: int, depth: int, batch: int, probes: int, steps: int, repea
     def one(kind: str, t: int) -> float:
         hooks = [b.register_forward_hook(hook) for b in blocks] if kind == "tensorboard hooks" else []
         seen.clear()
-        start = time.perf_counter()
+        start = CLOCK()
         loss = train_step()
         if kind == "dynamics.record":
             rec.step(t, loss=loss.item())
@@ -98,7 +107,7 @@ def user_loop(width: int, depth: int, batch: int, probes: int, steps: int, repea
             writer.add_scalar("loss", loss.item(), t)
             for ell, v in enumerate(seen):
                 writer.add_scalar(f"layer_{ell + 1}/h_sq", v.item(), t)
-        took = time.perf_counter() - start
+        took = CLOCK() - start
         for h in hooks:
             h.remove()
         return took
@@ -121,7 +130,7 @@ def _user_main(a: argparse.Namespace) -> None:
     times = user_loop(a.width, a.depth, a.batch, a.probes, a.steps, a.repeats)
     t0 = statistics.median(times["none"])
     print(f"user loop: width {a.width}, depth {a.depth}, batch {a.batch}, {a.probes} probes, median of "
-          f"{a.steps * a.repeats} steps of each kind taken in turn; load {os.getloadavg()[0]:.1f}")
+          f"{a.steps * a.repeats} steps of each kind taken in turn; {_clock_name()}; load {os.getloadavg()[0]:.1f}")
     for kind, ts in times.items():
         print(f"{kind:<20}{statistics.median(ts) * 1e3:>10.1f} ms/step{statistics.median(ts) / t0:>8.2f}×")
     for kind, ts in times.items():
@@ -140,7 +149,15 @@ def main() -> None:
     ap.add_argument("--user", action="store_true", help="time dynamics.record in a user's own loop instead")
     ap.add_argument("--probes", type=int, default=8, help="probes of dynamics.record (with --user)")
     ap.add_argument("--variants", nargs="*", help="time only these variants (and the unrecorded baseline)")
+    ap.add_argument("--cpu", action="store_true", help="time this process's CPU time instead of the wall clock")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     a = ap.parse_args()
+    global CLOCK
+    if a.cpu:
+        CLOCK = time.process_time
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
     if a.user:
         return _user_main(a)
     base = RunConfig(width=a.width, depth=a.depth, batch=a.batch, steps=a.steps, device=a.device)
@@ -161,7 +178,7 @@ def main() -> None:
             times[name].append(_time(cfg, record))
     t0 = statistics.median(times["unrecorded"])
     print(f"width {a.width}, depth {a.depth}, batch {a.batch}, {a.steps} steps, median of {a.repeats}; "
-          f"load {os.getloadavg()[0]:.1f}")
+          f"{_clock_name()}; load {os.getloadavg()[0]:.1f}")
     print(f"{'variant':<26}{'seconds':>10}{'ratio':>8}")
     for name, ts in times.items():
         t = statistics.median(ts)

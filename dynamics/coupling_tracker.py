@@ -11,6 +11,10 @@ from typing import Callable
 import torch
 
 
+NAMES = ("coupling_fwd", "coupling_bwd", "coupling_fwd_frac", "coupling_bwd_frac", "coupling_acc",
+         "coupling_fwd_chance", "coupling_bwd_chance", "coupling_acc_chance")
+
+
 def _span_qr(V: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Orthonormal basis of span(V) for V (L, n, k) by Householder QR: (Q, R, keep). A column whose |R_jj| is
     below 1e-10 of scale (L, k) lies in the span of the columns before it and is dropped (a zero column of Q).
@@ -214,23 +218,19 @@ class CouplingTracker:
         """u, g: (L, P, n) forward inputs and ĝ_ℓ of every block at this record step -> metrics (layers 1..L).
         Every vector is a row: (L, P, n)."""
         n, dt = u.shape[-1], self.W0.dtype
+        if self.decoupled:  # W(0) never sees a backward vector: every part and chance level is zero, no history
+            zero = u.new_zeros(u.shape[0], dtype=torch.float64)
+            return {name: (zero, 1) for name in NAMES}
         u, g = u.double(), g.double()
-        zero = torch.zeros_like(u)
         u_first = self.fwd.perp_coef(u)
         u_perp = u_first[0]                                  # Π_A^⊥ u, A = inputs before t
-        if self.decoupled:
-            c_fwd, ch_fwd = zero, u.new_zeros(u.shape[0])
-        else:
-            c_fwd = self.bwd.split(u_perp)                   # (B⁺)ᵀ Xᵀ Π_A^⊥ u
-            ch_fwd = self.bwd.rank() * u_perp.pow(2).sum(-1).mean(-1) / n ** 2
+        c_fwd = self.bwd.split(u_perp)                       # (B⁺)ᵀ Xᵀ Π_A^⊥ u
+        ch_fwd = self.bwd.rank() * u_perp.pow(2).sum(-1).mean(-1) / n ** 2
         y = self.fwd.add(u, u_first)                         # (L, P, n) forward messages W u/√n
         g_first = self.bwd.perp_coef(g)
         g_perp = g_first[0]                                  # Π_B^⊥ ĝ, B = backward inputs before t
-        if self.decoupled:
-            c_bwd, ch_bwd = zero, u.new_zeros(u.shape[0])
-        else:
-            c_bwd = self.fwd.split(g_perp)                   # (A⁺)ᵀ Yᵀ Π_B^⊥ ĝ, A = inputs up to t
-            ch_bwd = self.fwd.rank() * g_perp.pow(2).sum(-1).mean(-1) / n ** 2
+        c_bwd = self.fwd.split(g_perp)                       # (A⁺)ᵀ Yᵀ Π_B^⊥ ĝ, A = inputs up to t
+        ch_bwd = self.fwd.rank() * g_perp.pow(2).sum(-1).mean(-1) / n ** 2
         self.raw.append((u, g))
         if self.window and len(self.raw) > self.window:     # slide: forget the oldest record
             d = self.raw.pop(0)[0].shape[1]

@@ -9,9 +9,13 @@ every step (8 probes), and what TensorBoard users do (forward hooks taking |h_�
 (target, issue #19: dynamics.record ≤ 1.25×).
 
 Prints the ratio for record_every = 1 and 10, with the coupling decomposition off and on (targets: issue #2,
-≤ 1.5× and ≤ 1.1× for recording; issue #4, coupling adds ≤ 30% at record_every = 10). Each configuration is timed
-`repeats` times, interleaved, and the median is used, so background load hits all of them alike. The
-baseline still writes the per-step loss; it skips only the probe metrics, kernels and quantiles.
+≤ 1.5× and ≤ 1.1× for recording; issue #4, coupling adds ≤ 30% at record_every = 10; issue #19, record_every = 1
+≤ 1.25× and with the coupling ≤ 2×). Each configuration is timed `repeats` times, interleaved, and the median is
+used, so background load hits all of them alike; the load average is printed beside the figures. The
+baseline still writes the per-step loss; it skips only the probe metrics, kernels and quantiles. With the
+default 60 steps the coupling's window (n/(2P) = 32 records at width 512, 8 probes) slides for the last 28.
+`--variants` picks some of the variants by name (e.g. `--variants "every=1 coupling=on"`); `--cpu` times the
+process's CPU time instead of the wall clock (fairer on a shared machine); `--threads N` pins torch's threads.
 """
 from __future__ import annotations
 
@@ -30,11 +34,19 @@ from dynamics.config import RunConfig  # noqa: E402
 from dynamics.train import train  # noqa: E402
 
 
+CLOCK = time.perf_counter  # --cpu: time.process_time, this process's CPU time (other jobs on a shared machine
+#                            slow the wall clock of every variant, but not the CPU time they take)
+
+
+def _clock_name() -> str:
+    return "CPU time" if CLOCK is time.process_time else "wall time"
+
+
 def _time(cfg: RunConfig, record: bool) -> float:
     with tempfile.TemporaryDirectory() as d:
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         train(cfg, Path(d) / "run", record_probes=record)
-        return time.perf_counter() - t0
+        return CLOCK() - t0
 
 
 def user_loop(width: int, depth: int, batch: int, probes: int, steps: int, repeats: int,
@@ -87,7 +99,7 @@ def user_loop(width: int, depth: int, batch: int, probes: int, steps: int, repea
     def one(kind: str, t: int) -> float:
         hooks = [b.register_forward_hook(hook) for b in blocks] if kind == "tensorboard hooks" else []
         seen.clear()
-        start = time.perf_counter()
+        start = CLOCK()
         loss = train_step()
         if kind == "dynamics.record":
             rec.step(t, loss=loss.item())
@@ -95,7 +107,7 @@ def user_loop(width: int, depth: int, batch: int, probes: int, steps: int, repea
             writer.add_scalar("loss", loss.item(), t)
             for ell, v in enumerate(seen):
                 writer.add_scalar(f"layer_{ell + 1}/h_sq", v.item(), t)
-        took = time.perf_counter() - start
+        took = CLOCK() - start
         for h in hooks:
             h.remove()
         return took
@@ -118,7 +130,7 @@ def _user_main(a: argparse.Namespace) -> None:
     times = user_loop(a.width, a.depth, a.batch, a.probes, a.steps, a.repeats)
     t0 = statistics.median(times["none"])
     print(f"user loop: width {a.width}, depth {a.depth}, batch {a.batch}, {a.probes} probes, median of "
-          f"{a.steps * a.repeats} steps of each kind taken in turn; load {os.getloadavg()[0]:.1f}")
+          f"{a.steps * a.repeats} steps of each kind taken in turn; {_clock_name()}; load {os.getloadavg()[0]:.1f}")
     for kind, ts in times.items():
         print(f"{kind:<20}{statistics.median(ts) * 1e3:>10.1f} ms/step{statistics.median(ts) / t0:>8.2f}×")
     for kind, ts in times.items():
@@ -136,7 +148,16 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--user", action="store_true", help="time dynamics.record in a user's own loop instead")
     ap.add_argument("--probes", type=int, default=8, help="probes of dynamics.record (with --user)")
+    ap.add_argument("--variants", nargs="*", help="time only these variants (and the unrecorded baseline)")
+    ap.add_argument("--cpu", action="store_true", help="time this process's CPU time instead of the wall clock")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     a = ap.parse_args()
+    global CLOCK
+    if a.cpu:
+        CLOCK = time.process_time
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
     if a.user:
         return _user_main(a)
     base = RunConfig(width=a.width, depth=a.depth, batch=a.batch, steps=a.steps, device=a.device)
@@ -145,13 +166,19 @@ def main() -> None:
         for coupling in ("off", "on"):
             variants[f"every={every} coupling={coupling}"] = (
                 dataclasses.replace(base, record_every=every, record_coupling=coupling), True)
+    if a.variants:
+        unknown = set(a.variants) - set(variants)
+        if unknown:
+            raise SystemExit(f"unknown variant(s) {sorted(unknown)}; choose from {sorted(variants)[1:]}")
+        variants = {k: v for k, v in variants.items() if k == "unrecorded" or k in a.variants}
     _time(dataclasses.replace(base, steps=2), True)  # warm-up
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(a.repeats):
         for name, (cfg, record) in variants.items():
             times[name].append(_time(cfg, record))
     t0 = statistics.median(times["unrecorded"])
-    print(f"width {a.width}, depth {a.depth}, batch {a.batch}, {a.steps} steps, median of {a.repeats}")
+    print(f"width {a.width}, depth {a.depth}, batch {a.batch}, {a.steps} steps, median of {a.repeats}; "
+          f"{_clock_name()}; load {os.getloadavg()[0]:.1f}")
     print(f"{'variant':<26}{'seconds':>10}{'ratio':>8}")
     for name, ts in times.items():
         t = statistics.median(ts)

@@ -4,9 +4,11 @@ Conventions (issue #2): step 0 is the initialisation; `steps=S` performs S SGD u
 0..S; `loss` at step t is the loss of the parameters after t updates on the batch of step t (the whole
 training set for batch="full"); probe metrics are recorded at step 0, every `record_every` steps and at S;
 the probes are the first `probes` training inputs. A non-finite loss ends the run as `diverged`, keeping
-everything recorded so far. Files are flushed right after the first record, then every 30 s or 10 records
-(throttled to ~10% overhead), and run.json's heartbeat is refreshed every 30 s between records too, so a run
-killed early keeps its steps and shows as `stale` (dynamics.runs.store.liveness), not running.
+everything recorded so far. Files are flushed right after the first record, then every 30 s or
+`FLUSH_RECORDS` = 100 records (throttled to ~10% overhead; a flush rewrites whole files: every 10 records,
+recording every step at width 512, depth 32 cost 0.2–0.35 more in the recorded/unrecorded CPU-time ratio),
+and run.json's heartbeat is refreshed every 30 s between records too, so a run killed early keeps its steps
+and shows as `stale` (dynamics.runs.store.liveness), not running.
 `train(cfg, run_dir)` is what the CLI, the sweeps and the tests call.
 """
 from __future__ import annotations
@@ -30,6 +32,8 @@ from .data import Dataset, load_task
 from .model import ResNet, sgd_step
 
 __all__ = ["train", "resolve_device", "loss_fn", "package_versions"]
+
+FLUSH_RECORDS = 100  # records between two flushes at most (besides every 30 s): a flush rewrites whole files
 
 
 def resolve_device(name: str) -> torch.device:
@@ -130,6 +134,17 @@ def coupling_window(cfg: RunConfig) -> int:
     return min(records, max(1, cfg.width // (2 * cfg.probes)))
 
 
+def grad_norm(grads: list[torch.Tensor]) -> float:
+    """‖∇θ‖ = √(Σ_tensors Σ_rows ‖row‖²): norms of rows of the last dimension, their squares added in float64.
+    No squared copy of the (L, n, n) gradients is made (≈2 ms of CPU a record at width 512, depth 32, against
+    ≈25–30 ms for Σ g.pow(2).sum()), and the sum is more accurate than one float32 accumulation (≈1e-9)."""
+    total = 0.0
+    for g in grads:
+        rows = g.reshape(-1, g.shape[-1]) if g.dim() else g.reshape(1, 1)
+        total += float(torch.linalg.vector_norm(rows, dim=1).double().pow(2).sum())
+    return math.sqrt(total)
+
+
 def _maybe(t: torch.Tensor | None, k: int | None, dev: torch.device) -> torch.Tensor | None:
     return None if t is None else t[:k].to(dev)
 
@@ -160,7 +175,7 @@ def train(cfg: RunConfig, run_dir: Path, *, record_probes: bool = True, progress
             "quantiles": list(P.QUANTILES), "versions": package_versions(), "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "steps_done": 0}
-    writer = store.RunWriter(run_dir, meta)
+    writer = store.RunWriter(run_dir, meta, flush_records=FLUSH_RECORDS)
     groups = model.param_groups()
     rec = _Recorder(writer, model, data, cfg, dev, dtype)
     gen = torch.Generator().manual_seed(cfg.seed + 7919)  # data order, independent of the init stream
@@ -189,7 +204,7 @@ def train(cfg: RunConfig, run_dir: Path, *, record_probes: bool = True, progress
                     sc.tests.append((step, float(loss_fn(cfg, model(tx), ty, tl))))
             if record_probes and (step % cfg.record_every == 0 or step == cfg.steps):
                 grads = [p.grad for p in model.parameters() if p.grad is not None]
-                norms.append((step, float(torch.sqrt(sum(g.pow(2).sum() for g in grads))) if grads else 0.0))
+                norms.append((step, grad_norm(grads)))
                 rec.record(step)
                 writer.meta["steps_done"] = step
                 sc.drain()

@@ -51,6 +51,7 @@ from .outputs import RecordError, block_tensor, call, pick_scalar, probe_size
 __all__ = ["record", "Recorder", "RecordError"]
 
 _PHI_METRICS = ("phi_sq", "fg_cov", "fg_eigmin")
+FLUSH_RECORDS = 100  # steps between two flushes at most (besides every flush_seconds): a flush rewrites the files
 
 
 def record(model: torch.nn.Module, *, probe: Any, out: str | Path, name: str,
@@ -140,7 +141,9 @@ class Recorder:
     def probe_pass(self) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, list[tuple[int, ...]]]:
         """h_0..h_L as (P, n_ℓ), ĝ_0..ĝ_L as (P, n_ℓ), f (P, C) and each layer's shape (eval mode; the model's
         modes are restored after)."""
-        modes = [m.training for m in self.model.modules()]
+        # eval mode for the pass (model.eval(): a module's own train() override runs), then back: only the
+        # modules that were training, set directly (without nn.Module.__setattr__'s lookups)
+        training = [m for m in self.model.modules() if m.training]
         self.model.eval()
         self._captured = []
         try:
@@ -158,8 +161,8 @@ class Recorder:
                 grads = torch.autograd.grad(scalar.sum(), hs, allow_unused=True)
         finally:
             self._captured = None
-            for m, mode in zip(self.model.modules(), modes):
-                m.training = mode
+            for m in training:
+                object.__setattr__(m, "training", True)
         shapes = [tuple(h.shape[1:]) for h in hs]
         up = (lambda t: t.float()) if hs[0].dtype in (torch.float16, torch.bfloat16) else (lambda t: t)  # stats
         h = [up(t.detach().reshape(self.P, -1)) for t in hs]
@@ -271,7 +274,8 @@ class Recorder:
         self.meta["reference_step"] = int(step)
         if self.run_dir.exists():
             raise store.RunFormatError(f"{self.run_dir} already exists; choose another name")
-        self.writer = store.RunWriter(self.run_dir, self.meta, flush_seconds=self._flush_seconds)
+        self.writer = store.RunWriter(self.run_dir, self.meta, flush_seconds=self._flush_seconds,
+                                      flush_records=FLUSH_RECORDS)
 
     def close(self, status: str = "complete", error: str | None = None) -> None:
         """Remove the hooks and finish the run (nothing is written when no step was recorded)."""

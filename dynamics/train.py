@@ -5,8 +5,7 @@ Conventions (issue #2): step 0 is the initialisation; `steps=S` performs S SGD u
 training set for batch="full"); probe metrics are recorded at step 0, every `record_every` steps and at S;
 the probes are the first `probes` training inputs. A non-finite loss ends the run as `diverged`, keeping
 everything recorded so far. Files are flushed right after the first record, then every 30 s or
-`FLUSH_RECORDS` = 100 records (throttled to ~10% overhead; a flush rewrites whole files: every 10 records,
-recording every step at width 512, depth 32 cost 0.2–0.35 more in the recorded/unrecorded CPU-time ratio),
+`store.RECORDING_FLUSH_RECORDS` = 100 records (throttled to ~10% overhead; a flush rewrites whole files),
 and run.json's heartbeat is refreshed every 30 s between records too, so a run killed early keeps its steps
 and shows as `stale` (dynamics.runs.store.liveness), not running.
 `train(cfg, run_dir)` is what the CLI, the sweeps and the tests call.
@@ -32,8 +31,6 @@ from .data import Dataset, load_task
 from .model import ResNet, sgd_step
 
 __all__ = ["train", "resolve_device", "loss_fn", "package_versions"]
-
-FLUSH_RECORDS = 100  # records between two flushes at most (besides every 30 s): a flush rewrites whole files
 
 
 def resolve_device(name: str) -> torch.device:
@@ -175,7 +172,7 @@ def train(cfg: RunConfig, run_dir: Path, *, record_probes: bool = True, progress
             "quantiles": list(P.QUANTILES), "versions": package_versions(), "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "steps_done": 0}
-    writer = store.RunWriter(run_dir, meta, flush_records=FLUSH_RECORDS)
+    writer = store.RunWriter(run_dir, meta, flush_records=store.RECORDING_FLUSH_RECORDS)
     groups = model.param_groups()
     rec = _Recorder(writer, model, data, cfg, dev, dtype)
     gen = torch.Generator().manual_seed(cfg.seed + 7919)  # data order, independent of the init stream

@@ -51,7 +51,6 @@ from .outputs import RecordError, block_tensor, call, pick_scalar, probe_size
 __all__ = ["record", "Recorder", "RecordError"]
 
 _PHI_METRICS = ("phi_sq", "fg_cov", "fg_eigmin")
-FLUSH_RECORDS = 100  # steps between two flushes at most (besides every flush_seconds): a flush rewrites the files
 
 
 def record(model: torch.nn.Module, *, probe: Any, out: str | Path, name: str,
@@ -275,7 +274,7 @@ class Recorder:
         if self.run_dir.exists():
             raise store.RunFormatError(f"{self.run_dir} already exists; choose another name")
         self.writer = store.RunWriter(self.run_dir, self.meta, flush_seconds=self._flush_seconds,
-                                      flush_records=FLUSH_RECORDS)
+                                      flush_records=store.RECORDING_FLUSH_RECORDS)
 
     def close(self, status: str = "complete", error: str | None = None) -> None:
         """Remove the hooks and finish the run (nothing is written when no step was recorded)."""

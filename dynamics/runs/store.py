@@ -99,6 +99,12 @@ def check_run_id(run_id: str) -> str:
 
 
 # --- writing --------------------------------------------------------------------------------------
+# records between two flushes at most for per-step recorders (the trainer, dynamics.record), besides every
+# flush_seconds: a flush rewrites whole files, and flushing every 10 records cost 0.2–0.35 more in the
+# recorded/unrecorded CPU-time ratio when recording every step at width 512, depth 32
+RECORDING_FLUSH_RECORDS = 100
+
+
 class RunWriter:
     """Accumulates rows in memory and flushes whole files atomically, with a heartbeat in run.json.
 

@@ -126,11 +126,13 @@ def gia_limit_claims(out: Path, profile_name: str, device: str, log) -> list[dic
     pts = gia.limit_gap(out, profile_name, device, log, run_or_reuse, limit)
     f = save(out, "gia-limit", pts)
     ls = gia.LIMIT_SIZES[profile_name]
+    common = dict(paper="vanishes", alt=Alternative(0.0, "the O(1) gap of docs/theory.md §4 that does not shrink "
+                                                         "with depth"),
+                  method="points", page=SCALING_PAGE, theory="7-claims")
     c = claim("gia-limit", "§6", "in the limit (no width noise), reused and decoupled backward (coupling full "
-              "vs none) come together as the depth grid K grows", pts, f, "grid", "gap", paper="vanishes",
-              alt=Alternative(0.0, "the O(1) gap of docs/theory.md §4 that does not shrink with depth"),
-              method="points", page=SCALING_PAGE, runs=list(pts.run_full) + list(pts.run_none),
-              quantity="slope of log(relative loss gap none − full) vs log K", theory="7-claims",
+              "vs none) come together as the depth grid K grows", pts, f, "grid", "gap", **common,
+              runs=list(pts.run_full) + list(pts.run_none),
+              quantity="slope of log(relative loss gap none − full) vs log K",
               detail=f"limit runs of the full-batch depth-μP setting (train {ls['train_size']} inputs, "
                      f"{ls['steps']} steps, lr {gia.LIMIT_LR}, M = {ls['particles']}, common random numbers); "
                      f"{_gaps(pts)}")
@@ -140,10 +142,8 @@ def gia_limit_claims(out: Path, profile_name: str, device: str, log) -> list[dic
     fin = _finite_digits(out)
     cx = claim("gia-limit-xent", "§6", "on a classification task with cross-entropy (8×8 digits, 10 outputs), in "
                "the limit reused and decoupled backward (coupling full vs none) come together as K grows", px, fx,
-               "grid", "gap", paper="vanishes",
-               alt=Alternative(0.0, "the O(1) gap of docs/theory.md §4 that does not shrink with depth"),
-               method="points", page=SCALING_PAGE, runs=list(px.run_full) + list(px.run_none),
-               quantity="slope of log(relative cross-entropy gap none − full) vs log K", theory="7-claims",
+               "grid", "gap", **common, runs=list(px.run_full) + list(px.run_none),
+               quantity="slope of log(relative cross-entropy gap none − full) vs log K",
                detail=f"limit runs on the digits images (C = 10, cross-entropy, depth-μP, full batch of the first "
                       f"{lx['train_size']} training images, {lx['steps']} steps, lr {gia.LIMIT_LR}, M = "
                       f"{lx['particles']}, common random numbers). Digits rather than the Gaussian mixture: real "

@@ -50,7 +50,7 @@ def blocks_claims(out: Path, s: dict, base: RunConfig, profile: str, log) -> lis
     per_a = "; ".join(f"α={a:g}: {_slope_txt(pa_, {'alpha': a, 'width': s['block_width']})}"
                       for a in sorted(pa_.alpha.unique()))
     sel = select(pa_, {"alpha": 0.0, "width": top})
-    fin = select(pa_, {"alpha": 0.0, "width": top}).groupby("depth").a_move.agg(["mean", "std", "count"])
+    fin = sel.groupby("depth").a_move.agg(["mean", "std", "count"])
     lim0 = select(pl, {"alpha": 0.0}).set_index("grid")
     same = "; ".join(f"L=K={int(d)}: {r['mean']:.3g} ± {r['std'] / math.sqrt(r['count']):.2g} vs "
                      f"{lim0.a_move[d]:.3g} ± {lim0.a_move_stderr[d]:.2g}"

@@ -96,9 +96,6 @@ class _Side:
         c = v @ self.Qr.mT                                    # (L, q, k)
         return v - c @ self.Qr, c
 
-    def perp(self, v: torch.Tensor) -> torch.Tensor:
-        return self.perp_coef(v)[0]
-
     def split(self, w: torch.Tensor) -> torch.Tensor:
         """Q_B M_Bᵀ w for rows w (L, q, n) (the coupling part of docs/theory.md §5), as rows: (w Mᵀ) Q."""
         return (w @ self.Mr.mT) @ self.Qr

@@ -34,7 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.serving import serve_app, stop_server  # noqa: E402
+from tests.serving import CHART, CHROMIUM, CHROMIUM_ARGS, serve_app, stop_server  # noqa: E402
 RUN_ID = "big"
 
 
@@ -167,11 +167,8 @@ def browser(root: Path, metric: str, other: str) -> dict:
     out = {}
     try:
         out["rss_idle_MB"] = _rss(proc.pid)[0]
-        charts = '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'
         with sync_playwright() as p:
-            b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
             page = b.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             frames: list[float] = []  # arrival times of websocket frames: the server's side of a view
@@ -184,7 +181,7 @@ def browser(root: Path, metric: str, other: str) -> dict:
                 page.wait_for_function(
                     "([sel, t]) => document.querySelectorAll(sel).length >= 1 && [...document.querySelectorAll("
                     "'.js-plotly-plot .gtitle')].some(e => e.textContent.includes(t)) && "
-                    "!document.querySelector('[data-testid=\"stStatusWidget\"]')", arg=[charts, title],
+                    "!document.querySelector('[data-testid=\"stStatusWidget\"]')", arg=[CHART, title],
                     timeout=180_000)
                 end = time.perf_counter()
                 return end - t, max([f for f in frames if f <= end], default=end) - t
@@ -220,7 +217,7 @@ def browser(root: Path, metric: str, other: str) -> dict:
             fresh.goto(url)
             fresh.wait_for_function("([sel, t]) => document.querySelectorAll(sel).length >= 1 && "
                                     "[...document.querySelectorAll('.js-plotly-plot .gtitle')].some(e => "
-                                    "e.textContent.includes(t))", arg=[charts, heat], timeout=180_000)
+                                    "e.textContent.includes(t))", arg=[CHART, heat], timeout=180_000)
             out["fresh_browser_cached_s"] = time.perf_counter() - t
             b.close()
         out["rss_end_MB"], out["rss_peak_MB"] = _rss(proc.pid)

@@ -31,11 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from tests.attack_files import corpus  # noqa: E402
-from tests.serving import serve_app, stop_server  # noqa: E402
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'
+from tests.serving import CHART, CHROMIUM, CHROMIUM_ARGS, serve_app, stop_server  # noqa: E402
 # sidebar link text -> (page title, (selector, how many) that means "drawn"; none of these is on the page before)
 PAGES = {"Runs": ("Runs", (CHART, 1)), "Trajectories": ("Trajectories", (CHART, 3)),
          "Coupling": ("Transpose coupling", (f'[data-testid="stCode"], {CHART}', 1)),
@@ -165,7 +161,7 @@ def _drops(folder: Path) -> dict:
 async def _drive(base: str, n: int, duration: float, stats: dict, drops: dict) -> None:
     from playwright.async_api import async_playwright
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             deadline = time.monotonic() + duration
             await asyncio.wait_for(asyncio.gather(*(_session(browser, base, k, deadline, stats, drops) for k in range(n))),

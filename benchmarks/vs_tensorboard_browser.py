@@ -34,10 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.serving import free_port, serve_app, stop_server  # noqa: E402
+from tests.serving import CHROMIUM, CHROMIUM_ARGS, free_port, serve_app, stop_server  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # a Plotly chart with a drawn trace; `title` (optional) must appear in a chart's title
 OURS_DRAWN = """(title) => [...document.querySelectorAll('.js-plotly-plot')].some(g =>
   g.querySelector('.plot .trace, .plot image, .hm image, .gl-container canvas, .scatterlayer path.js-line')
@@ -87,7 +85,7 @@ def serve_ours(runs_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str, o
 def first_chart(pw, url: str, check: str, arg=None, shot: Path | None = None, then=None) -> tuple[float, object]:
     """A fresh Chromium opens `url`; seconds from navigation start until `check` passes (measured in the page).
     `then(page)` runs on the open page before the browser closes; returns (seconds, its result)."""
-    b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
     try:
         page = b.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         page.goto(url, wait_until="commit")

@@ -1,8 +1,9 @@
-"""Helpers for tests and benchmarks that serve the dashboard: start `streamlit run app.py` on 127.0.0.1, and
-stop a server process for sure.
+"""Helpers for tests and benchmarks that serve the dashboard: start `streamlit run app.py` on 127.0.0.1, stop a
+server process for sure, and launch Debian's Chromium the same way everywhere (never a downloaded browser).
 
-Used by tests/test_browser.py, tests/test_hosting.py, benchmarks/load_test.py and benchmarks/dashboard_load.py
-(the benchmarks put the repo root on sys.path), so each starts its own server the same way and always stops it.
+Used by tests/test_browser.py, tests/test_hosting.py, benchmarks/load_test.py, benchmarks/dashboard_load.py and
+benchmarks/vs_tensorboard_browser.py (the benchmarks put the repo root on sys.path), so each starts its own server
+the same way and always stops it.
 """
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'  # a drawn Plotly chart of Streamlit's
 
 
 def free_port() -> int:

@@ -15,13 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.serving import serve_app, stop_server
+from tests.serving import CHART, CHROMIUM, CHROMIUM_ARGS, serve_app, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'
 TITLE = '[data-testid="stPlotlyChart"] .js-plotly-plot .gtitle'
 SCREENSHOT = Path("/tmp/runs_page.png")
 

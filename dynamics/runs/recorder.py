@@ -35,8 +35,11 @@ failed with the error when the block raised. A failure before any step was recor
 """
 from __future__ import annotations
 
+import copy
+import os
 import re
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -46,7 +49,8 @@ import torch
 
 from .. import probes as P
 from . import store
-from .outputs import RecordError, block_tensor, call, pick_scalar, probe_size
+from .outputs import RecordError, probe_size
+from .probe_hooks import ProbeHooks
 
 __all__ = ["record", "Recorder", "RecordError"]
 
@@ -57,11 +61,13 @@ def record(model: torch.nn.Module, *, probe: Any, out: str | Path, name: str,
            blocks: Iterable[torch.nn.Module] | None = None, pattern: str | None = None,
            act: str | Callable[[torch.Tensor], torch.Tensor] | None = None, g_scale: float | None = None,
            output: Callable[[Any], torch.Tensor] | None = None, config: dict | None = None,
-           flush_seconds: float = 30.0) -> "Recorder":
+           flush_seconds: float = 30.0, overlap: bool | None = None) -> "Recorder":
     """Attach a Recorder to `model`; see the module docstring. Exactly one of `blocks` and `pattern`.
 
     probe: a tensor (P, ...) or a dict of tensors (called as model(**probe)); output: the model's output ->
-    one scalar per probe, (P,) or (P, C) (default: dynamics.runs.outputs)."""
+    one scalar per probe, (P,) or (P, C) (default: dynamics.runs.outputs). overlap: record each step after the
+    first on a background thread, from a copy of the model taken at the step (see Recorder.step); None (the
+    default) overlaps for a model on the CPU of a machine with more than one core."""
     if (blocks is None) == (pattern is None):
         raise ValueError("pass exactly one of blocks=[modules] or pattern='regex over module names'")
     if pattern is not None:
@@ -76,18 +82,19 @@ def record(model: torch.nn.Module, *, probe: Any, out: str | Path, name: str,
     if len({id(m) for m in chosen}) != len(chosen):
         raise ValueError("a block is named twice; name each residual block once")
     probe_size(probe)
-    return Recorder(model, chosen, probe, Path(out), name, act, g_scale, config or {}, flush_seconds, output)
+    return Recorder(model, chosen, probe, Path(out), name, act, g_scale, config or {}, flush_seconds, output,
+                    overlap)
 
 
 class Recorder:
-    def __init__(self, model, blocks, probe, out, name, act, g_scale, config, flush_seconds, output=None):
+    def __init__(self, model, blocks, probe, out, name, act, g_scale, config, flush_seconds, output=None,
+                 overlap=None):
         self.model, self.blocks, self.probe, self.output = model, blocks, probe, output
         self.P = probe_size(probe)
         self.depth = len(blocks)
         self.act = (lambda h: P.phi(h, act)) if isinstance(act, str) else act
         self.g_scale = g_scale
         self.s0: list[P.ProbeState] | None = None
-        self._captured: list[torch.Tensor] | None = None
         self._t0 = time.monotonic()
         root = store.check_writable(out)
         self.run_dir = root / store.check_run_id(name)
@@ -105,69 +112,17 @@ class Recorder:
                      "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         self._flush_seconds = flush_seconds
         self.writer: store.RunWriter | None = None  # created at the first successful step
-        self._handles = [blocks[0].register_forward_pre_hook(self._pre_hook, with_kwargs=True)]
-        self._handles += [b.register_forward_hook(self._hook) for b in blocks]
-
-    # hooks: active only during the recorder's own probe pass, so the user's training is untouched
-    def _pre_hook(self, module, args, kwargs):
-        if self._captured is None or self._captured:
-            return None
-        if args and isinstance(args[0], torch.Tensor):
-            x, put = args[0], lambda v: ((v, *args[1:]), kwargs)
-        else:
-            key = "hidden_states" if isinstance(kwargs.get("hidden_states"), torch.Tensor) else next(
-                (k for k, v in kwargs.items() if isinstance(v, torch.Tensor)), None)
-            if key is None:
-                raise RecordError("the first block was called without a tensor input; name the blocks whose "
-                                  "first argument is the hidden state")
-            x, put = kwargs[key], lambda v: (args, {**kwargs, key: v})
-        if not x.requires_grad:  # the raw input: make it a leaf so ∂f/∂h_0 exists
-            x = x.detach().requires_grad_(True)
-        self._captured.append(x)
-        return put(x.clone())  # the block gets a copy: in-place ops inside it cannot alter h_0
-
-    def _hook(self, module, args, output):
-        if self._captured is None:
-            return None
-        h = block_tensor(output)
-        self._captured.append(h)
-        if isinstance(output, torch.Tensor):  # later in-place ops (ReLU(inplace=True)) act on a copy
-            return h.clone()
-        if isinstance(output, tuple) and output[0] is h:
-            return (h.clone(), *output[1:])
-        return None
+        self._hooks = ProbeHooks(model, blocks, self._names)
+        self.overlap = overlap
+        self._twin: ProbeHooks | None = None   # the model's private copy, recorded on the background thread
+        self._twin_tensors: list[torch.Tensor] = []  # its parameters and buffers, in the model's order
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
 
     def probe_pass(self) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, list[tuple[int, ...]]]:
-        """h_0..h_L as (P, n_ℓ), ĝ_0..ĝ_L as (P, n_ℓ), f (P, C) and each layer's shape (eval mode; the model's
-        modes are restored after)."""
-        # eval mode for the pass (model.eval(): a module's own train() override runs), then back: only the
-        # modules that were training, set directly (without nn.Module.__setattr__'s lookups)
-        training = [m for m in self.model.modules() if m.training]
-        self.model.eval()
-        self._captured = []
-        try:
-            with torch.enable_grad():
-                f, scalar = pick_scalar(call(self.model, self.probe), self.probe, self.output)
-                hs = self._captured
-                if len(hs) != self.depth + 1:
-                    raise RecordError(f"expected {self.depth} block calls in one forward, saw {len(hs) - 1}; "
-                                      "name each residual block once")
-                for k, h in enumerate(hs):
-                    if h.dim() < 1 or h.shape[0] != self.P:
-                        raise RecordError(f"{self._names[k]} has shape {tuple(h.shape)}: its first dimension must be "
-                                          f"the probe batch (P = {self.P}); e.g. build attention layers with "
-                                          f"batch_first=True")
-                grads = torch.autograd.grad(scalar.sum(), hs, allow_unused=True)
-        finally:
-            self._captured = None
-            for m in training:
-                object.__setattr__(m, "training", True)
-        shapes = [tuple(h.shape[1:]) for h in hs]
-        up = (lambda t: t.float()) if hs[0].dtype in (torch.float16, torch.bfloat16) else (lambda t: t)  # stats
-        h = [up(t.detach().reshape(self.P, -1)) for t in hs]
-        g = [(torch.zeros_like(t) if d is None else up(d).reshape(t.shape)) * (self.g_scale or t.shape[-1])
-             for t, d in zip(h, grads)]
-        return h, g, f.detach(), shapes
+        """h_0..h_L as (P, n_ℓ), ĝ_0..ĝ_L as (P, n_ℓ), f (P, C) and each layer's shape, from the user's model
+        as it is now (eval mode; the model's modes are restored after)."""
+        return self._hooks.run(self.probe, self.P, self.output, self.g_scale)
 
     def _states(self, h, g, f) -> list[P.ProbeState]:
         return [P.ProbeState(h=x[None], g_hat=y[None], phi_h=(self.act(x) if self.act else x)[None], a=None, f=f)
@@ -176,8 +131,36 @@ class Recorder:
     def step(self, step: int, **scalars: float) -> None:
         """Record every metric at `step` (an int ≥ 0); keywords are network scalars (layer −1), e.g. loss.
         Layers of one shape (the usual case) are measured together, stacked (L+1, P, n): a few batched calls
-        instead of a few per layer; mixed shapes are measured layer by layer. Both give the same numbers."""
-        h, g, f, shapes = self.probe_pass()
+        instead of a few per layer; mixed shapes are measured layer by layer. Both give the same numbers.
+
+        With overlap on, every step after the first copies the model's parameters and buffers into a private
+        copy of the model (made once, at the second step) and returns; the probe pass and the metrics run on
+        a background thread while the caller trains on. The numbers are those of the model at the call, as
+        without overlap. The next `step`, `wait` or `close` waits for that work first and raises its error,
+        if any; the first step always runs here, so a model the recorder cannot handle fails at once."""
+        self.wait()
+        scalars = {k: float(v) for k, v in scalars.items()}  # read now: a tensor passed in may change later
+        if self.s0 is not None and self._twin is None and self._overlap_wanted():
+            self._make_twin()
+        if self._twin is None or not self._copy_to_twin():
+            return self._record(self._hooks, step, scalars)
+        self._pending = self._pool.submit(self._background, torch.get_num_threads(), step, scalars)
+
+    def wait(self) -> None:
+        """Wait until every step called so far is recorded (in the run's buffers; they are written to disk at
+        the next flush or at close); raise the error of a step recorded in the background."""
+        fut, self._pending = self._pending, None
+        if fut is not None:
+            fut.result()
+
+    def _background(self, threads: int, step: int, scalars: dict[str, float]) -> None:
+        # the caller's thread count, set in this thread too: a thread started after torch.set_num_threads(k)
+        # reports k but may compute with another count, and so round differently
+        torch.set_num_threads(threads)
+        self._record(self._twin, step, scalars)
+
+    def _record(self, hooks: ProbeHooks, step: int, scalars: dict[str, float]) -> None:
+        h, g, f, shapes = hooks.run(self.probe, self.P, self.output, self.g_scale)
         if self.s0 is None:
             self._start(step, shapes)
         if self.batched and len(set(shapes)) == 1:
@@ -185,9 +168,53 @@ class Recorder:
         else:
             self._step_layers(step, h, g, f, shapes)
         for metric, value in scalars.items():
-            self.writer.add_metrics(step, store.NETWORK_LAYER, metric, float(value))
+            self.writer.add_metrics(step, store.NETWORK_LAYER, metric, value)
         self.writer.meta["steps_done"] = int(step)
         self.writer.maybe_flush()
+
+    def _overlap_wanted(self) -> bool:
+        if self.overlap is not None:
+            return bool(self.overlap)
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        return (os.cpu_count() or 1) > 1 and all(t.device.type == "cpu" for t in tensors)
+
+    def _make_twin(self) -> None:
+        """The private copy of the model that background steps record from (copy.deepcopy, made without the
+        recorder's hooks; the copy gets its own). A model that cannot be copied is recorded in the caller's
+        thread, with a note in run.json."""
+        path = {id(m): n for n, m in self.model.named_modules()}
+        twin, why = None, "a block is not a submodule of the model"
+        if all(id(b) in path for b in self.blocks):
+            self._hooks.remove()
+            try:
+                twin = copy.deepcopy(self.model).eval()
+            except Exception as e:  # e.g. a module holding a lock or an open file
+                why = f"{type(e).__name__}: {e}"
+            finally:
+                self._hooks = ProbeHooks(self.model, self.blocks, self._names)
+        if twin is None:
+            self.overlap = False
+            self.writer.meta.setdefault("notes", []).append(
+                f"recorded in the training thread (no overlap): the model could not be copied ({why})")
+            return
+        self._twin = ProbeHooks(twin, [twin.get_submodule(path[id(b)]) for b in self.blocks], self._names)
+        self._twin_tensors = [*twin.parameters(), *twin.buffers()]
+        self._pool = self._pool or ThreadPoolExecutor(1, thread_name_prefix="dynamics-record")
+
+    def _copy_to_twin(self) -> bool:
+        """Copy the model's parameters and buffers into the twin; False (and no twin any more) when they no
+        longer match it one for one (the model was changed or moved): the step is then recorded here, and
+        the next one makes a new copy."""
+        src, dst = [*self.model.parameters(), *self.model.buffers()], self._twin_tensors
+        if len(src) != len(dst) or any(a.shape != b.shape or a.dtype != b.dtype or a.device != b.device
+                                       for a, b in zip(src, dst)):
+            self._twin.remove()
+            self._twin, self._twin_tensors = None, []
+            return False
+        with torch.no_grad():
+            for a, b in zip(src, dst):
+                b.copy_(a)
+        return True
 
     batched = True  # False: the layer-by-layer path everywhere (the tests compare the two)
 
@@ -277,13 +304,27 @@ class Recorder:
                                       flush_records=store.RECORDING_FLUSH_RECORDS)
 
     def close(self, status: str = "complete", error: str | None = None) -> None:
-        """Remove the hooks and finish the run (nothing is written when no step was recorded)."""
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+        """Wait for the background step, remove the hooks and finish the run (nothing is written when no step
+        was recorded). A background step's error marks the run failed and is raised here."""
+        raised, ours = None, status == "complete"  # the caller's own error goes first
+        try:
+            self.wait()
+        except Exception as e:
+            raised = e
+            if status == "complete":
+                status, error = "failed", f"{type(e).__name__}: {e}"
+        for hooks in (self._hooks, self._twin):
+            if hooks is not None:
+                hooks.remove()
+        self._twin, self._twin_tensors = None, []
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         if self.writer is not None and self.writer.meta["status"] == "running":
             self.writer.finish(status, wall_seconds=round(time.monotonic() - self._t0, 3),
                                g_scale=self.g_scale or "width", **({"error": error} if error else {}))
+        if raised is not None and ours:
+            raise raised
 
     def __enter__(self) -> "Recorder":
         return self

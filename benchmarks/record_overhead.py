@@ -141,7 +141,34 @@ def user_loop(width: int, depth: int, batch: int, probes: int, steps: int, repea
     return times
 
 
+def gemm_rates(width: int, depth: int, batch: int, probes: int, repeats: int = 20) -> dict[str, float]:
+    """Why 8 probes cost far more than 8/64 of a step: ms for depth+1 products x·Wᵀ through distinct
+    width × width weights (a forward pass's GEMMs), at `probes` and `batch` rows, and at `probes` rows through
+    one weight used depth+1 times (it stays in cache). Few rows read each weight for little arithmetic, so
+    the pass is bound by reading the weights from memory, which costs the same for 8 rows as for 64."""
+    import torch
+    g = torch.Generator().manual_seed(0)
+    ws = [torch.randn(width, width, generator=g) for _ in range(depth + 1)]
+    out = {}
+    for label, rows, weights in ((f"{probes} rows, {depth + 1} weights", probes, ws),
+                                 (f"{batch} rows, {depth + 1} weights", batch, ws),
+                                 (f"{probes} rows, 1 weight (cached)", probes, ws[:1] * (depth + 1))):
+        x = torch.randn(rows, width, generator=g)
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                for w in weights:
+                    torch.nn.functional.linear(x, w)
+            best = min(best, (time.perf_counter() - t0) / repeats)
+        out[label] = best
+        print(f"{label:<28}{best * 1e3:8.2f} ms {2 * rows * width * width * len(weights) / best / 1e9:8.1f} GFLOP/s")
+    return out
+
+
 def _user_main(a: argparse.Namespace) -> None:
+    print(f"GEMMs of one pass (x·Wᵀ, width {a.width}), best of 3:")
+    gemm_rates(a.width, a.depth, a.batch, a.probes)
     times = user_loop(a.width, a.depth, a.batch, a.probes, a.steps, a.repeats)
     t0 = statistics.median(times["none"])
     import torch

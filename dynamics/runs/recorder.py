@@ -55,6 +55,7 @@ from .probe_hooks import ProbeHooks
 __all__ = ["record", "Recorder", "RecordError"]
 
 _PHI_METRICS = ("phi_sq", "fg_cov", "fg_eigmin")
+OVERLAP_MAX_BYTES = 2 ** 30  # overlap=None copies a CPU model of at most this many bytes (weights + buffers)
 
 
 def record(model: torch.nn.Module, *, probe: Any, out: str | Path, name: str,
@@ -67,7 +68,8 @@ def record(model: torch.nn.Module, *, probe: Any, out: str | Path, name: str,
     probe: a tensor (P, ...) or a dict of tensors (called as model(**probe)); output: the model's output ->
     one scalar per probe, (P,) or (P, C) (default: dynamics.runs.outputs). overlap: record each step after the
     first on a background thread, from a copy of the model taken at the step (see Recorder.step); None (the
-    default) overlaps for a model on the CPU of a machine with more than one core."""
+    default) overlaps for a model on the CPU of a machine with more than one core whose parameters and buffers
+    take at most OVERLAP_MAX_BYTES (1 GiB: the copy doubles them)."""
     if (blocks is None) == (pattern is None):
         raise ValueError("pass exactly one of blocks=[modules] or pattern='regex over module names'")
     if pattern is not None:
@@ -176,7 +178,8 @@ class Recorder:
         if self.overlap is not None:
             return bool(self.overlap)
         tensors = [*self.model.parameters(), *self.model.buffers()]
-        return (os.cpu_count() or 1) > 1 and all(t.device.type == "cpu" for t in tensors)
+        return ((os.cpu_count() or 1) > 1 and all(t.device.type == "cpu" for t in tensors)
+                and sum(t.numel() * t.element_size() for t in tensors) <= OVERLAP_MAX_BYTES)
 
     def _make_twin(self) -> None:
         """The private copy of the model that background steps record from (copy.deepcopy, made without the

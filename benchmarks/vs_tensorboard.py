@@ -131,6 +131,10 @@ def _browser(events: Path, work: Path, steps: int, rounds: int, pages: bool, sho
         got = t[f"{kind}_tb_last_step"]
         print(f"TensorBoard's {kind} first chart: just after it, its server had read steps up to "
               f"{min(got)}–{max(got)} of 0–{steps - 1}")
+    f = t["cold_floor"]
+    print(f"floor (a bare Streamlit app drawing one small Plotly chart, fresh server + browser): "
+          f"{min(f):.3f}–{max(f):.3f} s, median {statistics.median(f):.3f} s")
+    print(f"RESULT first_chart_floor_s={statistics.median(f):.4f}")
     w = t["widget_ours"]
     print(f"widget change (metric m0 → m1, ours): {min(w):.3f}–{max(w):.3f} s, median {statistics.median(w):.3f} s")
     print(f"RESULT widget_change_s={statistics.median(w):.4f}")

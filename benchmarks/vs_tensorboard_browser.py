@@ -14,6 +14,8 @@ Kinds, in interleaved rounds (ours, TensorBoard, then TensorBoard, ours, … so 
     plugin, i.e. it has read some of the file — a page opened earlier says "No dashboards are active" and stays
     so, which would time TensorBoard's reload interval, not its drawing) and a fresh browser;
   - warm: the same server again, a second fresh browser;
+  - floor (ours only): a bare Streamlit app with one small Plotly chart, on a fresh server and browser: what
+    Streamlit and Plotly take before any page of ours does anything;
   - widget (ours only; the target is < 1 s): on the warm page, pick metric m1 in the Metric box and time until
     the m1 heatmap is drawn (its title changes).
 Then each page of the dashboard once, each on its own fresh server and browser, at its default view.
@@ -82,6 +84,20 @@ def serve_ours(runs_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str, o
     return serve_app(env, log_path, timeout=120)
 
 
+# the floor under any page of ours: a bare Streamlit app drawing one small Plotly chart (Streamlit's own page
+# scripts, its websocket, Plotly's 4.7 MB chunk, one draw), served and opened the same way
+BARE_APP = """import plotly.graph_objects as go
+import streamlit as st
+st.plotly_chart(go.Figure(go.Scatter(y=[1, 3, 2], mode="lines")))
+"""
+
+
+def serve_bare(work: Path) -> tuple[subprocess.Popen, str, object]:
+    app = work / "bare_app.py"
+    app.write_text(BARE_APP)
+    return serve_app(dict(os.environ), work / "bare.log", timeout=120, script=app)
+
+
 def first_chart(pw, url: str, check: str, arg=None, shot: Path | None = None, then=None) -> tuple[float, object]:
     """A fresh Chromium opens `url`; seconds from navigation start until `check` passes (measured in the page).
     `then(page)` runs on the open page before the browser closes; returns (seconds, its result)."""
@@ -136,6 +152,11 @@ def compare(runs_dir: Path, logdir: Path, run: str, rounds: int, work: Path, pag
             for tool in (("ours", "tb") if r % 2 == 0 else ("tb", "ours")):
                 shot = shots / f"{tool}_round{r}.png" if shots and r == 0 else None
                 if tool == "ours":
+                    proc, base, log = serve_bare(work)  # the floor first, in the same slot of the round
+                    try:
+                        add("cold_floor", first_chart(pw, base + "/", OURS_DRAWN)[0])
+                    finally:
+                        stop_server(proc, log)
                     proc, base, log = serve_ours(runs_dir, work / "ours.log")
                     try:
                         add("cold_ours", first_chart(pw, base + url, OURS_DRAWN, "m0:", shot)[0])

@@ -27,13 +27,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_app(env: dict, log_path: Path, timeout: float = 60.0) -> tuple[subprocess.Popen, str, object]:
-    """`streamlit run app.py` on a free loopback port with `env`, output to log_path; waits until
+def serve_app(env: dict, log_path: Path, timeout: float = 60.0, script: str | Path = "app.py"
+              ) -> tuple[subprocess.Popen, str, object]:
+    """`streamlit run app.py` (or another `script`) on a free loopback port with `env`, output to log_path; waits until
     /_stcore/health answers. Returns (process, base URL, log file) for stop_server; raises RuntimeError with
     the log when the server exits or stays unhealthy for `timeout` seconds (and stops it)."""
     port = free_port()
     log = Path(log_path).open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--browser.gatherUsageStats", "false"],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -27,5 +27,6 @@ def test_benchmark_small_prints_every_ratio():
     assert "400 scalars" in out.stdout  # 4 layers × 2 metrics × 50 steps were written and read by both tools
     if browser:  # the widget change and every page that draws a chart, each timed once
         assert re.search(r"^RESULT widget_change_s=\d", out.stdout, re.M), out.stdout
+        assert re.search(r"^RESULT first_chart_floor_s=\d", out.stdout, re.M), out.stdout  # bare Streamlit + Plotly
         pages = set(re.findall(r"^PAGE (\w+) first chart", out.stdout, re.M))
         assert pages == {"Claims", "Runs", "Trajectories", "Limit", "Coupling", "Scaling"}, out.stdout

@@ -40,7 +40,7 @@ def _data():
     return torch.randn(64, D, generator=g), torch.randn(64, 3, generator=g)
 
 
-def _run(tmp_path, name: str, overlap: bool, steps: int = 8, change=None, **kw):
+def _run(tmp_path, name: str, overlap: bool, steps: int = 8, change=None, autocast: bool = False, **kw):
     """The user's loop, recording every step before its update (the copy must be taken at the call: the update
     right after it changes the weights). Returns the losses, the final weights and the threads that ran
     each probe pass."""
@@ -62,8 +62,9 @@ def _run(tmp_path, name: str, overlap: bool, steps: int = 8, change=None, **kw):
             for t in range(steps):
                 if change is not None:
                     opt = change(t, model, opt)
-                loss = (model(x) - y).pow(2).mean()
-                rec.step(t, loss=loss.detach())  # a tensor: read at the call
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                    loss = (model(x) - y).float().pow(2).mean()
+                    rec.step(t, loss=loss.detach())  # a tensor: read at the call
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -155,3 +156,15 @@ def test_the_default_overlaps_small_cpu_models_on_a_multicore_machine(tmp_path, 
     monkeypatch.setattr(R.os, "cpu_count", lambda: 1)   # one core: nothing to overlap with
     _, _, one = _run(tmp_path, "one", None, steps=3)
     assert set(big) == set(one) == {"MainThread"}
+
+
+def test_steps_under_autocast_are_recorded_in_the_training_thread(tmp_path):
+    """Autocast is per thread: a background step would measure float32 where the caller measures bfloat16."""
+    _, _, to = _run(tmp_path, "on", True, steps=4, autocast=True)
+    _run(tmp_path, "off", False, steps=4, autocast=True)
+    assert set(to) == {"MainThread"}
+    _same_run(tmp_path / "on", tmp_path / "off")
+    _run(tmp_path, "float32", False, steps=4)
+    h = [read_metrics(tmp_path / r, metrics=["h_sq"]).sort_values(["step", "layer"])["value"].to_numpy()
+         for r in ("on", "float32")]
+    assert not np.array_equal(h[0], h[1])  # bfloat16 was in force: the numbers differ from float32's

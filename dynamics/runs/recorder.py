@@ -139,12 +139,13 @@ class Recorder:
         copy of the model (made once, at the second step) and returns; the probe pass and the metrics run on
         a background thread while the caller trains on. The numbers are those of the model at the call, as
         without overlap. The next `step`, `wait` or `close` waits for that work first and raises its error,
-        if any; the first step always runs here, so a model the recorder cannot handle fails at once."""
+        if any; the first step always runs here, so a model the recorder cannot handle fails at once, and so
+        does a step taken under torch.autocast (autocast is per thread)."""
         self.wait()
         scalars = {k: float(v) for k, v in scalars.items()}  # read now: a tensor passed in may change later
         if self.s0 is not None and self._twin is None and self._overlap_wanted():
             self._make_twin()
-        if self._twin is None or not self._copy_to_twin():
+        if self._twin is None or _autocast_on() or not self._copy_to_twin():
             return self._record(self._hooks, step, scalars)
         self._pending = self._pool.submit(self._background, torch.get_num_threads(), step, scalars)
 
@@ -335,6 +336,12 @@ class Recorder:
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close("failed" if exc_type is not None else "complete",
                    f"{exc_type.__name__}: {exc}" if exc_type is not None else None)
+
+
+def _autocast_on() -> bool:
+    """Autocast is on in the calling thread (it is per thread: a background step would run without it and so
+    measure another precision; such steps are recorded in the caller's thread)."""
+    return any(torch.is_autocast_enabled(d) for d in ("cpu", "cuda"))
 
 
 def _layout(shape: tuple[int, ...]) -> str:

@@ -1,8 +1,13 @@
 """The transpose coupling (docs/theory.md §5) as recorded in runs: per block, at record steps, the split of each
 new message of W(0) given the histories of the vectors W(0) and W(0)ᵀ were applied to (`CouplingTracker`).
 
-Vectors are kept as rows, (L, k, n) for k vectors of width n in each of L blocks, so every product on the
-CPU is a plain batched GEMM (no transposed big operand) and dropping the oldest vectors is a slice.
+Only orthonormal bases of the two histories are kept, never their messages: with P_B the projection onto the
+span of the backward inputs B, the coupling part of a forward message is (B⁺)ᵀXᵀΠ_A^⊥u = P_B·W Π_A^⊥u/√n
+(X = WᵀB/√n, so (B⁺)ᵀXᵀ = P_B W/√n), the projection of the message of Π_A^⊥u onto span(B); the backward part
+mirrors it. Vectors are rows, (L, k, n) for k vectors of width n in each of L blocks, so every product is a
+plain batched GEMM and dropping the oldest vectors is a slice. Blocks are independent, so they are processed
+in groups whose bases fit in the CPU's cache (`_Blocks`): each group's basis is read from memory once a
+record and every further product reads it from cache.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import torch
 
 NAMES = ("coupling_fwd", "coupling_bwd", "coupling_fwd_frac", "coupling_bwd_frac", "coupling_acc",
          "coupling_fwd_chance", "coupling_bwd_chance", "coupling_acc_chance")
+CACHE_BYTES = 8 << 20  # float64 basis bytes (both sides) of one group of blocks: a share of a last-level cache
 
 
 def _span_qr(V: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -38,138 +44,117 @@ def _tri_inv(R: torch.Tensor) -> torch.Tensor:
 
 
 class _Side:
-    """One side of a block's history: an orthonormal basis of the vectors W(0) (or W(0)ᵀ) was applied to, as
-    rows Q (L, k, n), and their messages as rows M = (W Qᵀ/√n)ᵀ (or with Wᵀ), side by side in one buffer
-    (L, capacity, 2n) whose rows s..s+k are in use. Working in an orthonormal basis turns docs/theory.md §5's
-    pseudo-inverses into products: with B = Q_B R, (B⁺)ᵀXᵀ = Q_B (Wᵀ Q_B/√n)ᵀ = Q_B M_Bᵀ, so every split costs
-    O(n·k) per vector and the basis grows by Gram–Schmidt (twice, in float64). New directions whose residual
-    is below 1e-10 of the vector's norm are dropped (zero rows), as a rank-revealing factorisation would: a
-    repeated probe adds nothing.
+    """One side of a group of blocks' history: an orthonormal basis of the vectors W(0) (or W(0)ᵀ) was applied
+    to, as float64 rows Q (L, k, n): rows s..s+k of a buffer (L, capacity, n). Callers project new vectors off
+    it twice (classical Gram–Schmidt twice is stable) and `append` the residuals; new directions whose
+    residual is below 1e-10 of the vector's norm are dropped (zero rows), as a rank-revealing factorisation
+    would: a repeated probe adds nothing.
 
-    Sliding window, fast path: while no direction was dropped, the side also keeps C⁻¹, the inverse of
-    C = Q V (k, k), the history vectors V (oldest first) in the basis. Dropping the oldest d vectors removes
+    Sliding window, fast path: while no direction was dropped, the side also keeps C⁻¹ (stored transposed,
+    C⁻ᵀ, so that its products are of the fast row-times-matrix kind), the inverse of C = Q V (k, k), the
+    history vectors V (oldest first) in the basis. Dropping the oldest d vectors removes
     from the span exactly span(Qᵀ X), X = (first d rows of C⁻¹)ᵀ (the dual vectors of the dropped ones:
     orthogonal to every kept vector); one block Householder reflector H = I − Y T Yᵀ (k × k, Y: k × d) whose
-    first d columns span X rotates the basis, the messages and C⁻¹ so that their last k − d rows (and
-    columns) are a basis of the kept vectors, its messages and the new C⁻¹: O(n·k·d) per slide, in place,
-    instead of a QR of the window, O(n·k²), and W(0)·Q, O(n²·k). Once a direction was dropped
-    (rank-deficient histories) a slide rebuilds the basis from the window's vectors by one QR; `refresh`
-    fast slides in a row also rebuild, so rounding cannot accumulate."""
+    first d columns span X rotates the basis and C⁻¹ so that their last k − d rows (and columns) are a basis
+    of the kept vectors and the new C⁻¹: O(n·k·d) per slide, in place, instead of a QR of the window,
+    O(n·k²). Once a direction was dropped (rank-deficient histories) a slide rebuilds the basis from the
+    window's vectors by one QR; `refresh` fast slides in a row also rebuild, so rounding cannot accumulate."""
 
-    refresh = 256  # fast slides between two exact rebuilds
-
-    def __init__(self, A: torch.Tensor):
-        """A (L, n, n): message rows of basis rows q are q A/√n (A = W(0)ᵀ forward, W(0) backward)."""
-        L, n, _ = A.shape
-        self.A, self.n, self.s, self.k = A, n, 0, 0
-        self.buf = torch.zeros(L, 16, 2 * n, dtype=torch.float64, device=A.device)
-        self.cib: torch.Tensor | None = torch.zeros(L, 16, 16, dtype=torch.float64, device=A.device)  # C⁻¹
+    def __init__(self, L: int, n: int, device: torch.device, refresh: int = 256):
+        self.n, self.s, self.k = n, 0, 0
+        self.refresh = refresh  # fast slides between two exact rebuilds
+        self.buf = torch.zeros(L, 16, n, dtype=torch.float64, device=device)
+        self.cit: torch.Tensor | None = torch.zeros(L, 16, 16, dtype=torch.float64, device=device)  # C⁻ᵀ
         self.slides = 0  # fast slides since the last rebuild
 
     @property
     def fast(self) -> bool:
-        return self.cib is not None                           # False once a direction was dropped
-
-    @property
-    def rows(self) -> torch.Tensor:
-        return self.buf[:, self.s:self.s + self.k]            # (L, k, 2n) basis and message rows
+        return self.cit is not None                           # False once a direction was dropped
 
     @property
     def Qr(self) -> torch.Tensor:
-        return self.rows[..., :self.n]                        # (L, k, n) basis rows
-
-    @property
-    def Mr(self) -> torch.Tensor:
-        return self.rows[..., self.n:]                        # (L, k, n) message rows
+        return self.buf[:, self.s:self.s + self.k]            # (L, k, n) basis rows
 
     @property
     def Q(self) -> torch.Tensor:
         return self.Qr.mT                                     # (L, n, k) the basis as columns
 
     @property
-    def Cinv(self) -> torch.Tensor | None:
+    def CinvT(self) -> torch.Tensor | None:
         s, k = self.s, self.k
-        return None if self.cib is None else self.cib[:, s:s + k, s:s + k]
-
-    def perp_coef(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Π^⊥ v, coefficients v Qᵀ) for rows v (L, q, n): one projection."""
-        c = v @ self.Qr.mT                                    # (L, q, k)
-        return v - c @ self.Qr, c
-
-    def split(self, w: torch.Tensor) -> torch.Tensor:
-        """Q_B M_Bᵀ w for rows w (L, q, n) (the coupling part of docs/theory.md §5), as rows: (w Mᵀ) Q."""
-        return (w @ self.Mr.mT) @ self.Qr
+        return None if self.cit is None else self.cit[:, s:s + k, s:s + k]
 
     def rank(self) -> torch.Tensor:
         if self.fast:                                         # nothing dropped: every row counts
             return self.buf.new_full((self.buf.shape[0],), float(self.k))
         return (self.Qr.abs().sum(-1) > 0).sum(-1).to(self.buf.dtype)  # (L,)
 
-    def _messages(self, rows: torch.Tensor) -> torch.Tensor:
-        return (rows.to(self.A.dtype) @ self.A).double() / self.n ** 0.5
-
     def _room(self, q: int) -> None:
-        """Make rows s+k..s+k+q free: move the rows in use to the top, into a larger buffer when needed
-        (a quarter to spare, so this happens once every ≈ k/(4q) slides)."""
+        """Make rows s+k..s+k+q free: move the rows in use to the top of the buffer (in pieces that do not
+        overlap, no new memory), or into a larger buffer when they do not fit (half as many again to spare,
+        so a move happens once every ≈ k/(2q) slides)."""
         s, k, cap = self.s, self.k, self.buf.shape[1]
         if s + k + q <= cap:
             return
-        want = k + q + max(q, (k + q) // 4)
-        new_cap = cap if want <= cap else want
-        buf = self.buf.new_empty(self.buf.shape[0], new_cap, self.buf.shape[2])  # rows are written before read
-        buf[:, :k] = self.buf[:, s:s + k]
-        if self.cib is not None:
-            cib = self.cib.new_empty(self.cib.shape[0], new_cap, new_cap)
-            cib[:, :k, :k] = self.cib[:, s:s + k, s:s + k]
-            self.cib = cib
-        self.buf, self.s = buf, 0
+        want = k + q + max(2 * q, (k + q) // 2)
+        if want > cap:                                         # rows are written before they are read
+            buf = self.buf.new_empty(self.buf.shape[0], want, self.buf.shape[2])
+            buf[:, :k] = self.buf[:, s:s + k]
+            if self.cit is not None:
+                cit = self.cit.new_empty(self.cit.shape[0], want, want)
+                cit[:, :k, :k] = self.cit[:, s:s + k, s:s + k]
+                self.cit = cit
+            self.buf = buf
+        else:                                                  # s > 0 here: pieces of s rows never overlap
+            for i in range(0, k, s):
+                j = min(i + s, k)
+                self.buf[:, i:j] = self.buf[:, s + i:s + j]
+                if self.cit is not None:
+                    self.cit[:, i:j, :k] = self.cit[:, s + i:s + j, s:s + k]
+        self.s = 0
 
     def rebuild(self, V: torch.Tensor) -> None:
         """Replace the history by the span of the rows V (L, k, n) in one Householder QR (stable without a
-        second pass); dependent directions are dropped as in `add`."""
+        second pass); dependent directions are dropped as in `append`."""
         Q, R, keep = _span_qr(V.mT, V.norm(dim=-1))          # (L, n, k), (L, k, k), (L, k)
         self.s = self.k = 0
         self._room(V.shape[1])
         k = self.k = V.shape[1]
-        self.buf[:, :k, :self.n] = Q.mT
-        self.buf[:, :k, self.n:] = self._messages(Q.mT)
+        self.buf[:, :k] = Q.mT
         self.slides = 0
         if bool(keep.all()):
             cap = self.buf.shape[1]
-            self.cib = self.buf.new_zeros(self.buf.shape[0], cap, cap)
-            self.cib[:, :k, :k] = _tri_inv(R)
+            self.cit = self.buf.new_zeros(self.buf.shape[0], cap, cap)
+            self.cit[:, :k, :k] = _tri_inv(R).mT
         else:
-            self.cib = None
+            self.cit = None
 
-    def add(self, v: torch.Tensor, first: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """Append the rows v (L, q, n); `first` = perp_coef(v) when the caller already has it. Returns v's own
-        messages v A/√n (one product with A for the new basis rows and v together)."""
-        r1, c1 = first if first is not None else self.perp_coef(v)
-        r, c2 = self.perp_coef(r1)                           # twice: classical GS is then stable
-        Qn, R, keep = _span_qr(r.mT, v.norm(dim=-1))         # (L, n, q), (L, q, q), (L, q)
-        rows, q = Qn.mT, R.shape[-1]
+    def append(self, r: torch.Tensor, c: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Append new vectors v (L, q, n) given r = Π^⊥v (projected off the basis twice), c = v Qᵀ (both
+        passes' coefficients, (L, q, k)) and scale = ‖v‖ (L, q). Returns the new basis rows (L, q', n): a view,
+        valid until the next change of the side."""
+        Qn, R, keep = _span_qr(r.mT, scale)                 # (L, n, q), (L, q, q), (L, q)
+        q = R.shape[-1]
         self._room(q)
         s, k = self.s, self.k
-        self.buf[:, s + k:s + k + q, :self.n] = rows
-        msg = self._messages(torch.cat([rows, v], 1))
-        self.buf[:, s + k:s + k + q, self.n:] = msg[:, :q]
-        if self.fast and bool(keep.all()):                  # V_new = [Q; Qn]ᵀ [[C, c], [0, R]]: block inverse
-            Rinv, ci = _tri_inv(R), self.cib
-            ci[:, s:s + k, s + k:s + k + q] = -(self.Cinv @ (c1 + c2).mT) @ Rinv
-            ci[:, s + k:s + k + q, s:s + k] = 0
-            ci[:, s + k:s + k + q, s + k:s + k + q] = Rinv
+        self.buf[:, s + k:s + k + q] = Qn.mT
+        if self.fast and bool(keep.all()):                  # V_new = [Q; Qn]ᵀ [[C, cᵀ], [0, R]]: block inverse
+            RinvT, ct = _tri_inv(R).mT, self.cit             # C_new⁻¹ = [[C⁻¹, −C⁻¹cᵀR⁻¹], [0, R⁻¹]], transposed
+            ct[:, s + k:s + k + q, s:s + k] = -RinvT @ (c @ self.CinvT)
+            ct[:, s:s + k, s + k:s + k + q] = 0
+            ct[:, s + k:s + k + q, s + k:s + k + q] = RinvT
         else:
-            self.cib = None
+            self.cit = None
         self.k += q
-        return msg[:, q:]
+        return self.buf[:, s + k:s + k + q]
 
     def slide(self, d: int, window: Callable[[], torch.Tensor]) -> None:
         """Forget the oldest d vectors; window() gives the kept vectors as rows (L, k − d, n) for a rebuild."""
         if not self.fast or self.slides >= self.refresh:
             self.k -= d
             return self.rebuild(window())
-        ci = self.Cinv                                       # (L, k, k) view
-        X = ci[:, :d, :].mT                                  # (L, k, d) dual vectors of the dropped ones
+        ct = self.CinvT                                      # (L, k, k) view of C⁻ᵀ
+        X = ct[:, :, :d]                                     # (L, k, d) dual vectors of the dropped ones
         a, tau = torch.geqrf(X)
         Y = a.tril(-1)
         Y[:, :d, :].diagonal(dim1=1, dim2=2).fill_(1.0)      # unit lower trapezoidal reflector vectors
@@ -177,13 +162,70 @@ class _Side:
         L1, eye = Y[:, :d, :], torch.eye(d, dtype=X.dtype, device=X.device)
         B = torch.linalg.solve_triangular(L1, eye - H1[:, :d, :], upper=False, unitriangular=True)
         T = torch.linalg.solve_triangular(L1.mT, B, upper=True, left=False, unitriangular=True)  # H = I − Y T Yᵀ
-        YTt = Y @ T.mT                                       # (L, k, d)
-        rows = self.rows
-        # (Hᵀ [Q M])[d:] = [Q M][d:] − (Y Tᵀ)[d:] (Yᵀ [Q M]) and (C⁻¹ H)[d:, d:], in place
-        rows[:, d:].baddbmm_(YTt[:, d:], Y.mT @ rows, alpha=-1)
-        ci[:, d:, d:].baddbmm_((ci @ Y)[:, d:], YTt.mT[:, :, d:], alpha=-1)
+        YTt, Yt = Y @ T.mT, Y.mT.contiguous()               # (L, k, d), (L, d, k)
+        rows = self.Qr
+        # (Hᵀ Q)[d:] = Q[d:] − (Y Tᵀ)[d:] (Yᵀ Q) and (C⁻¹ H)ᵀ[d:, d:] = (C⁻ᵀ − Y Tᵀ Yᵀ C⁻ᵀ)[d:, d:], in place
+        rows[:, d:].baddbmm_(YTt[:, d:], Yt @ rows, alpha=-1)
+        ct[:, d:, d:].baddbmm_(YTt[:, d:], (Yt @ ct)[:, :, d:], alpha=-1)
         self.s, self.k = self.s + d, self.k - d
         self.slides += 1
+
+
+class _Blocks:
+    """The two histories of a group of consecutive blocks (their W(0) rows of the tracker's W0, W0ᵀ) and one
+    record's split of their messages; see `CouplingTracker`. Every product of a basis with a few vectors
+    reads the whole basis for little work, so the products that can share a read share it."""
+
+    def __init__(self, W0: torch.Tensor, W0t: torch.Tensor, refresh: int):
+        L, n, _ = W0.shape
+        self.W0, self.W0t, self.n = W0, W0t, n
+        self.fwd = _Side(L, n, W0.device, refresh)        # inputs u of W(0) (forward)
+        self.bwd = _Side(L, n, W0.device, refresh)        # inputs ĝ of W(0)ᵀ (backward)
+
+    def _messages(self, v: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+        """Rows v M/√n in float64, the product in the matrix's dtype (as the network computes messages)."""
+        return (v.to(M.dtype) @ M).double() / self.n ** 0.5
+
+    def update(self, u: torch.Tensor, g: torch.Tensor, drop: int,
+               window: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """u, g (L, P, n) float64 rows -> per block and probe (L, P): the squared norms of the forward and
+        backward coupling parts and of the messages, and the chance levels (L,); 'cf' the forward coupling
+        parts themselves (L, P, n). drop > 0 forgets the oldest `drop` vectors of both histories after the
+        split; window() then gives the kept (u, g) rows, for a rebuild."""
+        n, P, A, B = self.n, u.shape[1], self.fwd, self.bwd
+        QA, QB = A.Qr, B.Qr
+        c1u = u @ QA.mT
+        ru = torch.baddbmm(u, c1u, QA, alpha=-1)             # Π_A^⊥ u, A = forward inputs before t
+        c1g = g @ QB.mT
+        rg = torch.baddbmm(g, c1g, QB, alpha=-1)             # Π_B^⊥ ĝ, B = backward inputs before t
+        ym = self._messages(torch.cat([u, ru], 1), self.W0t)  # W u/√n and W Π_A^⊥u/√n
+        xm = self._messages(torch.cat([g, rg], 1), self.W0)   # Wᵀĝ/√n and WᵀΠ_B^⊥ĝ/√n
+        y, yp, x, xp = ym[:, :P], ym[:, P:], xm[:, :P], xm[:, P:]
+        ch_fwd = B.rank() * ru.pow(2).sum(-1).mean(-1) / n ** 2
+        # forward side: second Gram–Schmidt pass of u and, from the same read of A's basis, the backward
+        # coupling P_A WᵀΠ_B^⊥ĝ/√n (A = inputs up to t: the rows u adds are taken next)
+        t = torch.cat([ru, xp], 1) @ QA.mT
+        c2u, cb = t[:, :P], t[:, P:]
+        new = A.append(torch.baddbmm(ru, c2u, QA, alpha=-1), c1u + c2u, u.norm(dim=-1))
+        cb2 = cb.pow(2).sum(-1) + (xp @ new.mT).pow(2).sum(-1)  # ‖coefficients‖² = ‖P_A WᵀΠ_B^⊥ĝ‖²/n
+        ch_bwd = A.rank() * rg.pow(2).sum(-1).mean(-1) / n ** 2
+        # backward side: second pass of ĝ and the forward coupling's coefficients from one read, then the
+        # correction and the forward coupling part P_B W Π_A^⊥u/√n from another
+        t = torch.cat([rg, yp], 1) @ QB.mT
+        c2g, cf = t[:, :P], t[:, P:]
+        t = torch.cat([c2g, cf], 1) @ QB
+        cf_rows = t[:, P:]                                   # (L, P, n)
+        if drop:
+            A.slide(drop, lambda: window()[0])
+            if not B.fast:                                   # rank-deficient: the rebuild replaces the add
+                B.rebuild(window()[1])
+            else:
+                B.append(rg - t[:, :P], c1g + c2g, g.norm(dim=-1))
+                B.slide(drop, lambda: window()[1])
+        else:
+            B.append(rg - t[:, :P], c1g + c2g, g.norm(dim=-1))
+        return {"cf": cf_rows, "cf2": cf_rows.pow(2).sum(-1), "cb2": cb2, "y2": y.pow(2).sum(-1),
+                "x2": x.pow(2).sum(-1), "ch_fwd": ch_fwd, "ch_bwd": ch_bwd}
 
 
 class CouplingTracker:
@@ -201,56 +243,56 @@ class CouplingTracker:
     coupling_acc's chance level is the same accumulation over independent matrices, whose expectation is
     branch²·Σ_{k≤ℓ} coupling_fwd_chance(k) (independent zero-mean terms: no cross terms).
     dynamics.coupling_reference holds the reference (SVD) form of the same split; the tests compare the two.
+    Blocks are split into groups of `group` blocks (default: as many as keep a group's two float64 bases,
+    window·P rows each, within CACHE_BYTES); the numbers do not depend on it. `refresh`: fast slides of a
+    basis between two rebuilds from the window's vectors (0: every slide rebuilds).
     """
 
-    def __init__(self, W0: torch.Tensor, window: int, decoupled: bool, branch: float):
+    def __init__(self, W0: torch.Tensor, window: int, decoupled: bool, branch: float, group: int = 0,
+                 refresh: int = 256):
         self.W0 = W0.detach().clone()            # (L, n, n) in the model's dtype
         self.W0t = self.W0.mT.contiguous()       # W(0)ᵀ: forward messages as rows are u W(0)ᵀ
-        self.window, self.decoupled, self.branch = window, decoupled, branch
+        self.window, self.decoupled, self.branch, self.group = window, decoupled, branch, group
+        self.refresh = refresh
         self.raw: list[tuple[torch.Tensor, torch.Tensor]] = []  # (u, g) rows per recorded step, for the window
-        self.fwd = _Side(self.W0t)               # inputs u of W(0), messages W u/√n
-        self.bwd = _Side(self.W0)                # inputs ĝ of W(0)ᵀ, messages Wᵀĝ/√n
+        self.blocks: list[tuple[int, int, _Blocks]] = []  # (first, stop, group), made at the first update
+
+    def _groups(self, P: int) -> None:
+        L, n = self.W0.shape[0], self.W0.shape[-1]
+        rows = min(n, self.window * P) if self.window else n
+        size = self.group or max(1, CACHE_BYTES // (2 * 8 * n * max(rows, 1)))
+        for a in range(0, L, size):
+            b = min(L, a + size)
+            self.blocks.append((a, b, _Blocks(self.W0[a:b], self.W0t[a:b], self.refresh)))
 
     def update(self, u: torch.Tensor, g: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
         """u, g: (L, P, n) forward inputs and ĝ_ℓ of every block at this record step -> metrics (layers 1..L).
         Every vector is a row: (L, P, n)."""
-        n, dt = u.shape[-1], self.W0.dtype
+        n = u.shape[-1]
         if self.decoupled:  # W(0) never sees a backward vector: every part and chance level is zero, no history
             zero = u.new_zeros(u.shape[0], dtype=torch.float64)
             return {name: (zero, 1) for name in NAMES}
+        if not self.blocks:
+            self._groups(u.shape[1])
         u, g = u.double(), g.double()
-        u_first = self.fwd.perp_coef(u)
-        u_perp = u_first[0]                                  # Π_A^⊥ u, A = inputs before t
-        c_fwd = self.bwd.split(u_perp)                       # (B⁺)ᵀ Xᵀ Π_A^⊥ u
-        ch_fwd = self.bwd.rank() * u_perp.pow(2).sum(-1).mean(-1) / n ** 2
-        y = self.fwd.add(u, u_first)                         # (L, P, n) forward messages W u/√n
-        g_first = self.bwd.perp_coef(g)
-        g_perp = g_first[0]                                  # Π_B^⊥ ĝ, B = backward inputs before t
-        c_bwd = self.fwd.split(g_perp)                       # (A⁺)ᵀ Yᵀ Π_B^⊥ ĝ, A = inputs up to t
-        ch_bwd = self.fwd.rank() * g_perp.pow(2).sum(-1).mean(-1) / n ** 2
         self.raw.append((u, g))
+        drop = 0
         if self.window and len(self.raw) > self.window:     # slide: forget the oldest record
-            d = self.raw.pop(0)[0].shape[1]
-            us = lambda: torch.cat([ru for ru, _ in self.raw], 1)
-            gs = lambda: torch.cat([rg for _, rg in self.raw], 1)
-            self.fwd.slide(d, us)
-            if not self.bwd.fast:                            # rank-deficient: the rebuild replaces the add
-                self.bwd.rebuild(gs())
-                x = (g.to(dt) @ self.W0).double() / n ** 0.5
-            else:
-                x = self.bwd.add(g, g_first)
-                self.bwd.slide(d, gs)
-        else:
-            x = self.bwd.add(g, g_first)                     # (L, P, n) backward messages Wᵀĝ/√n
-        sq = lambda t: t.pow(2).sum(-1)                      # (L, P, n) -> (L, P) squared norms
-        acc = torch.cumsum(self.branch * c_fwd, dim=0)       # (L, P, n) Σ_{k≤ℓ} branch·(2)_k
-        return {"coupling_fwd": (sq(c_fwd).mean(-1) / n, 1),
-                "coupling_bwd": (sq(c_bwd).mean(-1) / n, 1),
-                "coupling_fwd_frac": ((sq(c_fwd) / sq(y).clamp_min(1e-300)).mean(-1), 1),
-                "coupling_bwd_frac": ((sq(c_bwd) / sq(x).clamp_min(1e-300)).mean(-1), 1),
-                "coupling_acc": (sq(acc).mean(-1) / n, 1),
-                "coupling_fwd_chance": (ch_fwd, 1),
-                "coupling_bwd_chance": (ch_bwd, 1),
+            drop = self.raw.pop(0)[0].shape[1]
+        parts = []
+        for a, b, blk in self.blocks:
+            kept = lambda a=a, b=b: (torch.cat([ru[a:b] for ru, _ in self.raw], 1),
+                                     torch.cat([rg[a:b] for _, rg in self.raw], 1))
+            parts.append(blk.update(u[a:b], g[a:b], drop, kept))
+        p = {key: torch.cat([q[key] for q in parts]) for key in parts[0]}
+        acc = torch.cumsum(self.branch * p["cf"], dim=0)     # (L, P, n) Σ_{k≤ℓ} branch·(2)_k
+        return {"coupling_fwd": (p["cf2"].mean(-1) / n, 1),
+                "coupling_bwd": (p["cb2"].mean(-1) / n, 1),
+                "coupling_fwd_frac": ((p["cf2"] / p["y2"].clamp_min(1e-300)).mean(-1), 1),
+                "coupling_bwd_frac": ((p["cb2"] / p["x2"].clamp_min(1e-300)).mean(-1), 1),
+                "coupling_acc": (acc.pow(2).sum(-1).mean(-1) / n, 1),
+                "coupling_fwd_chance": (p["ch_fwd"], 1),
+                "coupling_bwd_chance": (p["ch_bwd"], 1),
                 # E‖Σ_{k≤ℓ} branch·(2)'_k‖²/n with an independent W'_k per block: the blocks' chance
                 # couplings are independent with mean zero, so cross terms vanish and the squares add
-                "coupling_acc_chance": (self.branch ** 2 * torch.cumsum(ch_fwd, dim=0), 1)}
+                "coupling_acc_chance": (self.branch ** 2 * torch.cumsum(p["ch_fwd"], dim=0), 1)}

@@ -57,8 +57,10 @@ class _Side:
     orthogonal to every kept vector); one block Householder reflector H = I − Y T Yᵀ (k × k, Y: k × d) whose
     first d columns span X rotates the basis and C⁻¹ so that their last k − d rows (and columns) are a basis
     of the kept vectors and the new C⁻¹: O(n·k·d) per slide, in place, instead of a QR of the window,
-    O(n·k²). Once a direction was dropped (rank-deficient histories) a slide rebuilds the basis from the
-    window's vectors by one QR; `refresh` fast slides in a row also rebuild, so rounding cannot accumulate."""
+    O(n·k²). The rotation of the basis waits for the next projection (`coef`, `project`), which reads the
+    basis anyway and takes Yᵀ Q from the same read. Once a direction was dropped (rank-deficient histories) a
+    slide rebuilds the basis from the window's vectors by one QR; `refresh` fast slides in a row also
+    rebuild, so rounding cannot accumulate."""
 
     def __init__(self, L: int, n: int, device: torch.device, refresh: int = 256):
         self.n, self.s, self.k = n, 0, 0
@@ -66,6 +68,9 @@ class _Side:
         self.buf = torch.zeros(L, 16, n, dtype=torch.float64, device=device)
         self.cit: torch.Tensor | None = torch.zeros(L, 16, 16, dtype=torch.float64, device=device)  # C⁻ᵀ
         self.slides = 0  # fast slides since the last rebuild
+        # a slide's rotation not yet applied: (Yᵀ (L, d, k + d), Y Tᵀ (L, k + d, d)); rows s−d..s+k are then
+        # the basis before the slide (the d dropped directions first after rotation)
+        self.pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def fast(self) -> bool:
@@ -73,7 +78,39 @@ class _Side:
 
     @property
     def Qr(self) -> torch.Tensor:
+        if self.pending is not None:
+            self._rotate()
         return self.buf[:, self.s:self.s + self.k]            # (L, k, n) basis rows
+
+    def _rotate(self, YtQ: torch.Tensor | None = None) -> None:
+        """Apply the pending slide: (Hᵀ Q)[d:] = Q[d:] − (Y Tᵀ)[d:] (Yᵀ Q), in place; YtQ = Yᵀ Q if known."""
+        Yt, YTt = self.pending
+        d = Yt.shape[1]
+        raw = self.buf[:, self.s - d:self.s + self.k]
+        raw[:, d:].baddbmm_(YTt[:, d:], Yt @ raw if YtQ is None else YtQ, alpha=-1)
+        self.pending = None
+
+    def coef(self, v: torch.Tensor) -> torch.Tensor:
+        """v Qᵀ (L, q, k) for rows v (L, q, n); with a pending slide from the basis before it: c H, less the
+        dropped coordinates."""
+        if self.pending is None:
+            return v @ self.Qr.mT
+        Yt, YTt = self.pending
+        c = v @ self.buf[:, self.s - Yt.shape[1]:self.s + self.k].mT
+        return (c - (c @ Yt.mT) @ YTt.mT)[:, :, Yt.shape[1]:]  # H = I − Y T Yᵀ
+
+    def project(self, v: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """v − c Q for rows v (L, q, n) and coefficients c (L, q, k); a pending slide is applied, its Yᵀ Q taken
+        from the same product: c Hᵀ-rows = [0, c] Hᵀ times the basis before the slide."""
+        if self.pending is None:
+            return torch.baddbmm(v, c, self.Qr, alpha=-1)
+        Yt, YTt = self.pending
+        d, q = Yt.shape[1], c.shape[1]
+        full = torch.cat([c.new_zeros(c.shape[0], q, d), c], -1)
+        t = torch.cat([full - (full @ YTt) @ Yt, Yt], 1) @ self.buf[:, self.s - d:self.s + self.k]
+        r = v - t[:, :q]
+        self._rotate(t[:, q:])
+        return r
 
     @property
     def Q(self) -> torch.Tensor:
@@ -93,6 +130,8 @@ class _Side:
         """Make rows s+k..s+k+q free: move the rows in use to the top of the buffer (in pieces that do not
         overlap, no new memory), or into a larger buffer when they do not fit (half as many again to spare,
         so a move happens once every ≈ k/(2q) slides)."""
+        if self.pending is not None:
+            self._rotate()
         s, k, cap = self.s, self.k, self.buf.shape[1]
         if s + k + q <= cap:
             return
@@ -118,6 +157,7 @@ class _Side:
         second pass); dependent directions are dropped as in `append`."""
         Q, R, keep = _span_qr(V.mT, V.norm(dim=-1))          # (L, n, k), (L, k, k), (L, k)
         self.s = self.k = 0
+        self.pending = None
         self._room(V.shape[1])
         k = self.k = V.shape[1]
         self.buf[:, :k] = Q.mT
@@ -153,6 +193,8 @@ class _Side:
         if not self.fast or self.slides >= self.refresh:
             self.k -= d
             return self.rebuild(window())
+        if self.pending is not None:
+            self._rotate()
         ct = self.CinvT                                      # (L, k, k) view of C⁻ᵀ
         X = ct[:, :, :d]                                     # (L, k, d) dual vectors of the dropped ones
         a, tau = torch.geqrf(X)
@@ -163,10 +205,9 @@ class _Side:
         B = torch.linalg.solve_triangular(L1, eye - H1[:, :d, :], upper=False, unitriangular=True)
         T = torch.linalg.solve_triangular(L1.mT, B, upper=True, left=False, unitriangular=True)  # H = I − Y T Yᵀ
         YTt, Yt = Y @ T.mT, Y.mT.contiguous()               # (L, k, d), (L, d, k)
-        rows = self.Qr
-        # (Hᵀ Q)[d:] = Q[d:] − (Y Tᵀ)[d:] (Yᵀ Q) and (C⁻¹ H)ᵀ[d:, d:] = (C⁻ᵀ − Y Tᵀ Yᵀ C⁻ᵀ)[d:, d:], in place
-        rows[:, d:].baddbmm_(YTt[:, d:], Yt @ rows, alpha=-1)
+        # (C⁻¹ H)ᵀ[d:, d:] = (C⁻ᵀ − Y Tᵀ Yᵀ C⁻ᵀ)[d:, d:] in place now; the basis's rotation waits (`pending`)
         ct[:, d:, d:].baddbmm_(YTt[:, d:], (Yt @ ct)[:, :, d:], alpha=-1)
+        self.pending = (Yt, YTt)
         self.s, self.k = self.s + d, self.k - d
         self.slides += 1
 
@@ -182,9 +223,11 @@ class _Blocks:
         self.fwd = _Side(L, n, W0.device, refresh)        # inputs u of W(0) (forward)
         self.bwd = _Side(L, n, W0.device, refresh)        # inputs ĝ of W(0)ᵀ (backward)
 
-    def _messages(self, v: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
-        """Rows v M/√n in float64, the product in the matrix's dtype (as the network computes messages)."""
-        return (v.to(M.dtype) @ M).double() / self.n ** 0.5
+    def _messages(self, u: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows u W(0)ᵀ/√n and g W(0)/√n in float64, the products in the matrix's dtype (as the network
+        computes messages); both read W(0)ᵀ, the second one from cache."""
+        dt, s = self.W0t.dtype, self.n ** 0.5
+        return ((u.to(dt) @ self.W0t).double() / s, (self.W0t @ g.to(dt).mT).mT.double() / s)
 
     def update(self, u: torch.Tensor, g: torch.Tensor, drop: int,
                window: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -193,13 +236,12 @@ class _Blocks:
         parts themselves (L, P, n). drop > 0 forgets the oldest `drop` vectors of both histories after the
         split; window() then gives the kept (u, g) rows, for a rebuild."""
         n, P, A, B = self.n, u.shape[1], self.fwd, self.bwd
+        c1u = A.coef(u)
+        ru = A.project(u, c1u)                               # Π_A^⊥ u, A = forward inputs before t
+        c1g = B.coef(g)
+        rg = B.project(g, c1g)                               # Π_B^⊥ ĝ, B = backward inputs before t
         QA, QB = A.Qr, B.Qr
-        c1u = u @ QA.mT
-        ru = torch.baddbmm(u, c1u, QA, alpha=-1)             # Π_A^⊥ u, A = forward inputs before t
-        c1g = g @ QB.mT
-        rg = torch.baddbmm(g, c1g, QB, alpha=-1)             # Π_B^⊥ ĝ, B = backward inputs before t
-        ym = self._messages(torch.cat([u, ru], 1), self.W0t)  # W u/√n and W Π_A^⊥u/√n
-        xm = self._messages(torch.cat([g, rg], 1), self.W0)   # Wᵀĝ/√n and WᵀΠ_B^⊥ĝ/√n
+        ym, xm = self._messages(torch.cat([u, ru], 1), torch.cat([g, rg], 1))  # W u/√n, W Π_A^⊥u/√n; Wᵀĝ/√n, ...
         y, yp, x, xp = ym[:, :P], ym[:, P:], xm[:, :P], xm[:, P:]
         ch_fwd = B.rank() * ru.pow(2).sum(-1).mean(-1) / n ** 2
         # forward side: second Gram–Schmidt pass of u and, from the same read of A's basis, the backward

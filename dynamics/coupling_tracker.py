@@ -5,9 +5,11 @@ Only orthonormal bases of the two histories are kept, never their messages: with
 span of the backward inputs B, the coupling part of a forward message is (B⁺)ᵀXᵀΠ_A^⊥u = P_B·W Π_A^⊥u/√n
 (X = WᵀB/√n, so (B⁺)ᵀXᵀ = P_B W/√n), the projection of the message of Π_A^⊥u onto span(B); the backward part
 mirrors it. Vectors are rows, (L, k, n) for k vectors of width n in each of L blocks, so every product is a
-plain batched GEMM and dropping the oldest vectors is a slice. Blocks are independent, so they are processed
-in groups whose bases fit in the CPU's cache (`_Blocks`): each group's basis is read from memory once a
-record and every further product reads it from cache.
+plain batched GEMM and dropping the oldest vectors is a slice. Each product of a basis with a few vectors
+reads the whole basis for little work (memory- and small-GEMM-bound), so products that can share a read
+share it: `CouplingTracker.update` reads each basis four times a record (twice for Gram–Schmidt, once for
+the coupling's coefficients together with the second pass's, once for the correction) and the slide's
+rotation shares the next record's second read.
 """
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ import torch
 
 NAMES = ("coupling_fwd", "coupling_bwd", "coupling_fwd_frac", "coupling_bwd_frac", "coupling_acc",
          "coupling_fwd_chance", "coupling_bwd_chance", "coupling_acc_chance")
-CACHE_BYTES = 8 << 20  # float64 basis bytes (both sides) of one group of blocks: a share of a last-level cache
 
 
 def _span_qr(V: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -44,7 +45,7 @@ def _tri_inv(R: torch.Tensor) -> torch.Tensor:
 
 
 class _Side:
-    """One side of a group of blocks' history: an orthonormal basis of the vectors W(0) (or W(0)ᵀ) was applied
+    """One side of the blocks' history: an orthonormal basis of the vectors W(0) (or W(0)ᵀ) was applied
     to, as float64 rows Q (L, k, n): rows s..s+k of a buffer (L, capacity, n). Callers project new vectors off
     it twice (classical Gram–Schmidt twice is stable) and `append` the residuals; new directions whose
     residual is below 1e-10 of the vector's norm are dropped (zero rows), as a rank-revealing factorisation
@@ -62,9 +63,10 @@ class _Side:
     slide rebuilds the basis from the window's vectors by one QR; `refresh` fast slides in a row also
     rebuild, so rounding cannot accumulate."""
 
-    def __init__(self, L: int, n: int, device: torch.device, refresh: int = 256):
+    refresh = 256  # fast slides between two exact rebuilds
+
+    def __init__(self, L: int, n: int, device: torch.device):
         self.n, self.s, self.k = n, 0, 0
-        self.refresh = refresh  # fast slides between two exact rebuilds
         self.buf = torch.zeros(L, 16, n, dtype=torch.float64, device=device)
         self.cit: torch.Tensor | None = torch.zeros(L, 16, 16, dtype=torch.float64, device=device)  # C⁻ᵀ
         self.slides = 0  # fast slides since the last rebuild
@@ -212,64 +214,6 @@ class _Side:
         self.slides += 1
 
 
-class _Blocks:
-    """The two histories of a group of consecutive blocks (their W(0) rows of the tracker's W0, W0ᵀ) and one
-    record's split of their messages; see `CouplingTracker`. Every product of a basis with a few vectors
-    reads the whole basis for little work, so the products that can share a read share it."""
-
-    def __init__(self, W0: torch.Tensor, W0t: torch.Tensor, refresh: int):
-        L, n, _ = W0.shape
-        self.W0, self.W0t, self.n = W0, W0t, n
-        self.fwd = _Side(L, n, W0.device, refresh)        # inputs u of W(0) (forward)
-        self.bwd = _Side(L, n, W0.device, refresh)        # inputs ĝ of W(0)ᵀ (backward)
-
-    def _messages(self, u: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows u W(0)ᵀ/√n and g W(0)/√n in float64, the products in the matrix's dtype (as the network
-        computes messages); both read W(0)ᵀ, the second one from cache."""
-        dt, s = self.W0t.dtype, self.n ** 0.5
-        return ((u.to(dt) @ self.W0t).double() / s, (self.W0t @ g.to(dt).mT).mT.double() / s)
-
-    def update(self, u: torch.Tensor, g: torch.Tensor, drop: int,
-               window: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """u, g (L, P, n) float64 rows -> per block and probe (L, P): the squared norms of the forward and
-        backward coupling parts and of the messages, and the chance levels (L,); 'cf' the forward coupling
-        parts themselves (L, P, n). drop > 0 forgets the oldest `drop` vectors of both histories after the
-        split; window() then gives the kept (u, g) rows, for a rebuild."""
-        n, P, A, B = self.n, u.shape[1], self.fwd, self.bwd
-        c1u = A.coef(u)
-        ru = A.project(u, c1u)                               # Π_A^⊥ u, A = forward inputs before t
-        c1g = B.coef(g)
-        rg = B.project(g, c1g)                               # Π_B^⊥ ĝ, B = backward inputs before t
-        QA, QB = A.Qr, B.Qr
-        ym, xm = self._messages(torch.cat([u, ru], 1), torch.cat([g, rg], 1))  # W u/√n, W Π_A^⊥u/√n; Wᵀĝ/√n, ...
-        y, yp, x, xp = ym[:, :P], ym[:, P:], xm[:, :P], xm[:, P:]
-        ch_fwd = B.rank() * ru.pow(2).sum(-1).mean(-1) / n ** 2
-        # forward side: second Gram–Schmidt pass of u and, from the same read of A's basis, the backward
-        # coupling P_A WᵀΠ_B^⊥ĝ/√n (A = inputs up to t: the rows u adds are taken next)
-        t = torch.cat([ru, xp], 1) @ QA.mT
-        c2u, cb = t[:, :P], t[:, P:]
-        new = A.append(torch.baddbmm(ru, c2u, QA, alpha=-1), c1u + c2u, u.norm(dim=-1))
-        cb2 = cb.pow(2).sum(-1) + (xp @ new.mT).pow(2).sum(-1)  # ‖coefficients‖² = ‖P_A WᵀΠ_B^⊥ĝ‖²/n
-        ch_bwd = A.rank() * rg.pow(2).sum(-1).mean(-1) / n ** 2
-        # backward side: second pass of ĝ and the forward coupling's coefficients from one read, then the
-        # correction and the forward coupling part P_B W Π_A^⊥u/√n from another
-        t = torch.cat([rg, yp], 1) @ QB.mT
-        c2g, cf = t[:, :P], t[:, P:]
-        t = torch.cat([c2g, cf], 1) @ QB
-        cf_rows = t[:, P:]                                   # (L, P, n)
-        if drop:
-            A.slide(drop, lambda: window()[0])
-            if not B.fast:                                   # rank-deficient: the rebuild replaces the add
-                B.rebuild(window()[1])
-            else:
-                B.append(rg - t[:, :P], c1g + c2g, g.norm(dim=-1))
-                B.slide(drop, lambda: window()[1])
-        else:
-            B.append(rg - t[:, :P], c1g + c2g, g.norm(dim=-1))
-        return {"cf": cf_rows, "cf2": cf_rows.pow(2).sum(-1), "cb2": cb2, "y2": y.pow(2).sum(-1),
-                "x2": x.pow(2).sum(-1), "ch_fwd": ch_fwd, "ch_bwd": ch_bwd}
-
-
 class CouplingTracker:
     """Histories of one matrix per block and the §5 split of each new message, on the probe set.
 
@@ -285,56 +229,73 @@ class CouplingTracker:
     coupling_acc's chance level is the same accumulation over independent matrices, whose expectation is
     branch²·Σ_{k≤ℓ} coupling_fwd_chance(k) (independent zero-mean terms: no cross terms).
     dynamics.coupling_reference holds the reference (SVD) form of the same split; the tests compare the two.
-    Blocks are split into groups of `group` blocks (default: as many as keep a group's two float64 bases,
-    window·P rows each, within CACHE_BYTES); the numbers do not depend on it. `refresh`: fast slides of a
-    basis between two rebuilds from the window's vectors (0: every slide rebuilds).
     """
 
-    def __init__(self, W0: torch.Tensor, window: int, decoupled: bool, branch: float, group: int = 0,
-                 refresh: int = 256):
+    def __init__(self, W0: torch.Tensor, window: int, decoupled: bool, branch: float):
         self.W0 = W0.detach().clone()            # (L, n, n) in the model's dtype
         self.W0t = self.W0.mT.contiguous()       # W(0)ᵀ: forward messages as rows are u W(0)ᵀ
-        self.window, self.decoupled, self.branch, self.group = window, decoupled, branch, group
-        self.refresh = refresh
+        self.window, self.decoupled, self.branch = window, decoupled, branch
         self.raw: list[tuple[torch.Tensor, torch.Tensor]] = []  # (u, g) rows per recorded step, for the window
-        self.blocks: list[tuple[int, int, _Blocks]] = []  # (first, stop, group), made at the first update
+        L, n, _ = W0.shape
+        self.fwd = _Side(L, n, W0.device)        # inputs u of W(0), forward
+        self.bwd = _Side(L, n, W0.device)        # inputs ĝ of W(0)ᵀ, backward
 
-    def _groups(self, P: int) -> None:
-        L, n = self.W0.shape[0], self.W0.shape[-1]
-        rows = min(n, self.window * P) if self.window else n
-        size = self.group or max(1, CACHE_BYTES // (2 * 8 * n * max(rows, 1)))
-        for a in range(0, L, size):
-            b = min(L, a + size)
-            self.blocks.append((a, b, _Blocks(self.W0[a:b], self.W0t[a:b], self.refresh)))
+    def _messages(self, u: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows u W(0)ᵀ/√n and g W(0)/√n in float64, the products in the matrix's dtype (as the network
+        computes messages)."""
+        dt, s = self.W0.dtype, u.shape[-1] ** 0.5
+        return (u.to(dt) @ self.W0t).double() / s, (g.to(dt) @ self.W0).double() / s
 
     def update(self, u: torch.Tensor, g: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
         """u, g: (L, P, n) forward inputs and ĝ_ℓ of every block at this record step -> metrics (layers 1..L).
         Every vector is a row: (L, P, n)."""
-        n = u.shape[-1]
+        n, P = u.shape[-1], u.shape[1]
         if self.decoupled:  # W(0) never sees a backward vector: every part and chance level is zero, no history
             zero = u.new_zeros(u.shape[0], dtype=torch.float64)
             return {name: (zero, 1) for name in NAMES}
-        if not self.blocks:
-            self._groups(u.shape[1])
         u, g = u.double(), g.double()
+        A, B = self.fwd, self.bwd
+        c1u = A.coef(u)
+        ru = A.project(u, c1u)                               # Π_A^⊥ u, A = forward inputs before t
+        c1g = B.coef(g)
+        rg = B.project(g, c1g)                               # Π_B^⊥ ĝ, B = backward inputs before t
+        QA, QB = A.Qr, B.Qr
+        ym, xm = self._messages(torch.cat([u, ru], 1), torch.cat([g, rg], 1))
+        y, yp, x, xp = ym[:, :P], ym[:, P:], xm[:, :P], xm[:, P:]  # W u/√n, W Π_A^⊥u/√n, Wᵀĝ/√n, WᵀΠ_B^⊥ĝ/√n
+        ch_fwd = B.rank() * ru.pow(2).sum(-1).mean(-1) / n ** 2
+        # forward side: the second Gram–Schmidt pass of u and, from the same read of A's basis, the backward
+        # coupling's coefficients xp Qᵀ (A = inputs up to t: the rows u adds are taken after the add)
+        t = torch.cat([ru, xp], 1) @ QA.mT
+        c2u, cb = t[:, :P], t[:, P:]
+        new = A.append(torch.baddbmm(ru, c2u, QA, alpha=-1), c1u + c2u, u.norm(dim=-1))
+        cb2 = cb.pow(2).sum(-1) + (xp @ new.mT).pow(2).sum(-1)  # ‖P_A WᵀΠ_B^⊥ĝ/√n‖² (orthonormal rows)
+        ch_bwd = A.rank() * rg.pow(2).sum(-1).mean(-1) / n ** 2
+        # backward side: the second pass of ĝ and the forward coupling's coefficients yp Qᵀ from one read,
+        # then the correction and the forward coupling part P_B W Π_A^⊥u/√n (as a vector) from another
+        t = torch.cat([rg, yp], 1) @ QB.mT
+        c2g, cf = t[:, :P], t[:, P:]
+        t = torch.cat([c2g, cf], 1) @ QB
+        c_fwd = t[:, P:]                                     # (L, P, n)
         self.raw.append((u, g))
-        drop = 0
         if self.window and len(self.raw) > self.window:     # slide: forget the oldest record
-            drop = self.raw.pop(0)[0].shape[1]
-        parts = []
-        for a, b, blk in self.blocks:
-            kept = lambda a=a, b=b: (torch.cat([ru[a:b] for ru, _ in self.raw], 1),
-                                     torch.cat([rg[a:b] for _, rg in self.raw], 1))
-            parts.append(blk.update(u[a:b], g[a:b], drop, kept))
-        p = {key: torch.cat([q[key] for q in parts]) for key in parts[0]}
-        acc = torch.cumsum(self.branch * p["cf"], dim=0)     # (L, P, n) Σ_{k≤ℓ} branch·(2)_k
-        return {"coupling_fwd": (p["cf2"].mean(-1) / n, 1),
-                "coupling_bwd": (p["cb2"].mean(-1) / n, 1),
-                "coupling_fwd_frac": ((p["cf2"] / p["y2"].clamp_min(1e-300)).mean(-1), 1),
-                "coupling_bwd_frac": ((p["cb2"] / p["x2"].clamp_min(1e-300)).mean(-1), 1),
-                "coupling_acc": (acc.pow(2).sum(-1).mean(-1) / n, 1),
-                "coupling_fwd_chance": (p["ch_fwd"], 1),
-                "coupling_bwd_chance": (p["ch_bwd"], 1),
+            d = self.raw.pop(0)[0].shape[1]
+            A.slide(d, lambda: torch.cat([ru_ for ru_, _ in self.raw], 1))
+            if not B.fast:                                   # rank-deficient: the rebuild replaces the add
+                B.rebuild(torch.cat([rg_ for _, rg_ in self.raw], 1))
+            else:
+                B.append(rg - t[:, :P], c1g + c2g, g.norm(dim=-1))
+                B.slide(d, lambda: torch.cat([rg_ for _, rg_ in self.raw], 1))
+        else:
+            B.append(rg - t[:, :P], c1g + c2g, g.norm(dim=-1))
+        sq = lambda v: v.pow(2).sum(-1)                      # (L, P, ·) -> (L, P) squared norms
+        acc = torch.cumsum(self.branch * c_fwd, dim=0)       # (L, P, n) Σ_{k≤ℓ} branch·(2)_k
+        return {"coupling_fwd": (sq(c_fwd).mean(-1) / n, 1),
+                "coupling_bwd": (cb2.mean(-1) / n, 1),
+                "coupling_fwd_frac": ((sq(c_fwd) / sq(y).clamp_min(1e-300)).mean(-1), 1),
+                "coupling_bwd_frac": ((cb2 / sq(x).clamp_min(1e-300)).mean(-1), 1),
+                "coupling_acc": (sq(acc).mean(-1) / n, 1),
+                "coupling_fwd_chance": (ch_fwd, 1),
+                "coupling_bwd_chance": (ch_bwd, 1),
                 # E‖Σ_{k≤ℓ} branch·(2)'_k‖²/n with an independent W'_k per block: the blocks' chance
                 # couplings are independent with mean zero, so cross terms vanish and the squares add
-                "coupling_acc_chance": (self.branch ** 2 * torch.cumsum(p["ch_fwd"], dim=0), 1)}
+                "coupling_acc_chance": (self.branch ** 2 * torch.cumsum(ch_fwd, dim=0), 1)}

@@ -36,18 +36,14 @@ def _walk(L, P, n, steps, g, step_size=0.05, frozen=(), repeat=False):
     return out
 
 
-def _run(W0, us, gs, window, fast, branch=0.6, group=0):
-    """fast=False: every slide rebuilds from the window's vectors; fast=True: no refresh at all."""
-    tr = CouplingTracker(W0, window=window, decoupled=False, branch=branch, group=group,
-                         refresh=10 ** 9 if fast else 0)
+def _run(W0, us, gs, window, fast, branch=0.6):
+    tr = CouplingTracker(W0, window=window, decoupled=False, branch=branch)
+    if not fast:
+        tr.fwd.refresh = tr.bwd.refresh = 0  # every slide rebuilds from the window's vectors
+    else:
+        tr.fwd.refresh = tr.bwd.refresh = 10 ** 9
     outs = [tr.update(u.to(W0.dtype), g.to(W0.dtype)) for u, g in zip(us, gs)]
     return tr, outs
-
-
-def _side(tr, name):
-    """The one group's side `name` ('fwd' or 'bwd') of a tracker whose blocks form a single group."""
-    assert len(tr.blocks) == 1
-    return getattr(tr.blocks[0][2], name)
 
 
 def _close(run_a, run_b, rel):
@@ -71,11 +67,11 @@ def test_fast_slides_equal_the_rebuild_and_the_reference(case):
     slow, so = _run(W0, us, gs, window, fast=False)
     _close(fo, so, 1e-8)
     if case == "generic":  # the fast path did every slide: no rebuild at all
-        assert _side(fast, "fwd").fast and _side(fast, "fwd").slides == steps - window
+        assert fast.fwd.fast and fast.fwd.slides == steps - window
     elif case == "repeated_probe":
-        assert not _side(fast, "fwd").fast  # a dropped direction: every slide rebuilt, as before
+        assert not fast.fwd.fast  # a dropped direction: every slide rebuilt, as before
     else:  # frozen steps drop directions; once they leave the window the fast path resumes
-        assert _side(fast, "fwd").fast and 0 < _side(fast, "fwd").slides < steps - window
+        assert fast.fwd.fast and 0 < fast.fwd.slides < steps - window
     # against the reference decomposition on the last split's window (steps t−window..t−1)
     t = steps - 1
     hist = lambda vs, k: torch.cat([v[k].T for v in vs], dim=1)
@@ -98,9 +94,9 @@ def test_fast_slides_stay_exact_over_many_slides():
     W0 = torch.randn(L, n, n, generator=g, dtype=torch.float64)
     fast, fo = _run(W0, us, gs, window, fast=True)
     _, so = _run(W0, us, gs, window, fast=False)
-    assert _side(fast, "fwd").slides == _side(fast, "bwd").slides == steps - window
+    assert fast.fwd.slides == fast.bwd.slides == steps - window
     _close(fo, so, 1e-8)
-    Q = _side(fast, "fwd").Q[0]
+    Q = fast.fwd.Q[0]
     assert torch.allclose(Q.T @ Q, torch.eye(Q.shape[1], dtype=Q.dtype), atol=1e-10)
     V = torch.cat([u[0].T for u, _ in fast.raw], 1)  # raw holds rows (L, P, n)
     assert (V - Q @ (Q.T @ V)).norm() <= 1e-9 * V.norm()
@@ -114,5 +110,5 @@ def test_float32_matrix():
     W32 = torch.randn(L, n, n, generator=g, dtype=torch.float64).float()
     fast, fo = _run(W32, us, gs, window, fast=True)
     _, so = _run(W32, us, gs, window, fast=False)
-    assert _side(fast, "fwd").slides == steps - window
+    assert fast.fwd.slides == steps - window
     _close(fo, so, 1e-5)

@@ -39,6 +39,20 @@ def _span_qr(V: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.
     return Q * first[:, None, :], R, first
 
 
+def _reflector(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block Householder reflector H = I − Y T Yᵀ (k × k) whose first d columns span X (L, k, d), from X's
+    QR: (Yᵀ (L, d, k), Y Tᵀ (L, k, d))."""
+    d = X.shape[-1]
+    a, tau = torch.geqrf(X)
+    Y = a.tril(-1)
+    Y[:, :d, :].diagonal(dim1=1, dim2=2).fill_(1.0)          # unit lower trapezoidal reflector vectors
+    H1 = torch.linalg.householder_product(a, tau)            # (L, k, d) first d columns of H
+    L1, eye = Y[:, :d, :], torch.eye(d, dtype=X.dtype, device=X.device)
+    B = torch.linalg.solve_triangular(L1, eye - H1[:, :d, :], upper=False, unitriangular=True)
+    T = torch.linalg.solve_triangular(L1.mT, B, upper=True, left=False, unitriangular=True)
+    return Y.mT.contiguous(), Y @ T.mT
+
+
 def _tri_inv(R: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(R.shape[-1], dtype=R.dtype, device=R.device)
     return torch.linalg.solve_triangular(R, eye, upper=True)
@@ -73,6 +87,7 @@ class _Side:
         # a slide's rotation not yet applied: (Yᵀ (L, d, k + d), Y Tᵀ (L, k + d, d)); rows s−d..s+k are then
         # the basis before the slide (the d dropped directions first after rotation)
         self.pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._slid: tuple[torch.Tensor, ...] | None = None  # (Yᵀ, Y Tᵀ, Yᵀ C⁻ᵀ) of the next slide, from `append`
 
     @property
     def fast(self) -> bool:
@@ -159,7 +174,7 @@ class _Side:
         second pass); dependent directions are dropped as in `append`."""
         Q, R, keep = _span_qr(V.mT, V.norm(dim=-1))          # (L, n, k), (L, k, k), (L, k)
         self.s = self.k = 0
-        self.pending = None
+        self.pending = self._slid = None
         self._room(V.shape[1])
         k = self.k = V.shape[1]
         self.buf[:, :k] = Q.mT
@@ -171,22 +186,33 @@ class _Side:
         else:
             self.cit = None
 
-    def append(self, r: torch.Tensor, c: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def append(self, r: torch.Tensor, c: torch.Tensor, scale: torch.Tensor, drop: int = 0) -> torch.Tensor:
         """Append new vectors v (L, q, n) given r = Π^⊥v (projected off the basis twice), c = v Qᵀ (both
         passes' coefficients, (L, q, k)) and scale = ‖v‖ (L, q). Returns the new basis rows (L, q', n): a view,
-        valid until the next change of the side."""
+        valid until the next change of the side. drop > 0: `slide(drop)` comes next; its update of C⁻ᵀ is done
+        here, from the same read of C⁻ᵀ as the block inverse's."""
         Qn, R, keep = _span_qr(r.mT, scale)                 # (L, n, q), (L, q, q), (L, q)
         q = R.shape[-1]
         self._room(q)
         s, k = self.s, self.k
         self.buf[:, s + k:s + k + q] = Qn.mT
-        if self.fast and bool(keep.all()):                  # V_new = [Q; Qn]ᵀ [[C, cᵀ], [0, R]]: block inverse
-            RinvT, ct = _tri_inv(R).mT, self.cit             # C_new⁻¹ = [[C⁻¹, −C⁻¹cᵀR⁻¹], [0, R⁻¹]], transposed
-            ct[:, s + k:s + k + q, s:s + k] = -RinvT @ (c @ self.CinvT)
-            ct[:, s:s + k, s + k:s + k + q] = 0
-            ct[:, s + k:s + k + q, s + k:s + k + q] = RinvT
-        else:
+        if not (self.fast and bool(keep.all())):
             self.cit = None
+            self.k += q
+            return self.buf[:, s + k:s + k + q]
+        # V_new = [Q; Qn]ᵀ [[C, cᵀ], [0, R]]: C_new⁻¹ = [[C⁻¹, −C⁻¹cᵀR⁻¹], [0, R⁻¹]], kept transposed
+        RinvT, ct, old, new = _tri_inv(R).mT, self.cit, slice(s, s + k), slice(s + k, s + k + q)
+        CiT = self.CinvT
+        if not drop or self.slides >= self.refresh:         # (a refresh rebuilds: no reflector)
+            ct[:, new, old] = -RinvT @ (c @ CiT)
+        else:                                                # the slide's X = first `drop` columns of C_new⁻ᵀ
+            X = torch.cat([CiT[:, :, :drop], -RinvT @ (c @ CiT[:, :, :drop])], 1)
+            Yt, YTt = _reflector(X)                          # (L, d, k + q), (L, k + q, d)
+            t = torch.cat([c, Yt[:, :, :k]], 1) @ CiT         # c C⁻ᵀ and Yᵀ's old part times C⁻ᵀ: one read
+            ct[:, new, old] = -RinvT @ t[:, :q]
+            self._slid = (Yt, YTt, t[:, q:])
+        ct[:, old, new] = 0
+        ct[:, new, new] = RinvT
         self.k += q
         return self.buf[:, s + k:s + k + q]
 
@@ -198,17 +224,16 @@ class _Side:
         if self.pending is not None:
             self._rotate()
         ct = self.CinvT                                      # (L, k, k) view of C⁻ᵀ
-        X = ct[:, :, :d]                                     # (L, k, d) dual vectors of the dropped ones
-        a, tau = torch.geqrf(X)
-        Y = a.tril(-1)
-        Y[:, :d, :].diagonal(dim1=1, dim2=2).fill_(1.0)      # unit lower trapezoidal reflector vectors
-        H1 = torch.linalg.householder_product(a, tau)        # (L, k, d) first d columns of H
-        L1, eye = Y[:, :d, :], torch.eye(d, dtype=X.dtype, device=X.device)
-        B = torch.linalg.solve_triangular(L1, eye - H1[:, :d, :], upper=False, unitriangular=True)
-        T = torch.linalg.solve_triangular(L1.mT, B, upper=True, left=False, unitriangular=True)  # H = I − Y T Yᵀ
-        YTt, Yt = Y @ T.mT, Y.mT.contiguous()               # (L, k, d), (L, d, k)
+        if self._slid is not None:                           # append read C⁻ᵀ for this slide already
+            Yt, YTt, YtC = self._slid
+            k0 = YtC.shape[-1]                               # Yᵀ C⁻ᵀ: the old rows' part, plus the new rows'
+            YtC = torch.cat([YtC + Yt[:, :, k0:] @ ct[:, k0:, :k0], Yt[:, :, k0:] @ ct[:, k0:, k0:]], -1)
+            self._slid = None
+        else:
+            Yt, YTt = _reflector(ct[:, :, :d])               # X = dual vectors of the dropped ones
+            YtC = Yt @ ct
         # (C⁻¹ H)ᵀ[d:, d:] = (C⁻ᵀ − Y Tᵀ Yᵀ C⁻ᵀ)[d:, d:] in place now; the basis's rotation waits (`pending`)
-        ct[:, d:, d:].baddbmm_(YTt[:, d:], (Yt @ ct)[:, :, d:], alpha=-1)
+        ct[:, d:, d:].baddbmm_(YTt[:, d:], YtC[:, :, d:], alpha=-1)
         self.pending = (Yt, YTt)
         self.s, self.k = self.s + d, self.k - d
         self.slides += 1
@@ -263,11 +288,12 @@ class CouplingTracker:
         ym, xm = self._messages(torch.cat([u, ru], 1), torch.cat([g, rg], 1))
         y, yp, x, xp = ym[:, :P], ym[:, P:], xm[:, :P], xm[:, P:]  # W u/√n, W Π_A^⊥u/√n, Wᵀĝ/√n, WᵀΠ_B^⊥ĝ/√n
         ch_fwd = B.rank() * ru.pow(2).sum(-1).mean(-1) / n ** 2
+        d = self.raw[0][0].shape[1] if self.window and len(self.raw) >= self.window else 0  # to forget after
         # forward side: the second Gram–Schmidt pass of u and, from the same read of A's basis, the backward
         # coupling's coefficients xp Qᵀ (A = inputs up to t: the rows u adds are taken after the add)
         t = torch.cat([ru, xp], 1) @ QA.mT
         c2u, cb = t[:, :P], t[:, P:]
-        new = A.append(torch.baddbmm(ru, c2u, QA, alpha=-1), c1u + c2u, u.norm(dim=-1))
+        new = A.append(torch.baddbmm(ru, c2u, QA, alpha=-1), c1u + c2u, u.norm(dim=-1), d)
         cb2 = cb.pow(2).sum(-1) + (xp @ new.mT).pow(2).sum(-1)  # ‖P_A WᵀΠ_B^⊥ĝ/√n‖² (orthonormal rows)
         ch_bwd = A.rank() * rg.pow(2).sum(-1).mean(-1) / n ** 2
         # backward side: the second pass of ĝ and the forward coupling's coefficients yp Qᵀ from one read,
@@ -277,13 +303,13 @@ class CouplingTracker:
         t = torch.cat([c2g, cf], 1) @ QB
         c_fwd = t[:, P:]                                     # (L, P, n)
         self.raw.append((u, g))
-        if self.window and len(self.raw) > self.window:     # slide: forget the oldest record
-            d = self.raw.pop(0)[0].shape[1]
+        if d:                                                # slide: forget the oldest record
+            self.raw.pop(0)
             A.slide(d, lambda: torch.cat([ru_ for ru_, _ in self.raw], 1))
             if not B.fast:                                   # rank-deficient: the rebuild replaces the add
                 B.rebuild(torch.cat([rg_ for _, rg_ in self.raw], 1))
             else:
-                B.append(rg - t[:, :P], c1g + c2g, g.norm(dim=-1))
+                B.append(rg - t[:, :P], c1g + c2g, g.norm(dim=-1), d)
                 B.slide(d, lambda: torch.cat([rg_ for _, rg_ in self.raw], 1))
         else:
             B.append(rg - t[:, :P], c1g + c2g, g.norm(dim=-1))

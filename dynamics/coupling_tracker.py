@@ -265,11 +265,13 @@ class CouplingTracker:
         self.fwd = _Side(L, n, W0.device)        # inputs u of W(0), forward
         self.bwd = _Side(L, n, W0.device)        # inputs ĝ of W(0)ᵀ, backward
 
-    def _messages(self, u: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows u W(0)ᵀ/√n and g W(0)/√n in float64, the products in the matrix's dtype (as the network
-        computes messages)."""
-        dt, s = self.W0.dtype, u.shape[-1] ** 0.5
-        return (u.to(dt) @ self.W0t).double() / s, (g.to(dt) @ self.W0).double() / s
+    def _messages(self, vs: tuple[torch.Tensor, ...], M: torch.Tensor) -> torch.Tensor:
+        """Rows [v₁; v₂; …] M/√n in float64, the product in the matrix's dtype (as the network computes
+        messages): M = W(0)ᵀ gives forward messages W v/√n, M = W(0) backward ones."""
+        L, n = M.shape[0], M.shape[-1]
+        rows = torch.empty(L, sum(v.shape[1] for v in vs), n, dtype=M.dtype, device=M.device)
+        torch.cat(vs, 1, out=rows)                           # one copy, cast on the way
+        return (rows @ M).double().div_(n ** 0.5)
 
     def update(self, u: torch.Tensor, g: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
         """u, g: (L, P, n) forward inputs and ĝ_ℓ of every block at this record step -> metrics (layers 1..L).
@@ -285,7 +287,7 @@ class CouplingTracker:
         c1g = B.coef(g)
         rg = B.project(g, c1g)                               # Π_B^⊥ ĝ, B = backward inputs before t
         QA, QB = A.Qr, B.Qr
-        ym, xm = self._messages(torch.cat([u, ru], 1), torch.cat([g, rg], 1))
+        ym, xm = self._messages((u, ru), self.W0t), self._messages((g, rg), self.W0)
         y, yp, x, xp = ym[:, :P], ym[:, P:], xm[:, :P], xm[:, P:]  # W u/√n, W Π_A^⊥u/√n, Wᵀĝ/√n, WᵀΠ_B^⊥ĝ/√n
         ch_fwd = B.rank() * ru.pow(2).sum(-1).mean(-1) / n ** 2
         d = self.raw[0][0].shape[1] if self.window and len(self.raw) >= self.window else 0  # to forget after

@@ -8,6 +8,7 @@ Variants are made with `dataclasses.replace` (which re-validates).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -95,6 +96,15 @@ class RunConfig:
         if "batch" in d:
             d["batch"] = parse_batch(d["batch"])
         return cls(**d)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the OS has one (a container or `taskset`
+    may allow fewer than os.cpu_count()), else os.cpu_count()."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def parse_trained(value: Any) -> tuple[str, ...]:

@@ -13,7 +13,6 @@ and shows as `stale` (dynamics.runs.store.liveness), not running.
 from __future__ import annotations
 
 import math
-import os
 import platform
 import sys
 import time
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 
 from . import probes as P
 from .runs import store
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, usable_cores
 from .data import Dataset, load_task
 from .model import ResNet, sgd_step
 
@@ -165,7 +164,7 @@ def overlap_default(dev: torch.device) -> bool:
     k < cores). Measured at width 512, depth 32, record_every=1 with the coupling on 2 cores: one torch thread,
     1.37× of an unrecorded run with overlap against ≈1.9× without; two threads, 2.32× with against 1.88×
     without (the background thread then competes with torch's own): off."""
-    return dev.type == "cpu" and torch.get_num_threads() < (os.cpu_count() or 1)
+    return dev.type == "cpu" and torch.get_num_threads() < usable_cores()
 
 
 def coupling_window(cfg: RunConfig) -> int:

@@ -147,13 +147,13 @@ def test_a_background_error_is_raised_and_marks_the_run_failed(tmp_path, steps):
 
 def test_the_default_overlaps_small_cpu_models_on_a_multicore_machine(tmp_path, monkeypatch):
     import dynamics.runs.recorder as R
-    monkeypatch.setattr(R.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(R, "usable_cores", lambda: 4)
     _, _, auto = _run(tmp_path, "auto", None, steps=3)
     assert auto[0] == "MainThread" and all(t.startswith("dynamics-record") for t in auto[1:])
     monkeypatch.setattr(R, "OVERLAP_MAX_BYTES", 1000)  # the model is larger: no copy
     _, _, big = _run(tmp_path, "big", None, steps=3)
     monkeypatch.setattr(R, "OVERLAP_MAX_BYTES", 2 ** 30)
-    monkeypatch.setattr(R.os, "cpu_count", lambda: 1)   # one core: nothing to overlap with
+    monkeypatch.setattr(R, "usable_cores", lambda: 1)   # one core: nothing to overlap with
     _, _, one = _run(tmp_path, "one", None, steps=3)
     assert set(big) == set(one) == {"MainThread"}
 

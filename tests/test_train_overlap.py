@@ -72,8 +72,19 @@ def test_a_background_error_fails_the_run_and_is_raised(tmp_path, monkeypatch):
 def test_overlap_is_on_by_default_only_with_a_core_to_spare(monkeypatch):
     import torch
     cpu = torch.device("cpu")
-    monkeypatch.setattr(T.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(T, "usable_cores", lambda: 4)
     monkeypatch.setattr(T.torch, "get_num_threads", lambda: 2)
     assert T.overlap_default(cpu) and not T.overlap_default(torch.device("meta"))
     monkeypatch.setattr(T.torch, "get_num_threads", lambda: 4)
     assert not T.overlap_default(cpu)
+
+
+def test_sweep_workers_do_not_overlap(tmp_path, monkeypatch):
+    """Sweep workers share the cores, each pinned to its share of torch threads: a background thread in each
+    would oversubscribe them, so run_task trains without overlap."""
+    from dynamics.sweep import execute
+    got = []
+    monkeypatch.setattr(T, "train", lambda cfg, work, **kw: got.append(kw.get("overlap")) or work)
+    task = execute.Task(name="p0", config=RunConfig(**TINY).to_dict(), point={}, out=str(tmp_path))
+    execute.run_task(task)
+    assert got == [False]

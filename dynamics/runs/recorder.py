@@ -36,7 +36,6 @@ failed with the error when the block raised. A failure before any step was recor
 from __future__ import annotations
 
 import copy
-import os
 import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,6 +47,7 @@ import numpy as np
 import torch
 
 from .. import probes as P
+from ..config import usable_cores
 from . import store
 from .outputs import RecordError, probe_size
 from .probe_hooks import ProbeHooks
@@ -179,7 +179,7 @@ class Recorder:
         if self.overlap is not None:
             return bool(self.overlap)
         tensors = [*self.model.parameters(), *self.model.buffers()]
-        return ((os.cpu_count() or 1) > 1 and all(t.device.type == "cpu" for t in tensors)
+        return (usable_cores() > 1 and all(t.device.type == "cpu" for t in tensors)
                 and sum(t.numel() * t.element_size() for t in tensors) <= OVERLAP_MAX_BYTES)
 
     def _make_twin(self) -> None:

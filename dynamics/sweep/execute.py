@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..runs import store
-from ..config import ConfigError, RunConfig
+from ..config import ConfigError, RunConfig, usable_cores
 
 MANIFEST = "sweep.json"
 DONE = ("complete", "diverged")   # a finished run: kept and skipped on resume (divergence is a result)
@@ -149,7 +149,7 @@ def run_task(task: Task) -> dict[str, Any]:
         cfg = _place(RunConfig.from_dict(task.config))
         from ..train import train
         work = dest.workdir(task.name)
-        train(cfg, work, run_id=task.name)
+        train(cfg, work, run_id=task.name, overlap=False)  # workers share the cores, each pinned to its share
         status = store.read_meta(work)["status"]
         dest.commit(work, task.name)
         work = None
@@ -181,11 +181,7 @@ def _one_line(e: BaseException) -> str:
 
 
 # --- backends: each yields results as runs finish --------------------------------------------------------
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+_cores = usable_cores
 
 
 def _init_local_worker(counter, threads: int) -> None:

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from tests.serving import CHROMIUM, CHROMIUM_ARGS, free_port, serve_app, stop_server  # noqa: E402
 
 # a Plotly chart with a drawn trace; `title` (optional) must appear in a chart's title
-OURS_DRAWN = """(title) => [...document.querySelectorAll('.js-plotly-plot')].some(g =>
+OURS_DRAWN = """(title) => [...document.querySelectorAll('.js-plotly-plot')].some(g => g.offsetParent !== null &&
   g.querySelector('.plot .trace, .plot image, .hm image, .gl-container canvas, .scatterlayer path.js-line')
   && (!title || [...g.querySelectorAll('.gtitle')].some(e => e.textContent.includes(title)))) && performance.now()"""
 # a TensorBoard scalar card (any of the first few) whose line canvas has painted (non-transparent) pixels

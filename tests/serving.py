@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'  # a drawn Plotly chart of Streamlit's
+PLOTLY = '[data-testid="stPlotlyChart"]:not(.st-key-boot-plotly *)'  # a page's Plotly charts (not boot's hidden one)
+CHART = PLOTLY + ' .js-plotly-plot .main-svg'  # a drawn Plotly chart of Streamlit's
 
 
 def free_port() -> int:

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.serving import CHART, CHROMIUM, CHROMIUM_ARGS, serve_app, stop_server
+from tests.serving import CHART, CHROMIUM, CHROMIUM_ARGS, PLOTLY, serve_app, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
-TITLE = '[data-testid="stPlotlyChart"] .js-plotly-plot .gtitle'
+TITLE = PLOTLY + ' .js-plotly-plot .gtitle'
 SCREENSHOT = Path("/tmp/runs_page.png")
 
 # CI sets DYNAMICS_REQUIRE_BROWSER=1 so that a missing browser fails the run instead of skipping it
@@ -57,7 +57,7 @@ def _wait_for_chart(page, title: str) -> None:
         "([sel, t]) => [...document.querySelectorAll(sel)].some(e => e.textContent.includes(t))",
         arg=[TITLE, title], timeout=90_000)
     # a drawn chart, not an empty frame: one line path per run with real coordinates
-    n_lines = page.locator('[data-testid="stPlotlyChart"] .scatterlayer .trace .js-line').count()
+    n_lines = page.locator(PLOTLY + ' .scatterlayer .trace .js-line').count()
     assert n_lines >= 2, "the chart has no drawn lines"
     assert page.get_by_test_id("stException").count() == 0
 
@@ -109,7 +109,7 @@ def _wait_for_title(page, title: str) -> None:
 
 def test_trajectories_page_state_round_trips_through_the_url(server, tmp_path):
     """Lazy tabs: the page opens on the heatmap alone; the open tab, like every widget, lives in the URL."""
-    painted = '[data-testid="stPlotlyChart"] .heatmaplayer image, [data-testid="stPlotlyChart"] .hm image'
+    painted = f'{PLOTLY} .heatmaplayer image, {PLOTLY} .hm image'
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -117,7 +117,7 @@ def test_trajectories_page_state_round_trips_through_the_url(server, tmp_path):
             page.goto(f"{server}/Trajectories")
             _wait_for_title(page, "h_sq: w128-d4")
             assert page.locator(painted).count() == 1  # the heatmap is painted ...
-            assert page.locator('[data-testid="stPlotlyChart"]').count() == 1  # ... and no other view is sent
+            assert page.locator(PLOTLY).count() == 1  # ... and no other view is sent
             page.get_by_role("tab", name="Over steps").click()
             page.wait_for_function("() => location.search.includes('view=Over')", timeout=15_000)
             _wait_for_chart(page, "h_sq over steps")
@@ -133,7 +133,7 @@ def test_trajectories_page_state_round_trips_through_the_url(server, tmp_path):
             _wait_for_chart(fresh, "g_sq over steps")
             assert fresh.get_by_role("tab", name="Over steps").get_attribute("aria-selected") == "true"
             assert fresh.get_by_role("combobox", name="Metric").input_value().startswith("g_sq")
-            assert fresh.locator('[data-testid="stPlotlyChart"]').count() == 1
+            assert fresh.locator(PLOTLY).count() == 1
             fresh.wait_for_timeout(800)
             fresh.screenshot(path=str(tmp_path / "trajectories.png"))
             shutil.copyfile(tmp_path / "trajectories.png", "/tmp/trajectories.png")
@@ -148,11 +148,11 @@ def test_trajectories_page_state_round_trips_through_the_url(server, tmp_path):
 SHOTS = Path("/tmp/dashboard_shots")
 PAGES = ["", "Claims", "Runs", "Trajectories", "Limit", "Coupling", "Scaling", "Upload"]
 # per chart: the drawn marks (line paths with points, markers, heatmap images, filled bands); 0 = an empty chart
-MARKS = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')].map(p => ({
+MARKS = """() => [...document.querySelectorAll('PLOTLY .js-plotly-plot')].map(p => ({
     title: (p.querySelector('.gtitle') || {}).textContent || '',
     marks: [...p.querySelectorAll('.scatterlayer path.js-line, .scatterlayer path.js-fill')]
              .filter(e => (e.getAttribute('d') || '').length > 8).length
-           + p.querySelectorAll('.scatterlayer .point, .heatmaplayer image, .hm image').length}))"""
+           + p.querySelectorAll('.scatterlayer .point, .heatmaplayer image, .hm image').length}))""".replace("PLOTLY", PLOTLY)
 
 
 @pytest.fixture

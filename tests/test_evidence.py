@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import evidence as E
+from dashboard.boot import BOOT_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
@@ -42,7 +43,7 @@ def bundled_links():
 
 
 def _charts(at: AppTest) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key != BOOT_KEY]  # not boot's
 
 
 def test_every_claim_has_an_evidence_link_and_bundled_runs_a_page_link(bundled_links):

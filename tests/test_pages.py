@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.boot import BOOT_KEY
 from dashboard.runs import Run, config_diff
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -40,7 +41,7 @@ def _runs_page(query: dict | None = None) -> AppTest:
 
 
 def _charts(at: AppTest) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key != BOOT_KEY]  # not boot's
 
 
 def _array(v) -> np.ndarray:

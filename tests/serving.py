@@ -14,11 +14,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from dashboard.boot import BOOT_KEY
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-PLOTLY = '[data-testid="stPlotlyChart"]:not(.st-key-boot-plotly *)'  # a page's Plotly charts (not boot's hidden one)
+PLOTLY = f'[data-testid="stPlotlyChart"]:not(.st-key-{BOOT_KEY} *)'  # a page's Plotly charts, not boot's hidden one
 CHART = PLOTLY + ' .js-plotly-plot .main-svg'  # a drawn Plotly chart of Streamlit's
 
 

@@ -24,7 +24,7 @@ def test_each_chart_page_starts_with_the_early_import_before_its_other_imports(p
     assert first[2].startswith("start("), first  # before any module that is slow to import on a fresh server
 
 
-def test_the_page_sends_the_import_as_its_first_element(monkeypatch):
+def test_the_page_sends_the_hidden_empty_chart_first(monkeypatch):
     monkeypatch.setenv("DYNAMICS_DATA_DIR", str(ROOT / "data"))
     monkeypatch.delenv("DYNAMICS_RUNS", raising=False)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from dashboard.boot import BOOT_KEY
 from tests.serving import CHART, CHROMIUM, CHROMIUM_ARGS, PLOTLY, serve_app, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,6 +119,8 @@ def test_trajectories_page_state_round_trips_through_the_url(server, tmp_path):
             _wait_for_title(page, "h_sq: w128-d4")
             assert page.locator(painted).count() == 1  # the heatmap is painted ...
             assert page.locator(PLOTLY).count() == 1  # ... and no other view is sent
+            assert page.locator(f".st-key-{BOOT_KEY}").count() == 1  # boot's empty chart: sent, never shown
+            assert page.locator(f".st-key-{BOOT_KEY}").is_hidden()
             page.get_by_role("tab", name="Over steps").click()
             page.wait_for_function("() => location.search.includes('view=Over')", timeout=15_000)
             _wait_for_chart(page, "h_sq over steps")

@@ -16,7 +16,6 @@ import math
 import platform
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import probes as P
+from .background import Background
 from .runs import store
 from .config import ConfigError, RunConfig, usable_cores
 from .data import Dataset, load_task
@@ -80,8 +80,7 @@ class _Recorder:
     def __init__(self, writer: store.RunWriter, model: ResNet, data: Dataset, cfg: RunConfig,
                  dev: torch.device, dtype: torch.dtype, overlap: bool = False):
         self.w, self.model, self.cfg = writer, model, cfg
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="dynamics-train-record") if overlap else None
-        self.pending: Future | None = None
+        self.behind = Background("dynamics-train-record") if overlap else None
         self.x = data.x[:cfg.probes].to(dev, dtype)
         self.y, self.labels = data.y[:cfg.probes].to(dev, dtype), _maybe(data.labels, cfg.probes, dev)
         self.s0: P.ProbeState | None = None
@@ -97,31 +96,22 @@ class _Recorder:
     def in_loop(self) -> bool:
         """The next record runs entirely in the caller's thread: no overlap, or the first record (so that
         its errors come out at once)."""
-        return self.pool is None or self.s0 is None
+        return self.behind is None or self.s0 is None
 
     def record(self, step: int) -> None:
         s = P.probe_pass(self.model, self.x)
         if self.in_loop():
             return self._write(step, s)
-        self.wait()
-        self.pending = self.pool.submit(self._background, torch.get_num_threads(), step, s)
+        self.behind.submit(self._write, step, s)
 
     def wait(self) -> None:
-        fut, self.pending = self.pending, None
-        if fut is not None:
-            fut.result()
+        if self.behind is not None:
+            self.behind.wait()
 
     def close(self) -> None:
         """Wait for the background work (its error is raised) and stop the thread."""
-        try:
-            self.wait()
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown()
-
-    def _background(self, threads: int, step: int, s: P.ProbeState) -> None:
-        torch.set_num_threads(threads)  # the caller's count in this thread too (same rounding as without overlap)
-        self._write(step, s)
+        if self.behind is not None:
+            self.behind.close()
 
     def _write(self, step: int, s: P.ProbeState) -> None:
         cfg = self.cfg

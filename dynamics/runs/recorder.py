@@ -38,7 +38,6 @@ from __future__ import annotations
 import copy
 import re
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -47,6 +46,7 @@ import numpy as np
 import torch
 
 from .. import probes as P
+from ..background import Background
 from ..config import usable_cores
 from . import store
 from .outputs import RecordError, probe_size
@@ -118,8 +118,7 @@ class Recorder:
         self.overlap = overlap
         self._twin: ProbeHooks | None = None   # the model's private copy, recorded on the background thread
         self._twin_tensors: list[torch.Tensor] = []  # its parameters and buffers, in the model's order
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: Future | None = None
+        self._behind: Background | None = None
 
     def probe_pass(self) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, list[tuple[int, ...]]]:
         """h_0..h_L as (P, n_ℓ), ĝ_0..ĝ_L as (P, n_ℓ), f (P, C) and each layer's shape, from the user's model
@@ -147,20 +146,13 @@ class Recorder:
             self._make_twin()
         if self._twin is None or _autocast_on() or not self._copy_to_twin():
             return self._record(self._hooks, step, scalars)
-        self._pending = self._pool.submit(self._background, torch.get_num_threads(), step, scalars)
+        self._behind.submit(self._record, self._twin, step, scalars)
 
     def wait(self) -> None:
         """Wait until every step called so far is recorded (in the run's buffers; they are written to disk at
         the next flush or at close); raise the error of a step recorded in the background."""
-        fut, self._pending = self._pending, None
-        if fut is not None:
-            fut.result()
-
-    def _background(self, threads: int, step: int, scalars: dict[str, float]) -> None:
-        # the caller's thread count, set in this thread too: a thread started after torch.set_num_threads(k)
-        # reports k but may compute with another count, and so round differently
-        torch.set_num_threads(threads)
-        self._record(self._twin, step, scalars)
+        if self._behind is not None:
+            self._behind.wait()
 
     def _record(self, hooks: ProbeHooks, step: int, scalars: dict[str, float]) -> None:
         h, g, f, shapes = hooks.run(self.probe, self.P, self.output, self.g_scale)
@@ -203,7 +195,7 @@ class Recorder:
             return
         self._twin = ProbeHooks(twin, [twin.get_submodule(path[id(b)]) for b in self.blocks], self._names)
         self._twin_tensors = [*twin.parameters(), *twin.buffers()]
-        self._pool = self._pool or ThreadPoolExecutor(1, thread_name_prefix="dynamics-record")
+        self._behind = self._behind or Background("dynamics-record")
 
     def _copy_to_twin(self) -> bool:
         """Copy the model's parameters and buffers into the twin; False (and no twin any more) when they no
@@ -321,9 +313,9 @@ class Recorder:
             if hooks is not None:
                 hooks.remove()
         self._twin, self._twin_tensors = None, []
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        if self._behind is not None:
+            self._behind.close()  # (waited for above: nothing is pending)
+            self._behind = None
         if self.writer is not None and self.writer.meta["status"] == "running":
             self.writer.finish(status, wall_seconds=round(time.monotonic() - self._t0, 3),
                                g_scale=self.g_scale or "width", **({"error": error} if error else {}))

@@ -170,7 +170,7 @@ class Recorder:
     def _overlap_wanted(self) -> bool:
         if self.overlap is not None:
             return bool(self.overlap)
-        tensors = [*self.model.parameters(), *self.model.buffers()]
+        tensors = _state(self.model)
         return (usable_cores() > 1 and all(t.device.type == "cpu" for t in tensors)
                 and sum(t.numel() * t.element_size() for t in tensors) <= OVERLAP_MAX_BYTES)
 
@@ -194,14 +194,14 @@ class Recorder:
                 f"recorded in the training thread (no overlap): the model could not be copied ({why})")
             return
         self._twin = ProbeHooks(twin, [twin.get_submodule(path[id(b)]) for b in self.blocks], self._names)
-        self._twin_tensors = [*twin.parameters(), *twin.buffers()]
+        self._twin_tensors = _state(twin)
         self._behind = self._behind or Background("dynamics-record")
 
     def _copy_to_twin(self) -> bool:
         """Copy the model's parameters and buffers into the twin; False (and no twin any more) when they no
         longer match it one for one (the model was changed or moved): the step is then recorded here, and
         the next one makes a new copy."""
-        src, dst = [*self.model.parameters(), *self.model.buffers()], self._twin_tensors
+        src, dst = _state(self.model), self._twin_tensors
         if len(src) != len(dst) or any(a.shape != b.shape or a.dtype != b.dtype or a.device != b.device
                                        for a, b in zip(src, dst)):
             self._twin.remove()
@@ -328,6 +328,12 @@ class Recorder:
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close("failed" if exc_type is not None else "complete",
                    f"{exc_type.__name__}: {exc}" if exc_type is not None else None)
+
+
+def _state(model: torch.nn.Module) -> list[torch.Tensor]:
+    """A model's parameters, then its buffers, in module order: a deep copy lists its own in the same order,
+    so the two lists pair one for one."""
+    return [*model.parameters(), *model.buffers()]
 
 
 def _autocast_on() -> bool:

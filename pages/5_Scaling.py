@@ -21,7 +21,13 @@ runs = R.load_runs(PAGE)
 finite = [r for r in runs if r.kind != "limit"]
 chosen = R.pick_runs(PAGE, finite, default_count=len(finite))
 fmt = W.image_format(PAGE)
-R.show_problems(R.metric_catalog(chosen)[1])  # unreadable runs, said once whichever panels follow
+problems = st.container()  # unreadable runs, said here once whichever panels follow (read after the first chart)
+
+
+def say_problems() -> None:
+    with problems:
+        R.show_problems(R.metric_catalog(chosen)[1])
+
 
 st.subheader("Error against width and depth")
 lims, panels = limits(runs), 0
@@ -66,6 +72,7 @@ if max(map(len, per_depth.values()), default=0) < 2:
                "`python -m dynamics sweep --grid 'lr=0.1,0.3,1,3 depth=4,16' --out runs/`.")
     if not bundled_transfer(PAGE, fmt):
         st.info("No learning-rate grid among the runs or the bundled points.")
+    say_problems()
     st.stop()
 nets = [m for m in ("test_loss", "loss", "probe_loss") if m in R.metric_catalog(family)[0]] or ["loss"]
 loss = W.choose(PAGE, "loss", "Loss", nets, nets[0])
@@ -76,3 +83,4 @@ if n_families > 1:
 shown = final.groupby(["depth", "lr"], as_index=False)[loss].mean()  # seeds averaged
 W.show_chart(lr_transfer_figure(shown, y=loss, title=f"final {loss} vs learning rate (mean of the last 10% "
                                 "of recorded steps; × = diverged)"), shown, f"{loss}_vs_lr", key=f"{PAGE}.lr", fmt=fmt)
+say_problems()

@@ -389,6 +389,11 @@ def test_missing_and_damaged_files_are_messages_on_every_page(runs_dir, data_env
         at = _page(page, {"runs": ["w64-d4", "w128-d4"]})
         assert not at.exception, (page, [e.value for e in at.exception])
         assert any("w64-d4" in w.value and "Parquet" in w.value for w in at.warning), page
+        if page == SCALING:  # said once, at the top (its container is filled after the charts are sent)
+            texts = [str(getattr(e, "value", "")) for e in at.main]  # the page's elements in order
+            said = [k for k, t in enumerate(texts) if "w64-d4" in t and "Parquet" in t]
+            first_heading = next(k for k, t in enumerate(texts) if "Error against width and depth" in t)
+            assert len(said) == 1 and said[0] < first_heading, texts
     at = _page(TRAJ, {"runs": ["w128-d4", "w64-d4"], "view": "Neurons"})  # w128-d4 first: its quantiles
     assert any("no single-neuron quantiles" in i.value for i in at.info)
 

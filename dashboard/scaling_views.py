@@ -23,30 +23,49 @@ def _claims() -> tuple:
         return path, []
 
 
+def _rate_group(c: dict) -> str:
+    """A tab per measured quantity and setting (y, and the claim's `where`): its width and depth claims side by side."""
+    where = ", ".join(f"{a} {b}" for a, b in (c.get("where") or {}).items())
+    return str(c["y"]) + (f" · {where}" if where else "")
+
+
 def bundled_rates(page: str, fmt: str) -> bool:
-    """The finite-vs-limit error claims (y = err_*, x = width or depth) from their points, two per row;
-    False when there are none."""
+    """The finite-vs-limit error claims (y = err_*, x = width or depth) from their points, in lazy tabs (one per
+    quantity and setting, its claims two per row: only the open tab's charts are built and sent, so the page
+    opens with two charts to draw, not six); False when there are none."""
     path, claims = _claims()
     rates = [c for c in claims if str(c.get("y", "")).startswith("err_") and c.get("x") in ("width", "depth")]
     if not rates:
         return False
     st.caption("Measured by `python -m dynamics reproduce` (its bundled points; fitted log-log slope, 95% band, "
                "the paper's slope dashed). Open a claim on the Claims page for its runs.")
-    for k in range(0, len(rates), 2):
-        for col, c in zip(st.columns(2), rates[k:k + 2]):
-            with col:
-                try:
-                    rows, _ = E.points(path, c)
-                except (OSError, ValueError, KeyError):
-                    st.caption(f"`{c.get('id')}`: its points file cannot be read.")
-                    continue
-                where = ", ".join(f"{a} = {b}" for a, b in (c.get("where") or {}).items())
-                alt, words = E.alternative(c)
-                fig = claim_figure(rows, x=c["x"], y=c["y"], measured=c.get("measured"), ci=c.get("ci"),
-                                   paper=c.get("paper_value"), alternative=alt, alternative_words=words,
-                                   title=f"{c['id']}: {c['y']} vs {c['x']}" + (f" ({where})" if where else ""))
-                W.show_chart(fig, rows, f"claim_{c['id']}", key=f"{page}.rate_{c['id']}", fmt=fmt)
+    groups: dict[str, list[dict]] = {}
+    for c in rates:  # the claims' order
+        groups.setdefault(_rate_group(c), []).append(c)
+    tabs = W.view_tabs(page, list(groups), param="rates") if len(groups) > 1 else [st.container()]
+    for tab, group in zip(tabs, groups.values()):
+        if not getattr(tab, "open", True):
+            continue
+        with tab:
+            for k in range(0, len(group), 2):
+                for col, c in zip(st.columns(2), group[k:k + 2]):
+                    with col:
+                        _rate_chart(page, fmt, path, c)
     return True
+
+
+def _rate_chart(page: str, fmt: str, path, c: dict) -> None:
+    try:
+        rows, _ = E.points(path, c)
+    except (OSError, ValueError, KeyError):
+        st.caption(f"`{c.get('id')}`: its points file cannot be read.")
+        return
+    where = ", ".join(f"{a} = {b}" for a, b in (c.get("where") or {}).items())
+    alt, words = E.alternative(c)
+    fig = claim_figure(rows, x=c["x"], y=c["y"], measured=c.get("measured"), ci=c.get("ci"),
+                       paper=c.get("paper_value"), alternative=alt, alternative_words=words,
+                       title=f"{c['id']}: {c['y']} vs {c['x']}" + (f" ({where})" if where else ""))
+    W.show_chart(fig, rows, f"claim_{c['id']}", key=f"{page}.rate_{c['id']}", fmt=fmt)
 
 
 def bundled_transfer(page: str, fmt: str) -> bool:

@@ -195,11 +195,22 @@ def _clean(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-def _bundled_scaling_charts() -> int:
-    """Scaling on the bundled runs (no sweep among them) falls back on the reproduce points: one chart per
-    finite-vs-limit error-rate claim (y = err_*, x = width or depth) and one of loss vs learning rate."""
+def _bundled_rate_groups() -> dict[str, list[str]]:
+    """The bundled finite-vs-limit error-rate claims (y = err_*, x = width or depth), grouped as the Scaling
+    page's tabs group them: by y and setting (`where`), in the claims' order."""
     claims = json.loads((BUNDLED / "reproduce" / "claims.json").read_text())["claims"]
-    return sum(str(c.get("y", "")).startswith("err_") and c.get("x") in ("width", "depth") for c in claims) + 1
+    groups: dict[str, list[str]] = {}
+    for c in claims:
+        if str(c.get("y", "")).startswith("err_") and c.get("x") in ("width", "depth"):
+            where = ", ".join(f"{a} {b}" for a, b in (c.get("where") or {}).items())
+            groups.setdefault(c["y"] + (f" · {where}" if where else ""), []).append(c["id"])
+    return groups
+
+
+def _bundled_scaling_charts() -> int:
+    """Scaling on the bundled runs (no sweep among them) falls back on the reproduce points: the charts of the
+    first tab of error-rate claims (one per claim) and one of loss vs learning rate."""
+    return len(next(iter(_bundled_rate_groups().values()))) + 1
 
 
 @pytest.mark.parametrize("hosted", ["0", "1"])
@@ -218,11 +229,16 @@ def test_every_page_renders_the_bundled_runs(data_env, page, charts, hosted, mon
         assert not at.code and _titles(at)[0].startswith("h_move over steps")
     if page == SCALING:  # no width or lr sweep among the runs: the bundled reproduce points instead, no info wall
         assert not [i for i in at.info if "read-only" not in i.value]  # the hosted banner only
-        claims = json.loads((BUNDLED / "reproduce" / "claims.json").read_text())["claims"]
-        rates = [c["id"] for c in claims if str(c.get("y", "")).startswith("err_") and c.get("x") in ("width", "depth")]
-        assert {"init-width", "init-depth", "train-limit-full", "train-limit-none"} <= set(rates)
-        assert [t.split(":")[0] for t in _titles(at)[:-1]] == rates  # the claims' order, one chart each
-        assert _titles(at)[-1].startswith("loss vs learning rate") and len(_charts(at)[-1]["data"]) >= 4
+        groups = _bundled_rate_groups()
+        assert {"init-width", "init-depth", "train-limit-full", "train-limit-none"} <= {i for g in groups.values()
+                                                                                        for i in g}
+        assert [t.label for t in at.tabs] == list(groups)  # lazy tabs: only the open one's charts are sent
+        for label, ids in groups.items():  # each tab, opened as a click does, draws its claims in their order
+            at.session_state["scaling_page.rates"] = label
+            at.run()
+            assert not at.exception, [e.value for e in at.exception]
+            assert [t.split(":")[0] for t in _titles(at)[:-1]] == ids, label
+            assert _titles(at)[-1].startswith("loss vs learning rate") and len(_charts(at)[-1]["data"]) >= 4
 
 
 def _view(at: AppTest, label: str, page: str = "traj_page") -> AppTest:

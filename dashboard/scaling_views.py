@@ -24,7 +24,8 @@ def _claims() -> tuple:
 
 
 def _rate_group(c: dict) -> str:
-    """A tab per measured quantity and setting (y, and the claim's `where`): its width and depth claims side by side."""
+    """The claim's tab: one per measured quantity and setting (y and the claim's `where`), its width and depth
+    claims side by side."""
     where = ", ".join(f"{a} {b}" for a, b in (c.get("where") or {}).items())
     return str(c["y"]) + (f" · {where}" if where else "")
 

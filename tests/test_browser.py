@@ -121,6 +121,10 @@ def test_trajectories_page_state_round_trips_through_the_url(server, tmp_path):
             assert page.locator(PLOTLY).count() == 1  # ... and no other view is sent
             assert page.locator(f".st-key-{BOOT_KEY}").count() == 1  # boot's empty chart: sent, never shown
             assert page.locator(f".st-key-{BOOT_KEY}").is_hidden()
+            train = page.get_by_role("button", name="Train", exact=True)
+            assert train.count() == 0  # the sidebar's training form is built only once its expander is opened
+            page.get_by_text("Train a small run").click()
+            train.wait_for(timeout=15_000)
             page.get_by_role("tab", name="Over steps").click()
             page.wait_for_function("() => location.search.includes('view=Over')", timeout=15_000)
             _wait_for_chart(page, "h_sq over steps")

@@ -197,7 +197,16 @@ def test_dir_in_the_url_is_ignored_and_the_folder_box_is_gone(hosted_env, tmp_pa
     assert "secret-run" in list(at.dataframe[0].value["run_id"])
 
 
+def _open_train_form(at: AppTest) -> AppTest:
+    """The sidebar's "Train a small run", opened as a click does (its form is built only while open)."""
+    if not [b for b in at.button if b.label == "Train"]:
+        at.session_state["traj_page.train_open"] = True
+        at.run()
+    return at
+
+
 def _train(at: AppTest, *, folder: str = "", width: int | None = None) -> AppTest:
+    at = _open_train_form(at)
     (box,) = [t for t in at.text_input if t.label == "into folder"]
     box.set_value(folder)
     if width is not None:
@@ -256,7 +265,7 @@ def test_hosted_session_folders_expire_after_30_minutes_on_any_page(hosted_env, 
 def test_training_within_the_cap_goes_to_the_session_folder(hosted_env, tmp_path):
     from dashboard import train_form
     before = _tree(hosted_env)
-    at = _page("pages/2_Trajectories.py")
+    at = _open_train_form(_page("pages/2_Trajectories.py"))
     (box,) = [t for t in at.text_input if t.label == "into folder"]
     box.set_value("")
     for label, value in (("width n", 16), ("depth L", 2)):

@@ -426,6 +426,9 @@ def test_train_form_trains_a_tiny_run_in_the_background(tmp_path, runs_dir, data
     from dashboard import train_form
     data_env(runs_dir)
     at = _page(TRAJ)
+    assert not at.sidebar.number_input and not at.sidebar.button  # lazy: no form until the expander is opened
+    at.session_state["traj_page.train_open"] = True  # as a click on "Train a small run" does
+    at.run()
     out = tmp_path / "mine"
     inputs = {w.label: w for w in at.sidebar.number_input}
     inputs["steps"].set_value(3)

@@ -78,10 +78,9 @@ def train_form(page: str) -> None:
     while the expander is open (opening it reruns the page) or a run of this session is in flight, so a page
     that is only read sends about 14 fewer elements (a cold Trajectories page drew its first chart ≈0.15 s
     sooner without them, median of 8 interleaved pairs)."""
-    running = any(not _JOBS[d]["done"] for d in st.session_state.get(_SESSION_JOBS, []) if d in _JOBS)
     box = st.sidebar.expander("Train a small run", expanded=bool(st.session_state.get(_SESSION_JOBS)),
                               key=f"{page}.train_open", on_change="rerun")
-    if not (box.open or running):
+    if not (box.open or _in_flight()):
         return
     with box:
         with st.form(f"{page}.train_form"):
@@ -115,9 +114,14 @@ def train_form(page: str) -> None:
                     register(Path(out))  # the session folder joins this session's run roots
                 else:
                     use_user_dir(out.strip() or "runs/")
-        running = any(not _JOBS[d]["done"] for d in st.session_state.get(_SESSION_JOBS, []) if d in _JOBS)  # again:
-        # the form may have just started one;         # poll only while this session has a run in flight: an idle page must not rerun every second
-        (st.fragment(_progress, run_every=1.0) if running else _progress)()
+        # poll only while this session has a run in flight (the form may have just started one): an idle page
+        # must not rerun every second
+        (st.fragment(_progress, run_every=1.0) if _in_flight() else _progress)()
+
+
+def _in_flight() -> bool:
+    """Whether a run this session started is still training."""
+    return any(not _JOBS[d]["done"] for d in st.session_state.get(_SESSION_JOBS, []) if d in _JOBS)
 
 
 def _hosted_out(typed: str) -> str:

@@ -206,18 +206,18 @@ class _Solver:
     def _eps(self, cols: int) -> Tensor:
         return torch.randn(self.R, self.m, cols, generator=self.gen, **self.kw)
 
-    def forward(self, t: int):
+    def forward(self):
         """Features h_0..h_K (K+1, R, m, P), readout features ψ, inner pre-activations a (K, ...) or None,
         and each matrix's forward coordinates α."""
         act, P = self.cfg.act, self.P
         h = self.U @ self.X.T / math.sqrt(self.X.shape[1])               # (R, m, P)
         hs, a_s, alphas = [h], [], []
         for ell in range(self.K):
-            z, al = self.W1[ell].forward(t, phi(h, act), self._eps(P))
+            z, al = self.W1[ell].forward(phi(h, act), self._eps(P))
             alphas.append([al])
             if self.W2 is not None:
                 a_s.append(z)
-                z, al2 = self.W2[ell].forward(t, phi(z, act), self._eps(P))
+                z, al2 = self.W2[ell].forward(phi(z, act), self._eps(P))
                 alphas[-1].append(al2)
             h = (h if self.skip else 0.0) + self.b * z
             hs.append(h)
@@ -241,18 +241,18 @@ class _Solver:
         w[:, self.Pp:] = torch.eye(self.P, **self.kw)
         return w
 
-    def backward(self, t: int, hs: Tensor, a_s: Tensor | None, g: Tensor):
+    def backward(self, hs: Tensor, a_s: Tensor | None, g: Tensor):
         """ĝ_0..ĝ_K (K+1, R, m, Nb) from the top columns g, and each matrix's backward coordinates β."""
         act, Nb = self.cfg.act, self.Nb
         gs, betas = [g], [None] * self.K
         for ell in reversed(range(self.K)):
             if self.W2 is not None:
-                msg2, be2 = self.W2[ell].backward(t, g, self._eps(Nb))
+                msg2, be2 = self.W2[ell].backward(g, self._eps(Nb))
                 ga = self._at_inputs(phi_prime(a_s[ell], act)) * msg2   # ĝ_a = φ'(a) ⊙ W2ᵀĝ/√n
-                msg, be1 = self.W1[ell].backward(t, ga, self._eps(Nb))
+                msg, be1 = self.W1[ell].backward(ga, self._eps(Nb))
                 betas[ell] = [be1, be2]
             else:
-                msg, be1 = self.W1[ell].backward(t, g, self._eps(Nb))
+                msg, be1 = self.W1[ell].backward(g, self._eps(Nb))
                 betas[ell] = [be1]
             g = (g if self.skip else 0.0) + self.b * self._at_inputs(phi_prime(hs[ell], act)) * msg
             gs.append(g)
@@ -271,7 +271,7 @@ class _Solver:
             f = f - self.f0_sum
         return f / (self.m * self.cfg.gamma0)
 
-    def update(self, t: int, chi: Tensor, psi: Tensor, gs: Tensor, alphas, betas) -> None:
+    def update(self, chi: Tensor, psi: Tensor, gs: Tensor, alphas, betas) -> None:
         """One SGD step: chi (R, P, C) = −∂loss/∂f, zero off the batch."""
         w = self.weights(chi)                                             # (R, Nb, P)
         if "readout" in self.trained:
@@ -282,13 +282,13 @@ class _Solver:
             for ell in range(self.K):
                 mats = [self.W1[ell]] + ([self.W2[ell]] if self.W2 is not None else [])
                 for mat, al, be in zip(mats, alphas[ell], betas[ell]):
-                    mat.update(t, al, be, w)
+                    mat.update(al, be, w)
 
     def run(self, on_step) -> LimitResult:
         cfg, rec = self.cfg, Records(self)
         fs, status = [], "complete"
         for t in range(self.T):
-            hs, psi, a_s, alphas = self.forward(t)
+            hs, psi, a_s, alphas = self.forward()
             if t == 0:
                 self.f0_sum = psi.mT @ self.v
             f = self.output(psi)                                          # (R, P, C)
@@ -300,11 +300,11 @@ class _Solver:
                 break
             record = t % cfg.record_every == 0 or t == cfg.steps
             if record or t < cfg.steps:
-                gs, betas = self.backward(t, hs, a_s, self.top(hs, chi, record))
+                gs, betas = self.backward(hs, a_s, self.top(hs, chi, record))
             if record:
                 rec.record(t, hs, gs, f, a_s)
             if t < cfg.steps and cfg.trained:
-                self.update(t, chi, psi, gs, alphas, betas)
+                self.update(chi, psi, gs, alphas, betas)
             if on_step is not None:
                 on_step(t, float(loss.mean()))
         return rec.result(torch.stack(fs).cpu(), status)

@@ -67,6 +67,13 @@ class _Side:
         self.n += k
 
 
+def _cholqr(Q: Tensor, unit: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    """One Cholesky-QR step: Q (R, m, P) -> (Q', Lᵀ) with Q = Q' Lᵀ and Q'ᵀQ'/m = I on Q's nonzero columns;
+    `unit` puts identity pivots on its zero (dropped) columns, which stay zero."""
+    L = torch.linalg.cholesky(Q.mT @ Q / m + unit)
+    return torch.linalg.solve_triangular(L, Q.mT, upper=False).mT, L.mT
+
+
 def _orthonormalise(r: Tensor, x_sq: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
     """r (R, m, P), already ⊥ the history -> (Qn (R, m, P), Rn (R, P, P) upper, keep (R, P)) with r ≈ Qn Rn,
     Qnᵀ Qn/m = diag(keep). Columns at round-off (in the span) are dropped: zero in Qn and Rn. Cholesky-QR
@@ -85,9 +92,8 @@ def _orthonormalise(r: Tensor, x_sq: Tensor, m: int) -> tuple[Tensor, Tensor, Te
     L, info = torch.linalg.cholesky_ex(S)
     if bool((info == 0).all()) and bool((L.diagonal(dim1=-2, dim2=-1) ** 2 > cond * (d + small)).all()):
         Q1 = torch.linalg.solve_triangular(L, r.mT, upper=False).mT              # r L⁻ᵀ
-        L2 = torch.linalg.cholesky(Q1.mT @ Q1 / m + unit)
-        Q = torch.linalg.solve_triangular(L2, Q1.mT, upper=False).mT
-        return Q, (L @ L2).mT * keep[:, :, None], keep
+        Q, L2t = _cholqr(Q1, unit, m)
+        return Q, (L2t @ L.mT) * keep[:, :, None], keep
     Q, Rn = torch.zeros_like(r), r.new_zeros(S.shape)
     keep = torch.zeros_like(small)
     for k in range(r.shape[-1]):
@@ -105,15 +111,6 @@ def _orthonormalise(r: Tensor, x_sq: Tensor, m: int) -> tuple[Tensor, Tensor, Te
     return Q, Rn, keep
 
 
-def _renormalise(Q: Tensor, keep: Tensor, m: int) -> tuple[Tensor, Tensor]:
-    """Q (R, m, P), nearly orthonormal on its kept columns -> (Q', R2) with Q = Q' R2, Q'ᵀQ'/m = diag(keep):
-    one Cholesky-QR step (R2 = I + O(δ) for a deviation δ from orthonormality); dropped columns stay zero."""
-    unit = torch.diag_embed((~keep).to(Q.dtype))
-    both = keep[:, :, None] & keep[:, None, :]
-    L = torch.linalg.cholesky(Q.mT @ Q / m * both + unit)
-    return torch.linalg.solve_triangular(L, Q.mT, upper=False).mT, L.mT * keep[:, :, None]
-
-
 def _coords(Q: Tensor, x: Tensor) -> Tensor:
     """Q (R, n, m) · x (R, m, P) -> (R, n, P), i.e. q_k·x; computed as (xᵀQᵀ)ᵀ, the faster BLAS orientation."""
     return (x.mT @ Q.mT).mT
@@ -124,7 +121,8 @@ def _comb(Q: Tensor, c: Tensor) -> Tensor:
     return (c.mT @ Q).mT
 
 
-def _query(side: _Side, other: _Side, x: Tensor, eps: Tensor, couple: bool, drift: Callable[[Tensor], Tensor] | None) -> tuple[Tensor, Tensor]:
+def _query(side: _Side, other: _Side, x: Tensor, eps: Tensor, couple: bool,
+           drift: Callable[[Tensor], Tensor] | None) -> tuple[Tensor, Tensor]:
     """Answer of the matrix for new queries x (R, m, P) given its past directions, and the coordinates of x
     in its basis (R, n + k, P) after it appended the k ≤ P new directions some replica keeps. `other` holds
     the transposed matrix's queries: with couple=True they add the coupling and project ε; couple=False is
@@ -146,7 +144,7 @@ def _query(side: _Side, other: _Side, x: Tensor, eps: Tensor, couple: bool, drif
         # training and the two sides of W disagree (docs/theory.md §6).
         c = _coords(Q, Qn) / m                                         # (R, n, P)
         Qn, a = Qn - _comb(Q, c), a + c @ Rn
-        Qn, R2 = _renormalise(Qn, keep, m)
+        Qn, R2 = _cholqr(Qn, torch.diag_embed((~keep).to(Qn.dtype)), m)
         Rn = R2 @ Rn
     Qo = other.Q                                                       # (R, n_o, m)
     coef = drift(a) if drift is not None and n_other else None         # (R, n_o, P)
@@ -187,18 +185,18 @@ class Matrix:
     def D(self) -> Tensor:
         return self._D.reserve(self.bwd.n, self.fwd.n)[:, :self.bwd.n, :self.fwd.n]
 
-    def forward(self, t: int, u: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-        """W(t) u/√n for u (R, m, P) at step t (before the step's backward) and u's coordinates α."""
+    def forward(self, u: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """W(t) u/√n for u (R, m, P) at the current step (before its backward) and u's coordinates α."""
         D, b = self.D, self.b
         return _query(self.fwd, self.bwd, u, eps, self.coupled, lambda a: b * (D @ a))
 
-    def backward(self, t: int, g: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-        """W(t)ᵀ g/√n (W̃(0) + ΔW when uncoupled) for g (R, m, Nb) after step t's forward; g's coordinates β.
+    def backward(self, g: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """W(t)ᵀ g/√n (W̃(0) + ΔW when uncoupled) for g (R, m, Nb) after the step's forward; g's coordinates β.
         D's columns for the step's new forward directions are still zero (the update comes after)."""
         D, b = self.D.mT, self.b
         return _query(self.bwd, self.fwd, g, eps, self.coupled, lambda a: b * (D @ a))
 
-    def update(self, t: int, alpha: Tensor, beta: Tensor, weights: Tensor) -> None:
+    def update(self, alpha: Tensor, beta: Tensor, weights: Tensor) -> None:
         """ΔW/(b√n) += lr Σ_{j,μ} w_jμ g_j φ_μᵀ/n: D += lr β w αᵀ, weights w (R, Nb, P) = how much of backward
         column j enters the update with forward input μ (χ_μ on the diagonal for a scalar output); α (R, nf, P)
         and β (R, nb, Nb) are the coordinates the step's queries returned (nf, nb ≤ the current ranks)."""

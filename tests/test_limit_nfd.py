@@ -5,6 +5,7 @@ marginals at init, kernel regression when only the readout learns, exact samplin
 (center=False), and finite networks at growing width (slow)."""
 import dataclasses
 import math
+import os
 from statistics import NormalDist
 
 import numpy as np
@@ -156,6 +157,8 @@ def test_cli_limit_like_writes_a_comparable_run(tmp_path, capsys):
     meta = store.read_meta(tmp_path / "lim")
     assert meta["kind"] == "limit" and meta["limit"]["coupling"] == "full" and "stderr" in lim.columns
     assert meta["config"] == store.read_meta(tmp_path / "fin")["config"]
+    like = meta["limit"]["like_path"]  # relative to the limit run: no path of this machine in a bundle
+    assert not os.path.isabs(like) and (tmp_path / "lim" / like).resolve() == (tmp_path / "fin").resolve()
     for name in ("h_sq", "phi_sq", "g_sq", "h_move", "g_move", "fg_cov", "diversity", "loss", "probe_loss"):
         a = fin[fin.metric == name][["step", "layer"]].sort_values(["step", "layer"]).to_numpy()
         b = lim[lim.metric == name][["step", "layer"]].sort_values(["step", "layer"]).to_numpy()

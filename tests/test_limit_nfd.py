@@ -156,6 +156,7 @@ def test_cli_limit_like_writes_a_comparable_run(tmp_path, capsys):
     fin, lim = store.read_metrics(tmp_path / "fin"), store.read_metrics(tmp_path / "lim")
     meta = store.read_meta(tmp_path / "lim")
     assert meta["kind"] == "limit" and meta["limit"]["coupling"] == "full" and "stderr" in lim.columns
+    assert meta["limit"]["method"] == "particles"
     assert meta["config"] == store.read_meta(tmp_path / "fin")["config"]
     like = meta["limit"]["like_path"]  # relative to the limit run: no path of this machine in a bundle
     assert not os.path.isabs(like) and (tmp_path / "lim" / like).resolve() == (tmp_path / "fin").resolve()

@@ -71,7 +71,7 @@ def limit_like(like: Path, out: Path, *, grid: int | None = None, particles: int
         bar.close()
     run_dir = prepare_run_dir(str(out), run_id, cfg_k, overwrite)
     # relative to the limit run, so a moved or bundled pair keeps no path of the machine that made it
-    section = {**res.info, "seed": seed, "like": meta["run_id"], "like_path": os.path.relpath(like, run_dir),
+    section = {"method": "particles", **res.info, "seed": seed, "like": meta["run_id"], "like_path": os.path.relpath(like, run_dir),
                "finite_depth": cfg.depth, "finite_width": cfg.width,
                "layers": f"layer indices are on the K = {K} grid and config.depth = {K}, so tau = layer/depth",
                "inputs_used": res.inputs, "covers": COVERS, "not_covered": NOT_COVERED,
@@ -113,14 +113,24 @@ def _progress(total: int, enabled: bool):
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `python -m dynamics limit` to the CLI's subparsers."""
+    from .extrapolate import DEFAULT_SEEDS, DEFAULT_WIDTHS, METHODS
     p = sub.add_parser("limit", help="the infinite-width (NFD) limit of a finite run, as a run of kind limit",
-                       description="Solve the infinite-width limit (the particle solver of the training-time "
-                                   "limit) for the setting "
-                                   "of a finite run and write OUT/NAME with the same metrics (plus Monte-Carlo "
-                                   f"stderr), kernels and neuron quantiles. Covers {COVERS}. Not covered: "
-                                   f"{NOT_COVERED}.")
+                       description="Write OUT/NAME, the infinite-width limit of a finite run's setting, with the "
+                                   "same metrics (plus stderr), kernels and neuron quantiles, by one of two "
+                                   "methods. particles (default): the particle solver of the training-time limit. "
+                                   f"Covers {COVERS}. Not covered: {NOT_COVERED}. extrapolate: train the setting "
+                                   "at every --widths x --seeds (reusing finished runs) and fit each value as "
+                                   "a + b/n (+ c/n^2 with four or more widths), stderr by a seed bootstrap; any "
+                                   "setting the trainer runs.")
     p.add_argument("--like", required=True, help="finite run directory whose setting to mimic")
     p.add_argument("--out", required=True, help="folder that receives the limit run directory")
+    p.add_argument("--method", choices=METHODS, default="particles",
+                   help="particles: the particle solver (default); extrapolate: fit a width ladder of finite runs")
+    p.add_argument("--widths", default=",".join(map(str, DEFAULT_WIDTHS)),
+                   help=f"extrapolate: the width ladder (default: {','.join(map(str, DEFAULT_WIDTHS))})")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
+                   help=f"extrapolate: seeds per width, the run's seed and the next ones (default: {DEFAULT_SEEDS})")
+    p.add_argument("--workers", type=int, help="extrapolate: ladder runs trained at once (default: one per core)")
     p.add_argument("--grid", type=int, help="depth grid K (default: the run's depth, i.e. its width limit; "
                                             "larger K approaches the depth-muP continuum)")
     p.add_argument("--particles", type=int, default=DEFAULT_PARTICLES,
@@ -140,6 +150,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_limit(args: argparse.Namespace) -> int:
+    if args.method == "extrapolate":
+        return _cmd_extrapolate(args)
+    from .extrapolate import DEFAULT_SEEDS, DEFAULT_WIDTHS
+    given = [flag for flag, v, d in (("--widths", args.widths, ",".join(map(str, DEFAULT_WIDTHS))),
+                                     ("--seeds", args.seeds, DEFAULT_SEEDS), ("--workers", args.workers, None))
+             if v != d]
+    if given:
+        raise LimitError(f"{', '.join(given)} belong(s) to --method extrapolate; add it, or drop the flag")
     run_dir = limit_like(Path(args.like), Path(args.out), grid=args.grid, particles=args.particles,
                          coupling=args.coupling, seed=args.seed, device=args.device, replicas=args.replicas,
                          name=args.name, overwrite=args.overwrite, progress=not args.quiet, dtype=args.dtype)
@@ -148,4 +166,28 @@ def _cmd_limit(args: argparse.Namespace) -> int:
         print(f"warning: {meta['limit']['warning']}", file=sys.stderr)
     print(f"{meta['status']}: {run_dir}  ({meta['limit']['particles']} particles, grid {meta['limit']['grid']}, "
           f"coupling {meta['limit']['coupling']}, {meta.get('wall_seconds')} s)")
+    return 0 if meta["status"] == "complete" else 1
+
+
+_PARTICLE_ONLY = ("grid", "particles", "replicas", "coupling", "seed", "dtype")
+
+
+def _cmd_extrapolate(args: argparse.Namespace) -> int:
+    from .extrapolate import extrapolate_like, parse_widths
+    given = [f"--{k}" for k in _PARTICLE_ONLY
+             if getattr(args, k) != {"particles": DEFAULT_PARTICLES, "replicas": 8, "seed": 0,
+                                     "dtype": "float64"}.get(k)]
+    if given:
+        raise LimitError(f"{', '.join(given)} set(s) the particle solver; drop it with --method extrapolate "
+                         f"(its knobs are --widths and --seeds)")
+    run_dir = extrapolate_like(Path(args.like), Path(args.out), widths=parse_widths(args.widths), seeds=args.seeds,
+                               name=args.name, overwrite=args.overwrite, progress=not args.quiet,
+                               device=args.device, workers=args.workers)
+    meta = store.read_meta(run_dir)
+    lim = meta["limit"]
+    if "warning" in lim:
+        print(f"warning: {lim['warning']}", file=sys.stderr)
+    print(f"{meta['status']}: {run_dir}  (extrapolated in width from n = {', '.join(map(str, lim['widths']))} x "
+          f"{lim['seeds']} seeds, fit {lim['fit']}; {lim['ladder_trained']} ladder runs trained, "
+          f"{meta.get('wall_seconds')} s)")
     return 0 if meta["status"] == "complete" else 1

@@ -29,6 +29,28 @@ def limit_command(run: Run | None) -> str:
     return f"python -m dynamics limit --like {like} --out runs/"
 
 
+def extrapolate_command(run: Run | None) -> str:
+    """The command that makes a limit of any run by extrapolation in width (`--method extrapolate`)."""
+    return limit_command(run) + " --method extrapolate"
+
+
+def method_caption(lim: Run) -> str:
+    """What the dashed line is, by the method that made the limit run (run.json's limit.method; runs made
+    before the method was recorded are particle runs)."""
+    sec = lim.meta.get("limit") if isinstance(lim.meta.get("limit"), dict) else {}
+    if sec.get("method") == "extrapolate":
+        widths = ", ".join(map(str, sec.get("widths", [])))
+        return (f"Dashed: `{lim.label}`, the width limit extrapolated from finite runs at n = {widths} × "
+                f"{sec.get('seeds', '?')} seeds (fit {sec.get('fit', 'a + b/n')} per metric, layer and step), with "
+                "its ±1 stderr band (seed noise through the fit; no allowance for the terms the fit leaves out); "
+                "solid: finite runs.")
+    parts = [f"{sec['particles']:,} particles" if "particles" in sec else "",
+             f"grid K = {sec['grid']}" if "grid" in sec else ""]
+    how = ", ".join(p for p in parts if p)
+    return (f"Dashed: `{lim.label}`, the SDE / NFD prediction for infinite width and depth from the particle "
+            f"solver{f' ({how})' if how else ''}, with its Monte-Carlo ±1 stderr band; solid: finite runs.")
+
+
 def _shown_path(path: str) -> str:
     """A run path as the user would type it: relative to where streamlit was started when inside it."""
     p = Path(path)
@@ -44,6 +66,10 @@ def limit_missing(run: Run | None) -> None:
             "command below (the limit solver's CLI; if your version of dynamics lacks `limit`, it is not "
             "released yet), then type `runs/` into the sidebar box *Your runs folder*:")
     st.code(limit_command(run), language="bash")
+    st.caption("Any run, also one the particle solver refuses (sp, minibatch SGD over many inputs, image tasks), "
+               "gets a limit by extrapolation in width: it trains the setting at widths 256–2048 × 3 seeds "
+               "(reusing finished runs) and fits a + b/n + c/n²:")
+    st.code(extrapolate_command(run), language="bash")
 
 
 def limits(runs: Sequence[Run]) -> list[Run]:

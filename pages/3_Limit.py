@@ -10,7 +10,8 @@ import streamlit as st
 from dashboard.boot import start
 start("Limit · dynamics")  # first: the browser loads charts meanwhile
 from dashboard import limit_views as V, loaders as D, runs as R, widgets as W
-from dashboard.sections import limit_missing, limits, matched_limit, other_differences, quantile_fan
+from dashboard.sections import (limit_missing, limits, matched_limit, method_caption, other_differences,
+                                quantile_fan)
 from dashboard.limit_solve import solve_missing
 
 PAGE = "limit_page"
@@ -44,8 +45,7 @@ log_y = W.toggle(PAGE, "log_y", "log values")
 if diff := other_differences([ref, *chosen], ("width", "depth", "seed")):
     st.warning(f"The chosen runs and the limit run also differ in {', '.join(diff)}: the limit describes only "
                "runs that share its setting apart from width, depth and seed.")
-st.caption("Dashed: the limit run, the SDE / NFD prediction for infinite width and depth, with its Monte-Carlo "
-           "±1 stderr band; solid: finite runs.")
+st.caption(method_caption(ref))
 
 steps_tab, depth_tab, fan_tab, err_tab = W.view_tabs(PAGE, ["Over steps", "Over depth", "Neurons",
                                                             "Error vs n, L"])

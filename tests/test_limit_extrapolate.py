@@ -158,3 +158,17 @@ def test_extrapolation_agrees_with_the_particle_solver(tmp_path):
     bound = t_quantile(1 - 0.01 / (2 * len(z)), dof((128, 256, 512, 1024), 6))
     assert np.abs(z).max() < bound, (np.abs(z).max(), bound)
     assert math.sqrt(float((z ** 2).mean())) < 1.6
+
+
+def test_the_limit_page_says_which_method_made_the_limit(tmp_path):
+    from dashboard.runs import Run
+    from dashboard.sections import extrapolate_command, method_caption
+    x = Run("x", "user", "", {"kind": "limit", "limit": {"method": "extrapolate", "widths": [256, 512], "seeds": 3,
+                                                         "fit": "a + b/n"}})
+    p = Run("p", "user", "", {"kind": "limit", "limit": {"method": "particles", "particles": 8192, "grid": 8}})
+    old = Run("o", "user", "", {"kind": "limit", "limit": {"particles": 4096, "grid": 4}})  # before limit.method
+    assert "extrapolated from finite runs at n = 256, 512 × 3 seeds" in method_caption(x)
+    assert "particle solver (8,192 particles, grid K = 8)" in method_caption(p)
+    assert "particle solver (4,096 particles" in method_caption(old) and "extrapolated" not in method_caption(old)
+    fin = Run("f", "user", str(tmp_path / "f"), {"kind": "finite"})
+    assert extrapolate_command(fin).endswith("--out runs/ --method extrapolate")

@@ -120,8 +120,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "methods. particles (default): the particle solver of the training-time limit. "
                                    f"Covers {COVERS}. Not covered: {NOT_COVERED}. extrapolate: train the setting "
                                    "at every --widths x --seeds (reusing finished runs) and fit each value as "
-                                   "a + b/n (+ c/n^2 with four or more widths), stderr = seed noise pooled over widths; any "
-                                   "setting the trainer runs.")
+                                   "a + b/n (+ c/n^2 with four or more widths), stderr = seed noise pooled over "
+                                   "widths; any setting the trainer runs.")
     p.add_argument("--like", required=True, help="finite run directory whose setting to mimic")
     p.add_argument("--out", required=True, help="folder that receives the limit run directory")
     p.add_argument("--method", choices=METHODS, default="particles",

@@ -44,11 +44,14 @@ def main():
         cli("train", *SETTING, "--width", "256", "--steps", str(a.steps), "--out", str(out), "--name", "base")
     x = out / "extrapolated"
     if not (x / "run.json").exists():
-        print(f"extrapolate: {cli('limit', '--like', str(base), '--out', str(out), '--method', 'extrapolate', '--widths', a.widths, '--seeds', str(a.seeds), '--name', 'extrapolated'):.0f} s")
+        took = cli("limit", "--like", str(base), "--out", str(out), "--method", "extrapolate", "--widths", a.widths,
+                   "--seeds", str(a.seeds), "--name", "extrapolated")
+        print(f"extrapolate: {took:.0f} s")
     Ms = [int(m) for m in a.particles.split(",")]
     for M in Ms:
         if not (out / f"M{M}" / "run.json").exists():
-            print(f"particles M = {M}: {cli('limit', '--like', str(base), '--out', str(out), '--particles', str(M), '--name', f'M{M}'):.0f} s")
+            took = cli("limit", "--like", str(base), "--out", str(out), "--particles", str(M), "--name", f"M{M}")
+            print(f"particles M = {M}: {took:.0f} s")
     X = store.read_metrics(x)
     P = {M: store.read_metrics(out / f"M{M}") for M in Ms}
     keys = ["step", "layer", "metric"]

@@ -71,7 +71,8 @@ def limit_like(like: Path, out: Path, *, grid: int | None = None, particles: int
         bar.close()
     run_dir = prepare_run_dir(str(out), run_id, cfg_k, overwrite)
     # relative to the limit run, so a moved or bundled pair keeps no path of the machine that made it
-    section = {"method": "particles", **res.info, "seed": seed, "like": meta["run_id"], "like_path": os.path.relpath(like, run_dir),
+    section = {"method": "particles", **res.info, "seed": seed, "like": meta["run_id"],
+               "like_path": os.path.relpath(like, run_dir),
                "finite_depth": cfg.depth, "finite_width": cfg.width,
                "layers": f"layer indices are on the K = {K} grid and config.depth = {K}, so tau = layer/depth",
                "inputs_used": res.inputs, "covers": COVERS, "not_covered": NOT_COVERED,

@@ -60,10 +60,11 @@ import numpy as np
 import pandas as pd
 
 from ..cli import default_run_id, prepare_run_dir
-from ..config import ConfigError, RunConfig
+from ..config import ConfigError
 from ..runs import store
 from ..runs.store import I, J, KIND, LAYER, METRIC, PROBE, QUANTILE, STDERR, STEP, VALUE
 from . import LimitError
+from .run import like_config
 
 __all__ = ["METHODS", "DEFAULT_WIDTHS", "DEFAULT_SEEDS", "SKIPPED_METRICS",
            "parse_widths", "check_ladder", "fit_name", "design", "weights", "dof", "fit_arrays",
@@ -195,21 +196,9 @@ def fit_width_limit(frame: pd.DataFrame, widths: Sequence[int] | None = None, *,
     if S < 2:
         raise ValueError(f"the stderr needs at least 2 seeds per width; got {S}")
     rank = (np.cumsum(present, axis=1) - 1)[wi, si]                  # the seed's index within its width
-    codes, uniques = [], []
-    for k in keys:
-        cd, un = pd.factorize(frame[k], sort=True)
-        codes.append(cd)
-        uniques.append(np.asarray(un))
-    dims = [max(len(u), 1) for u in uniques]
-    if float(np.prod(np.array(dims, dtype=np.float64))) < 2.0 ** 62:
-        flat = np.ravel_multi_index(codes, dims)
-        kc, kuniq = pd.factorize(flat, sort=True)
-        parts = np.unravel_index(np.asarray(kuniq), dims)
-    else:  # too many distinct values for one int64 key: let pandas group them
-        g = frame.groupby(keys, sort=True, observed=True, dropna=False).ngroup().to_numpy()
-        kc = g
-        first = np.unique(g, return_index=True)[1]
-        parts = [c[first] for c in codes]
+    kc = frame.groupby(keys, sort=True, observed=True, dropna=False).ngroup().to_numpy()   # key index
+    first = np.unique(kc, return_index=True)[1]
+    key_values = {k: frame[k].to_numpy()[first] for k in keys}
     R, W = int(kc.max()) + 1, len(wv)
     cell = (kc * W + wi) * S + rank
     if np.bincount(cell, minlength=R * W * S).max() > 1:
@@ -219,7 +208,7 @@ def fit_width_limit(frame: pd.DataFrame, widths: Sequence[int] | None = None, *,
     Y = Y.reshape(R, W, S)
     ok = np.isfinite(Y).all(axis=(1, 2))
     a, se = fit_arrays(Y[ok], wv.tolist())
-    res = pd.DataFrame({k: u[p[ok]] for k, u, p in zip(keys, uniques, parts)})
+    res = pd.DataFrame({k: v[ok] for k, v in key_values.items()})
     res[VALUE], res[STDERR] = a, se
     res.attrs["dropped"] = int((~ok).sum())
     return res[out_cols]
@@ -233,14 +222,6 @@ def ladder_folder(out: Path, like_id: str) -> Path:
 
 def default_name(like_id: str, widths: Sequence[int], seeds: int) -> str:
     return f"{like_id}_limit-extrapolate-n{'-'.join(map(str, widths))}-s{seeds}"[-200:].lstrip("._=+-")
-
-
-def _config_of(meta: dict, like: Path) -> RunConfig:
-    try:
-        return RunConfig.from_dict(meta["config"])
-    except (ConfigError, TypeError) as e:
-        raise LimitError(f"{like}: its config cannot be read back ({e}); --like needs a run made by "
-                         f"`python -m dynamics train`") from None
 
 
 def _read_config(run_dir: Path) -> tuple[str | None, dict | None]:
@@ -266,7 +247,7 @@ def extrapolate_like(like: Path, out: Path, *, widths: Sequence[int] = DEFAULT_W
     widths = check_ladder(widths, seeds)
     like = Path(like)
     meta = store.read_meta(like)
-    cfg = _config_of(meta, like)
+    cfg = like_config(meta, like)
     try:
         base = cfg if device == "auto" else dataclasses.replace(cfg, device=device)
     except ConfigError as e:
@@ -304,7 +285,7 @@ def extrapolate_like(like: Path, out: Path, *, widths: Sequence[int] = DEFAULT_W
         raise LimitError(f"{len(failed)} ladder run(s) did not finish, e.g. {folder / e['name']}: {e['status']}"
                          f"{' (' + str(e['error']) + ')' if e.get('error') else ''}; fix it and rerun (finished "
                          f"runs are kept)")
-    statuses = {p["path"]: store.read_meta(Path(p["path"]))["status"] for p in points.values()}
+    metas = {p["path"]: store.read_meta(Path(p["path"])) for p in points.values()}
     fits, dropped = {}, {}
     for file, keys in ((store.METRICS, METRIC_KEYS), (store.KERNELS, KERNEL_KEYS), (store.NEURONS, NEURON_KEYS)):
         frame = _gather(points.values(), file)
@@ -313,7 +294,7 @@ def extrapolate_like(like: Path, out: Path, *, widths: Sequence[int] = DEFAULT_W
         fits[file] = fit_width_limit(frame, keys=keys)
         dropped[file] = fits[file].attrs.get("dropped", 0)
     m = fits[store.METRICS]
-    diverged = sorted(p for p, s in statuses.items() if s == "diverged")
+    diverged = sorted(p for p, mt in metas.items() if mt["status"] == "diverged")
     section: dict[str, Any] = {
         "method": "extrapolate", "widths": list(widths), "seeds": seeds, "seed_values": seed_values,
         "fit": fit_name(len(widths)), "dof": dof(widths, seeds),
@@ -329,7 +310,7 @@ def extrapolate_like(like: Path, out: Path, *, widths: Sequence[int] = DEFAULT_W
     if diverged:
         section["warning"] = (f"{len(diverged)} ladder run(s) diverged (e.g. {diverged[0]}): only the steps "
                               f"before the first divergence are extrapolated")
-    first = store.read_meta(Path(next(iter(points.values()))["path"]))
+    first = next(iter(metas.values()))
     run_dir = prepare_run_dir(str(out), run_id, cfg, overwrite)
     # paths relative to the limit run, as the particle solver's like_path: a moved or bundled set keeps no
     # path of the machine that made it
@@ -354,10 +335,10 @@ def extrapolate_like(like: Path, out: Path, *, widths: Sequence[int] = DEFAULT_W
 
 def _gather(points, file: str) -> pd.DataFrame:
     """One tidy frame of `file` over the ladder, with width and seed columns."""
+    reader = {store.METRICS: store.read_metrics, store.KERNELS: store.read_kernels,
+              store.NEURONS: store.read_neurons}[file]
     parts = []
     for p in points:
-        reader = {store.METRICS: store.read_metrics, store.KERNELS: store.read_kernels,
-                  store.NEURONS: store.read_neurons}[file]
         df = reader(Path(p["path"]))
         if STDERR in df.columns:
             df = df.drop(columns=STDERR)

@@ -46,11 +46,7 @@ def limit_like(like: Path, out: Path, *, grid: int | None = None, particles: int
     from .. import probes as PR
     from .nfd import solve_limit
     meta = store.read_meta(Path(like))
-    try:
-        cfg = RunConfig.from_dict(meta["config"])
-    except (ConfigError, TypeError) as e:
-        raise LimitError(f"{like}: its config cannot be read back ({e}); --like needs a run made by "
-                         f"`python -m dynamics train`") from None
+    cfg = like_config(meta, like)
     coupling = coupling or ("none" if cfg.backward == "decoupled" else "full")
     K = grid or cfg.depth
     cfg_k = dataclasses.replace(cfg, depth=K)
@@ -94,6 +90,15 @@ def limit_like(like: Path, out: Path, *, grid: int | None = None, particles: int
     return run_dir
 
 
+def like_config(meta: dict, like: Path) -> RunConfig:
+    """The RunConfig of the --like run (its run.json `meta`); LimitError when it cannot be read back."""
+    try:
+        return RunConfig.from_dict(meta["config"])
+    except (ConfigError, TypeError) as e:
+        raise LimitError(f"{like}: its config cannot be read back ({e}); --like needs a run made by "
+                         f"`python -m dynamics train`") from None
+
+
 def _device_name(dev: str) -> str:
     if dev.startswith("cuda"):
         import torch
@@ -114,7 +119,8 @@ def _progress(total: int, enabled: bool):
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `python -m dynamics limit` to the CLI's subparsers."""
-    from .extrapolate import DEFAULT_SEEDS, DEFAULT_WIDTHS, METHODS
+    from .extrapolate import METHODS
+    ex = _extrapolate_flags()
     p = sub.add_parser("limit", help="the infinite-width (NFD) limit of a finite run, as a run of kind limit",
                        description="Write OUT/NAME, the infinite-width limit of a finite run's setting, with the "
                                    "same metrics (plus stderr), kernels and neuron quantiles, by one of two "
@@ -127,22 +133,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder that receives the limit run directory")
     p.add_argument("--method", choices=METHODS, default="particles",
                    help="particles: the particle solver (default); extrapolate: fit a width ladder of finite runs")
-    p.add_argument("--widths", default=",".join(map(str, DEFAULT_WIDTHS)),
-                   help=f"extrapolate: the width ladder (default: {','.join(map(str, DEFAULT_WIDTHS))})")
-    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
-                   help=f"extrapolate: seeds per width, the run's seed and the next ones (default: {DEFAULT_SEEDS})")
+    p.add_argument("--widths", default=ex["widths"], help=f"extrapolate: the width ladder (default: {ex['widths']})")
+    p.add_argument("--seeds", type=int, default=ex["seeds"],
+                   help=f"extrapolate: seeds per width, the run's seed and the next ones (default: {ex['seeds']})")
     p.add_argument("--workers", type=int, help="extrapolate: ladder runs trained at once (default: one per core)")
     p.add_argument("--grid", type=int, help="depth grid K (default: the run's depth, i.e. its width limit; "
                                             "larger K approaches the depth-muP continuum)")
     p.add_argument("--particles", type=int, default=DEFAULT_PARTICLES,
                    help=f"particles M, split into --replicas independent groups (default: {DEFAULT_PARTICLES})")
-    p.add_argument("--replicas", type=int, default=8, help="independent replicas for the stderr (default: 8)")
+    p.add_argument("--replicas", type=int, default=_PARTICLE_FLAGS["replicas"],
+                   help="independent replicas for the stderr (default: 8)")
     p.add_argument("--coupling", choices=COUPLINGS, help="full: the exact width limit (transpose coupling "
                    "kept); none: forward and backward decoupled (default: full for a reused run, none for "
                    "a decoupled one)")
-    p.add_argument("--seed", type=int, default=0, help="particle noise seed (default: 0)")
+    p.add_argument("--seed", type=int, default=_PARTICLE_FLAGS["seed"], help="particle noise seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N] (default: auto)")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+    p.add_argument("--dtype", choices=("float64", "float32"), default=_PARTICLE_FLAGS["dtype"],
                    help="solver precision (default: float64; float32 halves memory and is faster on GPUs)")
     p.add_argument("--name", help="run directory name (default: <like run>_limit-<coupling>-K<K>-M<M>-s<seed>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
@@ -150,14 +156,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_limit)
 
 
+# the flags only one method reads, with their defaults (the parser's): given with the other method, they refuse
+_PARTICLE_FLAGS = {"grid": None, "particles": DEFAULT_PARTICLES, "replicas": 8, "coupling": None, "seed": 0,
+                   "dtype": "float64"}
+
+
+def _extrapolate_flags() -> dict:
+    from .extrapolate import DEFAULT_SEEDS, DEFAULT_WIDTHS
+    return {"widths": ",".join(map(str, DEFAULT_WIDTHS)), "seeds": DEFAULT_SEEDS, "workers": None}
+
+
+def _set_flags(args: argparse.Namespace, defaults: dict) -> list[str]:
+    """The flags among `defaults` that the command line set to something else."""
+    return [f"--{k}" for k, d in defaults.items() if getattr(args, k) != d]
+
+
 def _cmd_limit(args: argparse.Namespace) -> int:
     if args.method == "extrapolate":
         return _cmd_extrapolate(args)
-    from .extrapolate import DEFAULT_SEEDS, DEFAULT_WIDTHS
-    given = [flag for flag, v, d in (("--widths", args.widths, ",".join(map(str, DEFAULT_WIDTHS))),
-                                     ("--seeds", args.seeds, DEFAULT_SEEDS), ("--workers", args.workers, None))
-             if v != d]
-    if given:
+    if given := _set_flags(args, _extrapolate_flags()):
         raise LimitError(f"{', '.join(given)} belong(s) to --method extrapolate; add it, or drop the flag")
     run_dir = limit_like(Path(args.like), Path(args.out), grid=args.grid, particles=args.particles,
                          coupling=args.coupling, seed=args.seed, device=args.device, replicas=args.replicas,
@@ -170,15 +187,9 @@ def _cmd_limit(args: argparse.Namespace) -> int:
     return 0 if meta["status"] == "complete" else 1
 
 
-_PARTICLE_ONLY = ("grid", "particles", "replicas", "coupling", "seed", "dtype")
-
-
 def _cmd_extrapolate(args: argparse.Namespace) -> int:
     from .extrapolate import extrapolate_like, parse_widths
-    given = [f"--{k}" for k in _PARTICLE_ONLY
-             if getattr(args, k) != {"particles": DEFAULT_PARTICLES, "replicas": 8, "seed": 0,
-                                     "dtype": "float64"}.get(k)]
-    if given:
+    if given := _set_flags(args, _PARTICLE_FLAGS):
         raise LimitError(f"{', '.join(given)} set(s) the particle solver; drop it with --method extrapolate "
                          f"(its knobs are --widths and --seeds)")
     run_dir = extrapolate_like(Path(args.like), Path(args.out), widths=parse_widths(args.widths), seeds=args.seeds,

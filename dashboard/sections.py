@@ -34,6 +34,14 @@ def extrapolate_command(run: Run | None) -> str:
     return limit_command(run) + " --method extrapolate"
 
 
+def extrapolate_ladder() -> str:
+    """What the default `--method extrapolate` trains and fits, in words (from its own defaults)."""
+    from dynamics.limit.extrapolate import DEFAULT_SEEDS, DEFAULT_WIDTHS, fit_name
+    w = DEFAULT_WIDTHS
+    return (f"trains the setting at widths {min(w)}–{max(w)} × {DEFAULT_SEEDS} seeds "
+            f"({len(w) * DEFAULT_SEEDS} runs, less those that exist) and fits {fit_name(len(w))}")
+
+
 def method_caption(lim: Run) -> str:
     """What the dashed line is, by the method that made the limit run (run.json's limit.method; runs made
     before the method was recorded are particle runs)."""
@@ -67,8 +75,7 @@ def limit_missing(run: Run | None) -> None:
             "released yet), then type `runs/` into the sidebar box *Your runs folder*:")
     st.code(limit_command(run), language="bash")
     st.caption("Any run, also one the particle solver refuses (sp, minibatch SGD over many inputs, image tasks), "
-               "gets a limit by extrapolation in width: it trains the setting at widths 256–2048 × 3 seeds "
-               "(reusing finished runs) and fits a + b/n + c/n²:")
+               f"gets a limit by extrapolation in width: it {extrapolate_ladder()}:")
     st.code(extrapolate_command(run), language="bash")
 
 

@@ -23,7 +23,7 @@ import streamlit as st
 
 from dashboard import hosting
 from dashboard.runs import Run
-from dashboard.sections import extrapolate_command, extrapolate_ladder, matched_limit
+from dashboard.sections import extrapolate_command, matched_limit
 from dashboard.settings import REPO
 from dashboard.uploads import register, session_root
 from dynamics.config import ConfigError, RunConfig
@@ -162,8 +162,8 @@ def solve_missing(page: str, run: Run | None, lims: Sequence[Run]) -> None:
             why = (f"this setting (T·P = {(cfg.steps + 1) * inputs_bound(cfg)}, K = {cfg.depth}) needs about "
                    f"{est:.0f} s even with 128 particles; pick a larger budget or run `python -m dynamics limit`")
         if why:
-            st.warning(f"Cannot solve here: {why}. Any run gets a limit by extrapolation in width instead (it "
-                       f"{extrapolate_ladder()}): `{extrapolate_command(run)}`.")
+            st.warning(f"Cannot solve here: {why}. Any run gets a limit by extrapolation in width instead: "
+                       f"*Extrapolate the limit … in width* below, or `{extrapolate_command(run)}`.")
             return
         where = "your session's temporary folder" if hosting.hosted() else f"`{Path(run.path).parent}`"
         st.caption(f"Solves the infinite-width limit of this setting on a {cfg.depth}-block grid with {particles} "

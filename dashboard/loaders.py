@@ -144,6 +144,7 @@ def profile(path: str, mtime_ns: int, metric: str, depth: int, step: int) -> pd.
     df = pd.DataFrame({LAYER: g["layers"], TAU: _tau(g["layers"], depth), VALUE: g[VALUE][k]})
     if g[STDERR] is not None:
         df[STDERR] = g[STDERR][k]
+    df = df[df[LAYER] >= 0]  # a network scalar of the same name (another run's meaning) is not a layer
     return df.dropna(subset=[VALUE]).reset_index(drop=True)
 
 
@@ -154,11 +155,12 @@ def heatmap(path: str, mtime_ns: int, metric: str, depth: int, step_range: tuple
     value. df.attrs["pooled"] = (recorded steps, layers) when pooling merged any."""
     g = grid(path, mtime_ns, metric)
     rows = (g["steps"] >= step_range[0]) & (g["steps"] <= step_range[1])
-    s, l, z = bin_grid(g[VALUE][rows], g["steps"][rows], g["layers"], max_steps, max_layers)
+    cols = g["layers"] >= 0  # layers only: never a network scalar's row
+    s, l, z = bin_grid(g[VALUE][rows][:, cols], g["steps"][rows], g["layers"][cols], max_steps, max_layers)
     ss, ll = np.meshgrid(s, l, indexing="ij")
     df = pd.DataFrame({STEP: ss.ravel(), TAU: _tau(ll.ravel(), depth), VALUE: z.ravel()})
-    if z.shape != (int(rows.sum()), len(g["layers"])):
-        df.attrs["pooled"] = (int(rows.sum()), len(g["layers"]))
+    if z.shape != (int(rows.sum()), int(cols.sum())):
+        df.attrs["pooled"] = (int(rows.sum()), int(cols.sum()))
     return df
 
 

@@ -22,7 +22,7 @@ import streamlit as st
 
 from dashboard import evidence, hosting, loaders, selection
 from dashboard.nav import nav
-from dashboard.settings import DATA_ENV, REPO, UPLOADED_ROOTS, USER_ENV
+from dashboard.settings import DATA_ENV, REPO, UPLOADED_ROOTS, USER_ENV, local_upload_dir
 from dashboard.state import set_url
 from dynamics.figures import RUN, TAU
 from dynamics.metrics import METRICS
@@ -37,7 +37,7 @@ _PENDING_DIR = "dashboard.pending_user_dir"  # set by code (e.g. the train form)
 @dataclass(frozen=True)
 class Run:
     label: str                      # unique over both folders; the picker, the URL and the figures use it
-    source: str                     # "bundled" | "user"
+    source: str                     # "bundled" | "claims" | "user" | "uploads" | "upload", "upload2", …
     path: str
     meta: dict[str, Any] = field(compare=False, hash=False)
 
@@ -159,6 +159,8 @@ def folders(page: str) -> dict[str, Path]:
             roots["user"] = Path(folder)
         else:
             st.sidebar.warning(f"`{folder}` is not a folder on the server; type a folder that holds runs.")
+    if not hosting.hosted() and local_upload_dir().is_dir():  # a local dashboard's uploads outlive the session
+        roots["uploads"] = local_upload_dir()
     for k, root in enumerate(session_roots()):
         roots[f"upload{k + 1 if k else ''}"] = root
     return roots
@@ -201,9 +203,36 @@ def config_diff(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=differ).rename_axis("run")
 
 
-def caption(metric: str) -> str:
-    """The human caption of a metric from dynamics.metrics.METRICS ('' for metrics it does not know)."""
-    return METRICS.get(metric, ("", ""))[0]
+NETWORK_TAG = " (network)"   # a catalog key: the network-scalar reading of a name other runs log per layer
+_TRACKERS = {"tfevents": "TensorBoard", "wandb": "W&B", "csv": "CSV", "parquet": "Parquet", "mlflow": "MLflow",
+             "trackio": "Trackio", "wandb-offline": "W&B"}
+
+
+def ours(run: Run) -> bool:
+    """Whether `run`'s metrics were computed by our code (trained, solved, dynamics.record, our zipped run),
+    so the names of dynamics.metrics mean what their captions say."""
+    source = run.meta.get("source") if isinstance(run.meta.get("source"), dict) else {}
+    return run.kind != "imported" or source.get("format") in ("record", "run-zip")
+
+
+def caption(metric: str, runs: list[Run] | None = None) -> str:
+    """The caption of a metric: dynamics.metrics.METRICS' meaning ('' for names it does not know) when our code
+    computed it in every one of `runs` that holds it (all runs when None); for a name logged by a user's tracker,
+    where it came from (tracker and file) instead, since the user's tag need not mean what ours does."""
+    name = metric.removesuffix(NETWORK_TAG)
+    theirs = [r for r in runs or [] if not ours(r) and name in _held(r)]
+    if not theirs:
+        return METRICS.get(name, ("", ""))[0]
+    where = sorted({f"{_TRACKERS.get(str(r.meta.get('source', {}).get('format')), 'imported')} log "
+                    f"{r.meta.get('source', {}).get('file') or r.label}" for r in theirs})
+    return f"logged as `{name}` in {', '.join(where[:3])}{' …' if len(where) > 3 else ''} (not computed by dynamics)"
+
+
+def _held(run: Run) -> dict[str, tuple[bool, tuple[int, ...]]]:
+    try:
+        return _catalog(run.path, _mtime(run.path))
+    except RunFormatError:
+        return {}
 
 
 # --- metric loaders -----------------------------------------------------------------------------
@@ -212,7 +241,7 @@ def metric_catalog(runs: list[Run]) -> tuple[dict[str, tuple[bool, list[int]]], 
 
     Second value: messages for runs whose metrics cannot be read.
     """
-    found: dict[str, tuple[bool, set[int]]] = {}
+    found: dict[str, dict[bool, set[int]]] = {}  # name -> {network?: steps}: a name can be both, in two runs
     errors = []
     for r in runs:
         try:
@@ -221,11 +250,29 @@ def metric_catalog(runs: list[Run]) -> tuple[dict[str, tuple[bool, list[int]]], 
             errors.append(f"`{r.label}`: {e}")
             continue
         for m, (net, steps) in cat.items():
-            was_net, was_steps = found.get(m, (True, set()))
-            found[m] = (was_net and net, was_steps | set(steps))
+            found.setdefault(m, {}).setdefault(net, set()).update(steps)
     order = [m for m in METRICS if m in found] + sorted(m for m in found if m not in METRICS)
-    return {m: (found[m][0], sorted(found[m][1])) for m in order}, errors
+    out = {}
+    for m in order:
+        for net in sorted(found[m]):  # per layer first; the network reading apart when both occur
+            out[m + NETWORK_TAG if net and len(found[m]) > 1 else m] = (net, sorted(found[m][net]))
+    return out, errors
 
+
+
+def opening_step(runs: list[Run], metric: str, steps: list[int]) -> int:
+    """The step a view of `metric` opens at: the last step every run that holds the metric recorded (so the
+    first view never says "not recorded at step"), else the last of `steps`."""
+    common = None
+    for r in runs:
+        try:
+            held = _catalog(r.path, _mtime(r.path)).get(metric)
+        except RunFormatError:
+            continue
+        if held is not None:
+            common = set(held[1]) if common is None else common & set(held[1])
+    shared = sorted(common & set(steps)) if common else []
+    return shared[-1] if shared else steps[-1]
 
 
 def layered_catalog(runs: list[Run]) -> tuple[dict[str, tuple[bool, list[int]]], list[str]]:
@@ -242,7 +289,14 @@ def layered_catalog(runs: list[Run]) -> tuple[dict[str, tuple[bool, list[int]]],
 
 def metric_frame(runs: list[Run], metric: str, steps: tuple[int, ...] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Tidy rows of one metric over runs (only `steps` when given, pruned on read): run, step, layer,
-    tau = layer/depth, value[, stderr]."""
+    tau = layer/depth, value[, stderr]. `metric` is a catalog key: the rows of one reading only (per layer, or
+    the network scalar for `name (network)` and for a name every run holds as a network scalar)."""
+    network = metric.endswith(NETWORK_TAG) or None  # None: as each run holds it
+    if network is None:
+        kinds = {held[0] for r in runs if (held := _held(r).get(metric)) is not None}
+        network = None if len(kinds) != 1 else kinds.pop()
+        network = False if network is None else network  # held both ways: the per-layer reading
+    metric = metric.removesuffix(NETWORK_TAG)
     parts, errors = [], []
     for r in runs:
         try:
@@ -250,6 +304,7 @@ def metric_frame(runs: list[Run], metric: str, steps: tuple[int, ...] | None = N
         except RunFormatError as e:
             errors.append(f"`{r.label}`: {e}")
             continue
+        df = df[(df[LAYER] < 0) == network]  # a network scalar never lands in a depth profile, nor a layer in a curve
         if df.empty:
             continue
         depth = r.config.get("depth") or max(int(df[LAYER].max()), 1)  # imported runs may lack a depth

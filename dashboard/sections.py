@@ -68,7 +68,21 @@ def _shown_path(path: str) -> str:
         return str(p)
 
 
+def own_model(run: Run) -> str:
+    """How to name a run of the user's own model (an import or dynamics.record) in a message."""
+    src = run.meta.get("source") if isinstance(run.meta.get("source"), dict) else {}
+    how = "recorded with dynamics.record" if src.get("format") == "record" else \
+        f"imported from {src.get('file') or 'your logs'}"
+    return f"`{run.label}` ({how})"
+
+
 def limit_missing(run: Run | None) -> None:
+    if run is not None and run.kind == "imported":
+        st.info(f"No limit for {own_model(run)}: both limits rebuild a run of our ResNet family from its config "
+                "(the particle solver solves it; `--method extrapolate` trains it at several widths), and your "
+                "model's config is yours. For your own model, record it at several widths with dynamics.record and "
+                "compare the widths on the Coord check and Scaling pages.")
+        return
     st.info("No limit runs found. A limit run holds the infinite-width, infinite-depth prediction (the SDE / NFD "
             "limit of docs/theory.md §3, §6) for a finite run's setting, with Monte-Carlo error bars. Make one with the "
             "command below (the limit solver's CLI; if your version of dynamics lacks `limit`, it is not "

@@ -2,9 +2,12 @@
 
 The sidebar picker of each page (`pick_runs`) starts, when the page is opened, from the URL's ?runs= (a
 link or a reload), else from the session's selection (the runs picked on the page before), else from the
-page's default; a run named in the URL that is not found is reported, not silently replaced. Runs this
-session uploaded or trained are added to the selection when they first appear. Every change is written back
-to the session's selection, keeping picks this page cannot show (e.g. limit runs on the Coupling page).
+page's default: the newest of the user's own runs (their folder, uploads, runs trained from the page) when
+there are any, else bundled runs. A run named in the URL that is not found is reported, not silently
+replaced. The user's runs lead: runs this session uploaded or trained *replace* the selection when they first
+appear, and so do the newest runs of a runs folder the user has just typed into the sidebar; bundled runs can
+be added back in the picker. Every change is written back to the session's selection, keeping picks this page
+cannot show (e.g. limit runs on the Coupling page).
 
 Names and colours are computed over all runs found (`remember`, called by dashboard.runs.load_runs), so a
 run has the same short name and colour on every page whatever else is picked: `short_names` drops the name
@@ -20,7 +23,7 @@ from typing import Sequence
 
 import streamlit as st
 
-from dashboard.settings import UPLOADED_ROOTS
+from dashboard.settings import OWN_RUNS, UPLOADED_ROOTS, hosted
 from dashboard.state import seed_widget, set_url
 from dynamics.figures import LIMIT_COLOUR, PALETTE
 
@@ -29,6 +32,9 @@ _FOUND = "dashboard.found_runs"        # labels of every run found on the last p
 _STYLE = "dashboard.run_style"         # (short names, colours) by label
 _SEEN = "dashboard.seen_run_paths"     # run paths this session has seen (to select new uploads/trained runs once)
 _TRAIN_JOBS = "dashboard.train_jobs"   # dashboard.train_form's list of this session's trained run dirs
+_FOLDERS = "dashboard.user_folders"    # the user-run folders seen last (a newly typed folder's runs lead once)
+_FOLDER_NEW = "dashboard.user_folder_new"  # set by remember() on the page load that first sees a new folder
+BUNDLED = ("bundled", "claims")        # run sources that are ours, not the user's
 _HASH = re.compile(r"^[0-9a-f]{6,}$")
 
 
@@ -77,6 +83,7 @@ def remember(runs: Sequence) -> None:
     labels = [r.label for r in runs]
     st.session_state[_FOUND] = labels
     st.session_state[_STYLE] = (short_names(labels), run_colours(runs))
+    _note_folders(runs)
 
 
 def style() -> tuple[dict[str, str], dict[str, str]]:
@@ -87,7 +94,7 @@ def style() -> tuple[dict[str, str], dict[str, str]]:
 def _own(run) -> bool:
     """Uploaded or trained in this session."""
     roots = [str(Path(p).resolve()) for p in st.session_state.get(UPLOADED_ROOTS, []) or []]
-    trained = {str(Path(p).resolve()) for p in st.session_state.get(_TRAIN_JOBS, []) or []}
+    trained = {str(Path(p).resolve()) for key in (_TRAIN_JOBS, OWN_RUNS) for p in st.session_state.get(key, []) or []}
     path = str(Path(run.path).resolve())
     return path in trained or any(path.startswith(r + "/") for r in roots)
 
@@ -100,26 +107,48 @@ def arrivals(runs: Sequence) -> list[str]:
     return new
 
 
+def newest_own(runs: Sequence, count: int) -> list[str]:
+    """Labels of the user's own runs (not bundled), newest first (run.json `created`), at most `count`."""
+    own = [r for r in runs if getattr(r, "source", "user") not in BUNDLED]
+    own.sort(key=lambda r: str(r.meta.get("created") or ""), reverse=True)
+    return [r.label for r in own[:count]]
+
+
+def _note_folders(runs: Sequence) -> None:
+    """Flag (for this page load's picker) that the folders holding the user's runs changed after the session's
+    first page load: the user typed a folder, or a page pointed the box at one, and its runs should lead."""
+    folders = sorted({str(Path(r.path).parent) for r in runs if getattr(r, "source", "") == "user"})
+    before = st.session_state.get(_FOLDERS)
+    st.session_state[_FOLDERS] = folders
+    st.session_state[_FOLDER_NEW] = before is not None and folders != before and bool(folders)
+
+
 def pick_runs(page: str, runs: Sequence, default_count: int = 3, default: list[str] | None = None) -> list:
     """Sidebar multiselect of `runs` (this page's candidates), mirrored in ?runs= and in the session's
-    selection (see the module docstring for the order). Default: `default` (labels) if given, else the first
-    `default_count` runs, finite runs before limit runs."""
+    selection (see the module docstring for the order). Default: `default` (labels) if given, else the newest
+    `default_count` of the user's own runs, else the first `default_count` runs, finite runs before limit runs."""
     key, labels = f"{page}.runs", [r.label for r in runs]
     if default is None:
-        default = [r.label for r in sorted(runs, key=lambda r: r.kind == "limit")][:default_count]
+        default = newest_own(runs, default_count) or [
+            r.label for r in sorted(runs, key=lambda r: r.kind == "limit")][:default_count]
     shared = st.session_state.get(SELECTION, [])
     if key not in st.session_state:  # the page was just opened: a link's runs, else the session's, else default
         from_url = st.query_params.get_all("runs")
         gone = [u for u in from_url if u not in st.session_state.get(_FOUND, labels)]
         if gone:
-            st.warning(f"Not found: {', '.join(f'`{g}`' for g in gone)} (named in the link). Uploaded runs last "
-                       "only for the browser session that uploaded them: upload them again on the Upload page.")
+            st.warning(f"Not found: {', '.join(f'`{g}`' for g in gone)} (named in the link). " + (
+                "Uploaded runs last only for the browser session that uploaded them: upload them again on the "
+                "Upload page." if hosted() else "Type the folder that holds them into the sidebar box *Your runs "
+                "folder*, or upload them again on the Upload page."))
         picked = [u for u in from_url if u in labels] or [s for s in shared if s in labels]
         st.session_state[key] = list(dict.fromkeys(picked or default))
     seed_widget(key, "runs", labels, default, multi=True)
     new = [a for a in arrivals(runs) if a in labels]
-    if new:
-        st.session_state[key] = list(dict.fromkeys([*st.session_state[key], *new]))
+    if st.session_state.pop(_FOLDER_NEW, False) and not new:
+        new = newest_own([r for r in runs if r.source == "user"], default_count)
+    if new:  # the user's runs lead: they replace the selection (bundled runs can be added back)
+        st.session_state[key] = list(dict.fromkeys(new))
+        shared = []
     names = style()[0]
     chosen = st.sidebar.multiselect("Runs", labels, key=key, format_func=lambda lab: names.get(lab, lab),
                                     help="Picked runs follow you to every page. Names drop the parts all runs of "

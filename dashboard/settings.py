@@ -25,6 +25,7 @@ UPLOAD_ENV, TTL_ENV = "DYNAMICS_UPLOAD_DIR", "DYNAMICS_UPLOAD_TTL_HOURS"
 READONLY_ENV, CAP_ENV, JOBS_ENV = "DYNAMICS_READONLY", "DYNAMICS_TRAIN_CAP", "DYNAMICS_TRAIN_JOBS"
 CACHE_ENV, REMOTE_MB_ENV = "DYNAMICS_CACHE_DIR", "DYNAMICS_REMOTE_MAX_MB"
 UPLOADED_ROOTS = "uploaded_roots"  # session key: list of extra run roots for this session (Upload page)
+OWN_RUNS = "dashboard.own_runs"     # session key: run dirs this session uploaded (they lead the run selection)
 
 DEFAULT_CAP = (256, 16, 200)      # width, depth, steps: a CPU run of seconds
 HOSTED_TTL_HOURS = 0.5            # session folders of a shared instance live 30 min after the last visit
@@ -144,6 +145,14 @@ def ttl_seconds() -> float:
         return float(os.environ.get(TTL_ENV, default)) * 3600
     except ValueError:
         return default * 3600.0
+
+
+def local_upload_dir() -> Path:
+    """Where a local (not hosted) dashboard keeps uploads and runs trained from its pages, across reloads and
+    restarts: $DYNAMICS_UPLOAD_DIR/local when that is set, else ~/.dynamics/uploads. Delete a run by deleting its
+    folder there. (A hosted instance keeps per-session folders instead: dashboard.uploads.)"""
+    base = os.environ.get(UPLOAD_ENV)
+    return Path(base) / "local" if base else Path.home() / ".dynamics" / "uploads"
 
 
 def cache_dir() -> Path:

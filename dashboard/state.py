@@ -80,3 +80,14 @@ def seed_range(key: str, param: str, options: Sequence[Any], default: tuple[Any,
         value = tuple(from_url) if ok else tuple(default)
     if current != value:
         st.session_state[key] = value
+
+
+def reopen_when(key: str, token: Any, value: Any) -> None:
+    """Set the widget `key` to `value` when `token` (e.g. the shown runs and metric) changed since the widget
+    was last seeded in this session, so a view opens where its new runs have data instead of keeping a value
+    chosen for others. The first time (a fresh session, a link) nothing is forced: seed_widget's order holds."""
+    mark = f"{key}#for"
+    before = st.session_state.get(mark)
+    st.session_state[mark] = token
+    if before is not None and before != token:
+        st.session_state[key] = value

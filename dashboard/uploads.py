@@ -1,6 +1,11 @@
-"""The Upload page's helpers: per-session upload folders, their clean-up, and uploads -> imported runs.
+"""The Upload page's helpers: upload folders, their clean-up, and uploads -> imported runs.
 
-Each browser session gets its own folder `session-XXXX` (tempfile.mkdtemp) under a base folder
+A local dashboard (not hosted) is the user's own: uploads go to one folder on disk
+(dashboard.settings.local_upload_dir: $DYNAMICS_UPLOAD_DIR/local, else ~/.dynamics/uploads), which every page
+lists, after a reload and a server restart too; a same-named upload gets a new name (`name-2`), so nothing
+there is overwritten, and nothing there is swept. The rest of this docstring is about hosted mode.
+
+In hosted mode each browser session gets its own folder `session-XXXX` (tempfile.mkdtemp) under a base folder
 ($DYNAMICS_UPLOAD_DIR, else the system temp folder's `dynamics-uploads`). Imported runs are written there
 by dynamics.runs.imports, and the folder is appended to `st.session_state["uploaded_roots"]`, which every page's
 run finder reads (dashboard.runs.session_roots): the runs appear on every page of this session and of no
@@ -30,7 +35,8 @@ from typing import Any
 import streamlit as st
 
 from dashboard import hosting
-from dashboard.settings import TTL_ENV, UPLOAD_ENV, UPLOADED_ROOTS, quotas, ttl_seconds  # noqa: F401
+from dashboard.settings import (OWN_RUNS, TTL_ENV, UPLOAD_ENV, UPLOADED_ROOTS, local_upload_dir, quotas,  # noqa: F401
+                                ttl_seconds)
 from dynamics.runs.import_bounds import Limits
 from dynamics.runs.imports import RunImportError
 from dynamics.runs.sandbox import Bounds, import_bounded
@@ -114,7 +120,14 @@ def keep_fresh() -> None:
 
 
 def session_root() -> Path:
-    """This session's upload folder (made on first use, kept fresh by touching it on each visit)."""
+    """Where this session's uploads (and runs trained from a page) go. A local dashboard is the user's own: its
+    one uploads folder (settings.local_upload_dir), kept across reloads and restarts and never swept. A hosted
+    one: this session's own folder, made on first use and kept fresh by touching it on each visit."""
+    if not hosting.hosted():
+        root = local_upload_dir()
+        root.mkdir(parents=True, exist_ok=True)
+        st.session_state[_ROOT] = str(root)
+        return root
     root = st.session_state.get(_ROOT)
     if root is None or not Path(root).is_dir():
         base = base_dir()
@@ -141,8 +154,21 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]+", "-", Path(name).name).lstrip(".-") or "upload"
 
 
+_EVENTS = re.compile(r"^events\.out\.tfevents\.(\d{9,11})\b")
+
+
+def run_name(name: str) -> str:
+    """A readable run name for an uploaded file: its name without the suffix; a bare TensorBoard event file
+    (`events.out.tfevents.<time>.<host>.<pid>.<n>`) becomes `tensorboard-<date>-<time>` from the time in its name."""
+    m = _EVENTS.match(Path(name).name)
+    if m:
+        from datetime import datetime, timezone
+        return f"tensorboard-{datetime.fromtimestamp(int(m.group(1)), timezone.utc):%Y%m%d-%H%M%S}"
+    return re.sub(r"\.(zip|parquet|csv|txt)$", "", _safe(name), flags=re.I)
+
+
 def _unique(root: Path, name: str) -> str:
-    stem = re.sub(r"\.(zip|parquet|csv|txt)$", "", _safe(name), flags=re.I)[:190] or "upload"
+    stem = _safe(run_name(name))[:190] or "upload"
     candidate, k = stem, 1
     while (root / candidate).exists():
         k += 1
@@ -179,9 +205,10 @@ def _size(blob: Any) -> int:
     return blob.nbytes if isinstance(blob, memoryview) else len(blob)
 
 
-def import_uploads(files: list[tuple[str, Any]], root: Path) -> list[dict[str, Any]]:
+def import_uploads(files: list[tuple[str, Any]], root: Path, name: str = "") -> list[dict[str, Any]]:
     """(name, bytes or memoryview) uploads -> one outcome per data file: {"file", "ok", "run", "summary",
-    "skipped", "error"}. Each file is imported in a bounded child process (dynamics.runs.sandbox)."""
+    "skipped", "error"}. Each file is imported in a bounded child process (dynamics.runs.sandbox). `name`: the
+    run name the user typed (several files: name, name-2, …); blank: from each file's name (run_name)."""
     sidecars = {n: b for n, b in files if n.lower().endswith(".json")}
     data = [(n, b) for n, b in files if not n.lower().endswith(".json")]
     if sidecars and not data:
@@ -193,7 +220,7 @@ def import_uploads(files: list[tuple[str, Any]], root: Path) -> list[dict[str, A
     q = quotas()
     limits = Limits.hosted() if hosted else Limits()
     bounds = Bounds(memory_mb=q.import_mb, seconds=q.import_seconds, wait_seconds=q.import_seconds)
-    out = []
+    out, typed = [], name
     for name, blob in data:
         stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
         try:
@@ -204,7 +231,7 @@ def import_uploads(files: list[tuple[str, Any]], root: Path) -> list[dict[str, A
             if side:
                 (stage / "sidecar.json").write_bytes(sidecars[side])
                 cfg = stage / "sidecar.json"
-            res = import_bounded(src, root, name=_unique(root, name), config=cfg, source_name=name, limits=limits,
+            res = import_bounded(src, root, name=_unique(root, typed.strip() or name), config=cfg, source_name=name, limits=limits,
                                  bounds=bounds)
             out.append({"file": name, "ok": True, "run": res.run_dir.name, "summary": res.summary,
                         "skipped": res.skipped, "sidecar": side, "format": res.meta["source"]["format"]})
@@ -241,7 +268,7 @@ def _release(files: list) -> None:
         pass
 
 
-def process(uploaded: list) -> list[dict[str, Any]]:
+def process(uploaded: list, name: str = "") -> list[dict[str, Any]]:
     """Import the uploader's files not seen before in this session; every outcome so far, newest last.
 
     Streamlit reruns the page on every interaction with the same files still in the uploader, so files are
@@ -254,11 +281,13 @@ def process(uploaded: list) -> list[dict[str, Any]]:
         except hosting.ReadOnlyError as e:
             return [{"file": f.name, "ok": False, "error": str(e)} for f in new]
         key = "+".join(f.file_id for f in new)
-        done[key] = import_uploads([(f.name, f.getbuffer()) for f in new], root)
+        done[key] = import_uploads([(f.name, f.getbuffer()) for f in new], root, name)
         for f in new:
             done.setdefault(f.file_id, [])
         _release(new)
-        if any(o["ok"] for o in done[key]):
+        mine = st.session_state.setdefault(OWN_RUNS, [])
+        mine += [str(root / o["run"]) for o in done[key] if o["ok"]]  # they lead the selection (dashboard.selection)
+        if any(o["ok"] for o in done[key]) and hosting.hosted():  # a local uploads folder is listed on every page
             register(root)
     return [o for outcomes in done.values() for o in outcomes]
 

@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard.csv_export import csv_bytes
 from dashboard.runs import caption, layered_catalog
-from dashboard.state import seed_range, seed_widget, set_url
+from dashboard.state import reopen_when, seed_range, seed_widget, set_url
 from dashboard.selection import style
 from dynamics.figures import chart_config, restyle_runs
 
@@ -39,8 +39,11 @@ def pick_one(page: str, runs: Sequence, param: str = "hrun"):
     return runs[labels.index(label)]
 
 
-def pick_step(page: str, steps: Sequence[int], default: int, where=st) -> int:
-    """A step slider over recorded steps (?step=); no widget when there is one step."""
+def pick_step(page: str, steps: Sequence[int], default: int, where=st, token: Any = None) -> int:
+    """A step slider over recorded steps (?step=); no widget when there is one step. With `token` (e.g. the
+    shown runs and metric), the slider goes back to `default` when the token changes (state.reopen_when)."""
+    if token is not None:
+        reopen_when(f"{page}.step", token, default)
     return choose(page, "step", "Step", steps, default, widget=where.select_slider) if len(steps) > 1 else steps[0]
 
 
@@ -62,16 +65,18 @@ def step_range(page: str, steps: Sequence[int], label: str = "Step range") -> tu
     return value
 
 
-def metric_choice(page: str, metrics: Sequence[str], default: str) -> str:
+def metric_choice(page: str, metrics: Sequence[str], default: str, runs: Sequence | None = None) -> str:
+    """A metric picker; each name with its caption (`runs`: whose tracker logged a name, dashboard.runs.caption)."""
+    runs = list(runs) if runs is not None else None
     return choose(page, "metric", "Metric", list(metrics), default if default in metrics else metrics[0],
-                  format_func=lambda m: f"{m}: {caption(m)}" if caption(m) else m)
+                  format_func=lambda m: f"{m}: {caption(m, runs)}" if caption(m, runs) else m)
 
 
 def layered_metric(page: str, runs: Sequence, default: str) -> tuple[str, list[int]]:
     """The per-layer metric picker over `runs` and that metric's recorded steps; a page whose runs hold no
     per-layer metric says so and stops (runs.layered_catalog)."""
     catalog, layered = layered_catalog(list(runs))
-    metric = metric_choice(page, layered, default)
+    metric = metric_choice(page, layered, default, runs)
     return metric, list(catalog[metric][1])
 
 

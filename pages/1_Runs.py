@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard.boot import start
 start("Runs · dynamics")  # first: the browser loads charts meanwhile
 from dashboard import runs as R
-from dashboard.state import seed_widget, set_url
+from dashboard.state import reopen_when, seed_widget, set_url
 from dashboard.widgets import show_chart
 from dynamics.figures import RUN, depth_profile_figure, metric_over_steps_figure
 
@@ -45,7 +45,7 @@ st.subheader("One metric across runs")
 key = f"{PAGE}.metric"
 seed_widget(key, "metric", list(catalog), "h_sq" if "h_sq" in catalog else next(iter(catalog)))
 metric = st.selectbox("Metric", list(catalog), key=key,
-                      format_func=lambda m: f"{m}: {R.caption(m)}" if R.caption(m) else m)
+                      format_func=lambda m: f"{m}: {R.caption(m, chosen)}" if R.caption(m, chosen) else m)
 set_url(metric=metric)
 network, steps = catalog[metric]
 diverged = {r.label for r in chosen if r.meta.get("status") == "diverged"}
@@ -57,12 +57,14 @@ set_url(log_y=log_y or None)
 if network:
     set_url(step=None)
     shown, errors = R.metric_frame(chosen, metric)
-    fig = metric_over_steps_figure(shown, metric=metric, caption=R.caption(metric), log_y=log_y,
+    fig = metric_over_steps_figure(shown, metric=metric, caption=R.caption(metric, chosen), log_y=log_y,
                                    title=f"{metric} over steps", diverged=diverged)
     name = metric
 else:  # one step of a per-layer metric: read only that step (a big run holds millions of rows)
     key = f"{PAGE}.step"
-    seed_widget(key, "step", steps, steps[-1])
+    opening = R.opening_step(chosen, metric, steps)
+    reopen_when(key, (tuple(r.label for r in chosen), metric), opening)
+    seed_widget(key, "step", steps, opening)
     step = st.select_slider("Step", steps, key=key) if len(steps) > 1 else steps[0]
     set_url(step=step)
     shown, errors = R.metric_frame(chosen, metric, steps=(step,))
@@ -70,7 +72,7 @@ else:  # one step of a per-layer metric: read only that step (a big run holds mi
     missing = sorted({r.label for r in chosen} - set(shown[RUN]) - unreadable)
     if missing:
         st.caption(f"Not recorded at step {step}: {', '.join(missing)}.")
-    fig = depth_profile_figure(shown, metric=metric, caption=R.caption(metric), log_y=log_y,
+    fig = depth_profile_figure(shown, metric=metric, caption=R.caption(metric, chosen), log_y=log_y,
                                title=f"{metric} over depth at step {step}", diverged=diverged)
     name = f"{metric}_step{step}"
 R.show_problems(errors)

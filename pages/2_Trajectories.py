@@ -30,7 +30,7 @@ c1, c2 = st.columns([1, 3], vertical_alignment="center")
 log_y = W.toggle(PAGE, "log_y", "log values", where=c1)
 with c2:
     window = W.step_range(PAGE, steps)
-cap = R.caption(metric)
+cap = R.caption(metric, chosen)
 heat_tab, depth_tab, steps_tab, neuron_tab = W.view_tabs(PAGE, ["Layer × step", "Over depth", "Over steps",
                                                                 "Neurons"])
 if heat_tab.open:
@@ -49,7 +49,8 @@ if heat_tab.open:
             st.warning(f"Cannot draw `{run.label}`: {e}")
 if depth_tab.open:
     with depth_tab:
-        step = W.pick_step(PAGE, steps, steps[-1])
+        step = W.pick_step(PAGE, steps, R.opening_step(chosen, metric, steps),
+                           token=(tuple(r.label for r in chosen), metric))
         prof, errors = D.profiles(chosen, metric, step)
         R.show_problems(errors)
         W.show_chart(depth_profile_figure(prof, metric=metric, caption=cap, log_y=log_y, title=f"{metric} over depth "
@@ -77,4 +78,5 @@ if neuron_tab.open:
         st.caption("Quantiles of the features h_ℓ over the neurons of one layer; the metric, log and step-range "
                    "controls above belong to the other tabs.")
         run = W.pick_one(PAGE, chosen)
-        quantile_fan(PAGE, run, runs, W.pick_step(PAGE, steps, steps[-1]), fmt)
+        quantile_fan(PAGE, run, runs, W.pick_step(PAGE, steps, R.opening_step(chosen, metric, steps),
+                           token=(tuple(r.label for r in chosen), metric)), fmt)

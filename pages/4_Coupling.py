@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard.boot import start
 start("Coupling · dynamics")  # first: the browser loads charts meanwhile
 from dashboard import loaders as D, runs as R, widgets as W
-from dashboard.sections import log_gaps, train_command
+from dashboard.sections import log_gaps, own_model, train_command
 from dynamics.figures import TAU, chance_figure
 from dynamics.runs.store import STEP
 
@@ -28,6 +28,12 @@ catalog, errors = R.metric_catalog(chosen)
 R.show_problems(errors)
 lacking = [r for r in chosen if not any(m in R.metric_catalog([r])[0] for m in MEASURED)]
 for r in lacking:
+    if r.kind == "imported":  # a user's own model: no command of ours applies
+        st.info(f"{own_model(r)} has no coupling measurements: the split needs the block weights at "
+                "initialisation and the backward vectors inside every block during training, which a tracker's "
+                "log does not hold and dynamics.record does not measure; runs of our ResNet "
+                "(`python -m dynamics train`) record it.")
+        continue
     st.info(f"`{r.label}` predates coupling measurements; retrain it:")
     st.code(train_command(r), language="bash")
 present = [m for m in MEASURED if m in catalog]
@@ -61,7 +67,8 @@ def show(frame, ref, x, title, name, key):
 
 
 st.subheader("Over depth at a step")
-step = W.choose(PAGE, "step", "Step", steps, steps[-1], widget=st.select_slider) if len(steps) > 1 else steps[0]
+step = W.choose(PAGE, "step", "Step", steps, R.opening_step(chosen, metric, steps), widget=st.select_slider) \
+    if len(steps) > 1 else steps[0]
 prof, errors = D.profiles(chosen, metric, step)
 ref = D.profiles(chosen, chance, step)[0] if chance else None
 R.show_problems(errors)

@@ -1,4 +1,4 @@
-"""Upload page: bring your own run logs; they appear in every other page, for this browser session only.
+"""Upload page: bring your own run logs; they appear in every other page (hosted: for this browser session only).
 
 Files are imported by dynamics.runs.imports into a per-session folder (dashboard.uploads), which is added to
 st.session_state["uploaded_roots"]; the run finder of every page reads that list. Folders of sessions idle
@@ -22,14 +22,23 @@ st.markdown(
     "one run). Add a JSON file with the config (e.g. `log.csv.json`, or a bare object like "
     "`{\"depth\": 16, \"width\": 256}`) beside a CSV or Parquet file. Tags and columns named `layer_7/h_sq` or "
     "`h_sq/7` become per-layer metrics; other names become network scalars.")
-st.caption("Uploads are visible in this browser session only and deleted after "
-           f"{U.ttl_seconds() / 3600:g} h without a visit.")
+if U.hosting.hosted():
+    st.caption("Uploads are visible in this browser session only and deleted after "
+               f"{U.ttl_seconds() / 3600:g} h without a visit.")
+else:
+    st.caption(f"Uploads are kept in {U.code(U.local_upload_dir())} on this computer: every page lists them, "
+               "after a reload and a restart too. Delete a run by deleting its folder there; a second upload of "
+               "the same name gets a new name, nothing is overwritten.")
 U.clean_up()
 
+name = st.text_input("Run name (optional)", key=f"{PAGE}.name", placeholder="from the file name",
+                     help="the name of the next upload's run (several files: name, name-2, …); blank: the file's "
+                          "name, or for a bare TensorBoard event file tensorboard-<date>-<time>. A name already "
+                          "taken gets -2, -3, …")
 files = st.file_uploader("Run logs", accept_multiple_files=True, key=f"{PAGE}.files",
                          help="zip (a run or a TensorBoard log folder), parquet, csv, json (config sidecar) or "
                               "TensorBoard events.out.tfevents.* files")
-outcomes = U.process(files or [])
+outcomes = U.process(files or [], name)
 if not outcomes:
     st.info("Nothing uploaded yet in this session.")
     st.stop()

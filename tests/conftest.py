@@ -6,6 +6,8 @@ widths × depths and of learning rates × depths with a limit run, for the Limit
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,10 @@ import pytest
 
 from dynamics.config import RunConfig
 from dynamics.runs.store import NEURONS, NETWORK_LAYER, RunWriter
+
+# A local dashboard keeps uploads in ~/.dynamics/uploads unless $DYNAMICS_UPLOAD_DIR says otherwise: tests (and
+# the servers they start, which inherit the environment) never write to the home folder.
+os.environ.setdefault("DYNAMICS_UPLOAD_DIR", tempfile.mkdtemp(prefix="dynamics-test-uploads-"))
 
 DEPTH, STEPS = 4, (0, 10, 20)
 QUANTILES = np.array([0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99], dtype=np.float32)

@@ -85,6 +85,8 @@ def test_an_upload_is_selected_when_it_arrives(tmp_path, runs_dir, data_env, mon
     at.run()
     assert not at.exception
     chosen = at.multiselect(key="runs_page.runs").value
-    assert chosen[:2] == ["w128-d4", "w64-d4"] and len(chosen) == 3 and chosen[2].endswith("w64-d4")
-    at.multiselect(key="runs_page.runs").set_value(chosen[:1]).run()  # unpicked by the user: stays unpicked
-    assert at.multiselect(key="runs_page.runs").value == chosen[:1]
+    assert len(chosen) == 1 and chosen[0].endswith("w64-d4") and chosen[0] != "w64-d4"  # the upload replaces
+    at.multiselect(key="runs_page.runs").set_value(["w128-d4", *chosen]).run()  # bundled added back: kept
+    assert at.multiselect(key="runs_page.runs").value == ["w128-d4", *chosen]
+    at.multiselect(key="runs_page.runs").set_value(["w128-d4"]).run()  # unpicked by the user: stays unpicked
+    assert at.multiselect(key="runs_page.runs").value == ["w128-d4"]

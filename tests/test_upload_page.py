@@ -1,7 +1,8 @@
-"""The Upload page (AppTest): drag-and-drop import, preview, skipped list, per-session visibility, clean-up.
+"""The Upload page (AppTest): drag-and-drop import, preview, skipped list, who sees an upload, clean-up.
 
-Two AppTest objects are two browser sessions; the run uploaded in one must show on every page of that
-session and on no page of the other. $DYNAMICS_UPLOAD_DIR points the per-session folders at tmp_path.
+Two AppTest objects are two browser sessions. Hosted: the run uploaded in one must show on every page of that
+session and on no page of the other. Local (the user's own dashboard): an upload is kept on disk and listed in
+every session, a later one too, and leads the run selection. $DYNAMICS_UPLOAD_DIR points the folders at tmp_path.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def _run_ids(at: AppTest) -> list[str]:
     return list(at.dataframe[0].value["run_id"])
 
 
-def test_upload_preview_skipped_and_only_this_session_sees_it(env):
+def test_upload_preview_skipped_and_only_this_session_sees_it(env, monkeypatch):
+    monkeypatch.setenv("DYNAMICS_READONLY", "1")  # a shared instance: per-session scope
     a, b = _session(), _session()
     a.file_uploader[0].set_value([("mylog.csv", CSV, "text/csv"),
                                   ("mylog.csv.json", json.dumps({"depth": 4, "width": 32}).encode(),
@@ -63,6 +65,25 @@ def test_upload_preview_skipped_and_only_this_session_sees_it(env):
     assert "uploaded_roots" not in b.session_state or not b.session_state["uploaded_roots"]
     fresh = _session()
     assert "mylog" not in _run_ids(fresh)
+
+
+def test_local_upload_is_kept_on_disk_listed_everywhere_and_leads_the_selection(env):
+    a = _session()
+    assert "on this computer" in a.caption[0].value and str(env / "local") in a.caption[0].value
+    a.file_uploader[0].set_value(("mylog.csv", CSV, "text/csv")).run()
+    assert not a.exception and "imported as run `mylog`" in a.success[0].value
+    assert (env / "local" / "mylog" / "run.json").is_file() and "uploaded_roots" not in a.session_state
+    assert "mylog" in _run_ids(a)
+    assert a.multiselect(key="runs_page.runs").value == ["mylog"]  # the user's run leads, bundled ones dropped
+    assert a.dataframe[0].value["run_id"].tolist()[:2] == ["w128-d4", "w64-d4"]  # bundled runs still listed
+    fresh = _session()  # a reload or a restart: a new session, same folder on disk
+    assert "mylog" in _run_ids(fresh) and fresh.multiselect(key="runs_page.runs").value == ["mylog"]
+    fresh.switch_page(UPLOAD).run()
+    fresh.file_uploader[0].set_value(("mylog.csv", CSV, "text/csv")).run()  # the same name again
+    assert "imported as run `mylog-2`" in fresh.success[0].value
+    assert sorted(p.name for p in (env / "local").iterdir()) == ["mylog", "mylog-2"]  # nothing overwritten
+    fresh.switch_page(RUNS).run()
+    assert fresh.multiselect(key="runs_page.runs").value == ["mylog-2"]
 
 
 def test_a_bad_file_is_one_clear_error_and_registers_nothing(env):
@@ -98,3 +119,13 @@ def test_old_session_folders_are_deleted_when_the_page_loads(env):
     assert not old.exists() and new.exists() and other.exists()
     os.utime(new, (long_ago, long_ago))
     assert sweep_old(env, ttl=3600, keep=new) == [] and new.exists()
+
+
+def test_event_files_get_readable_names_and_a_typed_name_wins(tmp_path):
+    from dashboard.uploads import run_name
+    assert run_name("events.out.tfevents.1796621721.vm.23783.0") == "tensorboard-20261207-053521"
+    assert run_name("mylog.csv") == "mylog" and run_name("runs.zip") == "runs"
+    root = tmp_path / "s"
+    root.mkdir()
+    out = import_uploads([("a.csv", CSV), ("b.csv", CSV)], root, name="my-mlp")
+    assert [o["run"] for o in out] == ["my-mlp", "my-mlp-2"]

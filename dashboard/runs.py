@@ -225,7 +225,7 @@ def caption(metric: str, runs: list[Run] | None = None) -> str:
         return METRICS.get(name, ("", ""))[0]
     where = sorted({f"{_TRACKERS.get(str(r.meta.get('source', {}).get('format')), 'imported')} log "
                     f"{r.meta.get('source', {}).get('file') or r.label}" for r in theirs})
-    return f"logged as `{name}` in {', '.join(where[:3])}{' …' if len(where) > 3 else ''} (not computed by dynamics)"
+    return f"logged as {name} in {', '.join(where[:3])}{' …' if len(where) > 3 else ''} (not computed by dynamics)"
 
 
 def _held(run: Run) -> dict[str, tuple[bool, tuple[int, ...]]]:

@@ -76,6 +76,49 @@ def own_model(run: Run) -> str:
     return f"`{run.label}` ({how})"
 
 
+def is_exact(run: Run) -> bool:
+    """Whether `run`'s coupling is measured exactly (dynamics.coupling_tracker.measured_exactly)."""
+    from dynamics.coupling_tracker import measured_exactly
+    section = run.meta.get("coupling") if isinstance(run.meta.get("coupling"), dict) else {}
+    return run.kind == "finite" and bool(section) and measured_exactly(run.config, section.get("window"))
+
+
+def exact_pair(runs: Sequence[Run]) -> list[str]:
+    """The Coupling page's opening runs: the first run (by label) whose coupling is measured exactly, reused
+    backward, and its decoupled twin (the same config otherwise) when there is one; [] when none is exact."""
+    exact = sorted((r for r in runs if is_exact(r)), key=lambda r: r.label)
+    for r in exact:
+        if r.config.get("backward") != "reused":
+            continue
+        twin = [t for t in exact if t.config == {**r.config, "backward": "decoupled"}]
+        return [r.label, *[t.label for t in twin[:1]]]
+    return [r.label for r in exact[:1]]
+
+
+def strongest_step(runs: Sequence[Run], metric: str, chance: str | None, steps: Sequence[int]) -> int:
+    """The Coupling page's opening step: where `metric` stands furthest above its chance level (mean over blocks
+    of measured/chance, first of `runs` that has both; at most 64 of `steps`, evenly spread, are read), so the
+    first view shows the coupling where it is; without a chance level, the last step."""
+    if not chance or not steps:
+        return steps[-1]
+    picks = list(steps) if len(steps) <= 64 else [steps[round(k * (len(steps) - 1) / 63)] for k in range(64)]
+    for r in runs:
+        best, at = 0.0, None
+        for step in picks:
+            try:
+                m = D.profile(r.path, D.mtime(r.path), metric, D.depth_of(r), step)
+                c = D.profile(r.path, D.mtime(r.path), chance, D.depth_of(r), step)
+            except RunFormatError:
+                break
+            if len(m) and len(c) and float(c["value"].mean()) > 0:
+                ratio = float(m["value"].mean()) / float(c["value"].mean())
+                if ratio > best:
+                    best, at = ratio, step
+        if at is not None:
+            return at
+    return steps[-1]
+
+
 def limit_missing(run: Run | None) -> None:
     if run is not None and run.kind == "imported":
         st.info(f"No limit for {own_model(run)}: both limits rebuild a run of our ResNet family from its config "

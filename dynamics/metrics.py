@@ -18,11 +18,14 @@ METRICS: dict[str, tuple[str, str]] = {
                   "0..L"),
     "diversity": ("layer increment L·|h_ℓ−h_{ℓ−1}|²/n", "1..L"),
     "a_move": ("inner feature movement |a_ℓ(t)−a_ℓ(0)|²/n (two-layer blocks)", "1..L"),
-    "coupling_fwd": ("forward transpose coupling ‖(2)‖²/n of W(0)φ/√n (docs/theory.md §5)", "1..L"),
-    "coupling_bwd": ("backward transpose coupling ‖(2)‖²/n of W(0)ᵀĝ/√n (docs/theory.md §5)", "1..L"),
+    "coupling_fwd": ("forward transpose coupling: the message's part along past backward vectors "
+                     "(docs/theory.md §5)", "1..L"),
+    "coupling_bwd": ("backward transpose coupling: the message's part along past forward inputs "
+                     "(docs/theory.md §5)", "1..L"),
     "coupling_fwd_frac": ("forward coupling as a fraction of the whole message", "1..L"),
     "coupling_bwd_frac": ("backward coupling as a fraction of the whole message", "1..L"),
-    "coupling_acc": ("accumulated forward coupling on the stream ‖Σ_{k≤ℓ} β/√L·(2)_k‖²/n", "1..L"),
+    "coupling_acc": ("forward coupling accumulated on the residual stream up to block ℓ (docs/theory.md §5)",
+                     "1..L"),
     "coupling_fwd_chance": ("chance level of coupling_fwd (independent matrix)", "1..L"),
     "coupling_bwd_chance": ("chance level of coupling_bwd (independent matrix)", "1..L"),
     "coupling_acc_chance": ("chance level of coupling_acc: the same accumulation over independent matrices, "

@@ -3,15 +3,17 @@
 For one coupling metric (coupling_fwd, coupling_bwd, their _frac fractions of the whole message, or the
 accumulated coupling_acc; blocks ℓ = 1..L), the chosen runs over depth time at a step and over steps at
 one depth time, each beside its chance level (the same measurement with an independent matrix: projection
-noise alone) where one is recorded. Runs made before coupling was measured get the command that retrains
-them. The view lives in the URL.
+noise alone) where one is recorded. It opens on a run whose coupling is measured exactly and its decoupled twin
+(zero by construction), at the step where the coupling stands furthest above its chance level, and says
+which chosen runs are exact and which a probe proxy. Runs made before coupling
+was measured get the command that retrains them. The view lives in the URL.
 """
 import streamlit as st
 
 from dashboard.boot import start
 start("Coupling · dynamics")  # first: the browser loads charts meanwhile
 from dashboard import loaders as D, runs as R, widgets as W
-from dashboard.sections import log_gaps, own_model, train_command
+from dashboard.sections import exact_pair, is_exact, log_gaps, own_model, strongest_step, train_command
 from dynamics.figures import TAU, chance_figure
 from dynamics.runs.store import STEP
 
@@ -19,11 +21,19 @@ PAGE = "coupling_page"
 MEASURED = ("coupling_fwd", "coupling_bwd", "coupling_fwd_frac", "coupling_bwd_frac", "coupling_acc")
 st.title("Transpose coupling")
 runs = R.load_runs(PAGE)
-chosen = R.pick_runs(PAGE, [r for r in runs if r.kind != "limit"])  # limit runs record no coupling
+candidates = [r for r in runs if r.kind != "limit"]  # limit runs record no coupling
+chosen = R.pick_runs(PAGE, candidates, default=exact_pair(candidates) or None)
 fmt = W.image_format(PAGE)
 if not chosen:
     st.info("Pick one or more runs in the sidebar.")
     st.stop()
+exact = [r.label for r in chosen if is_exact(r)]
+proxy = [r.label for r in chosen if not is_exact(r) and r.kind != "imported"]
+st.caption(" ".join(filter(None, [
+    f"Measured exactly (the probes are the whole training set, full batch, every step recorded): "
+    f"{', '.join(exact)}." if exact else "",
+    f"A probe proxy (minibatch, or records apart, or more training inputs than probes: the histories hold "
+    f"the probes' vectors, not everything SGD applied W to): {', '.join(proxy)}." if proxy else ""])))
 catalog, errors = R.metric_catalog(chosen)
 R.show_problems(errors)
 lacking = [r for r in chosen if not any(m in R.metric_catalog([r])[0] for m in MEASURED)]
@@ -41,7 +51,7 @@ if not present:
     st.stop()
 chosen = [r for r in chosen if r not in lacking]
 
-metric = W.metric_choice(PAGE, present, "coupling_fwd")
+metric = W.metric_choice(PAGE, present, "coupling_acc")  # the accumulated coupling: clearest above chance
 chance = f"{metric}_chance" if f"{metric}_chance" in catalog else None
 steps = list(catalog[metric][1])
 c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="center")
@@ -67,8 +77,8 @@ def show(frame, ref, x, title, name, key):
 
 
 st.subheader("Over depth at a step")
-step = W.choose(PAGE, "step", "Step", steps, R.opening_step(chosen, metric, steps), widget=st.select_slider) \
-    if len(steps) > 1 else steps[0]
+step = W.choose(PAGE, "step", "Step", steps, strongest_step(chosen, metric, chance, steps),
+                widget=st.select_slider) if len(steps) > 1 else steps[0]
 prof, errors = D.profiles(chosen, metric, step)
 ref = D.profiles(chosen, chance, step)[0] if chance else None
 R.show_problems(errors)

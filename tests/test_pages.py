@@ -224,7 +224,7 @@ def test_every_page_renders_the_bundled_runs(data_env, page, charts, hosted, mon
     if page == TRAJ:  # lazy tabs: only the open view (the heatmap) is computed and drawn
         assert [t.label for t in at.tabs] == TRAJ_VIEWS and _titles(at)[0].startswith("h_move: ")
     if page == COUPLING:  # the bundled runs carry the coupling metrics: drawn over depth and over steps
-        assert _titles(at)[0].startswith("coupling_fwd excess over depth") and not at.code
+        assert _titles(at)[0].startswith("coupling_acc excess over depth") and not at.code  # tests/test_default_views.py
     if page == LIMIT:  # the bundled limit run is found: finite vs limit over steps, where they differ (h_move)
         assert not at.code and _titles(at)[0].startswith("h_move over steps")
     if page == SCALING:  # no width or lr sweep among the runs: the bundled reproduce points instead, no info wall
@@ -361,6 +361,9 @@ def test_coupling_page_draws_excess_over_chance_with_the_chance_band(runs_dir, d
     data_env(runs_dir)
     at = _page(COUPLING)
     _clean(at)
+    assert at.selectbox(key="coupling_page.metric").value == "coupling_acc"  # the page's opening metric
+    at.selectbox(key="coupling_page.metric").set_value("coupling_fwd").run()
+    _clean(at)
     assert not at.info
     depth, steps = _charts(at)
     assert _names(depth) == ["w128-d4 chance level (shaded)", "w128-d4 excess", "w64-d4 chance level (shaded)",
@@ -391,7 +394,7 @@ def test_coupling_page_explains_values_a_log_axis_cannot_draw(runs_dir, data_env
     df.loc[df["metric"] == "coupling_fwd", "value"] = 0.0  # as a decoupled run records
     write_parquet_atomic(f, pa.Table.from_pandas(df, preserve_index=False))
     data_env(runs_dir)
-    at = _page(COUPLING, {"show": "measured", "log_y": "True"})
+    at = _page(COUPLING, {"show": "measured", "log_y": "True", "metric": "coupling_fwd"})
     _clean(at)
     notes = [c.value for c in at.caption if c.value.startswith("Not drawn on the log axis")]
     assert len(notes) == 2 and "`w64-d4`: 4 of 4 values are exactly 0" in notes[0]

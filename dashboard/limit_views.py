@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import streamlit as st
 
-from dashboard import loaders as D, runs as R, widgets as W
+from dashboard import grouping as G, loaders as D, runs as R, widgets as W
 from dynamics.figures import RUN, depth_profile_figure, error_scaling_figure, limit_steps_figure
 from dynamics.runs.store import VALUE
 
@@ -54,7 +54,7 @@ def over_steps(page: str, chosen: Sequence, ref, metric: str, log_y: bool, fmt: 
     near = list(dict.fromkeys(min(grid, key=lambda g: abs(g - t)) for t in (0.25, 0.5, 1.0)))
     taus = W.choose(page, "tau", "Depth times τ (one panel each; the nearest layer of each run)", grid, near,
                     widget=st.multiselect, multi=True, format_func=lambda t: f"τ={t:g}") or near
-    steps = D.curves([*chosen, ref], metric, taus, (0, 2**62), 0.0)[0]
+    steps = G.apply(D.curves([*chosen, ref], metric, taus, (0, 2**62), 0.0)[0])
     W.show_chart(limit_steps_figure(steps, taus=taus, metric=metric, caption=R.caption(metric), log_y=log_y,
                                     limit_runs={ref.label}, title=f"{metric} over steps: finite runs vs the "
                                     "SDE / NFD prediction"), steps, f"{metric}_vs_limit_over_steps",
@@ -66,6 +66,7 @@ def over_depth(page: str, chosen: Sequence, ref, metric: str, steps: list[int], 
     step = W.choose(page, "step", "Step", steps, default_step, widget=st.select_slider) if len(steps) > 1 \
         else steps[0]
     prof, errors = D.profiles([*chosen, ref], metric, step)
+    prof = G.apply(prof)
     R.show_problems(errors)
     W.show_chart(depth_profile_figure(prof, metric=metric, caption=R.caption(metric), log_y=log_y,
                                       title=f"{metric} over depth at step {step}", limit_runs={ref.label}),

@@ -17,6 +17,7 @@ hover text keeps the full name.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Sequence
@@ -83,7 +84,58 @@ def remember(runs: Sequence) -> None:
     labels = [r.label for r in runs]
     st.session_state[_FOUND] = labels
     st.session_state[_STYLE] = (short_names(labels), run_colours(runs))
+    st.session_state.pop(GROUPING, None)  # a page that draws no grouping controls shows none
     _note_folders(runs)
+
+
+GROUPING = "dashboard.grouping"  # this page load's seed groups and colours (dashboard.grouping.controls)
+FIELDS = ("width", "depth", "param", "backward", "inner_lr_exponent", "act", "lr", "block", "loss", "task", "seed",
+          "batch", "steps")  # config fields to colour, group and filter by
+FILTER_FROM = 8                  # the picker gets a field filter from this many candidate runs on
+
+
+def _cfg(run) -> dict:
+    cfg = getattr(run, "config", None)
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def varying(runs: Sequence, fields: Sequence[str] = FIELDS) -> list[str]:
+    """The fields of `fields` whose values differ among `runs`."""
+    return [f for f in fields if len({json.dumps(_cfg(r).get(f), sort_keys=True, default=str) for r in runs}) > 1]
+
+
+def _value_text(v) -> str:
+    return "—" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
+
+
+def filter_runs(page: str, runs: Sequence) -> list:
+    """For FILTER_FROM or more candidate runs, a sidebar expander with one multiselect per varying field
+    (?f_<field>=value); returns the runs whose values are picked in every field (all, when nothing is picked)."""
+    if len(runs) < FILTER_FROM:
+        return list(runs)
+    fields = varying(runs)
+    if not fields:
+        return list(runs)
+    kept = list(runs)
+    with st.sidebar.expander("Filter runs by config", expanded=any(st.query_params.get_all(f"f_{f}") for f in fields)):
+        for f in fields:
+            options = sorted({_value_text(_cfg(r).get(f)) for r in runs},
+                             key=lambda t: (0, float(t)) if _is_number(t) else (1, t))
+            key = f"{page}.f_{f}"
+            seed_widget(key, f"f_{f}", options, [], multi=True)
+            picked = st.multiselect(f, options, key=key, placeholder="any")
+            set_url(**{f"f_{f}": picked})
+            if picked:
+                kept = [r for r in kept if _value_text(_cfg(r).get(f)) in picked]
+    return kept
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def style() -> tuple[dict[str, str], dict[str, str]]:
@@ -127,6 +179,7 @@ def pick_runs(page: str, runs: Sequence, default_count: int = 3, default: list[s
     """Sidebar multiselect of `runs` (this page's candidates), mirrored in ?runs= and in the session's
     selection (see the module docstring for the order). Default: `default` (labels) if given, else the newest
     `default_count` of the user's own runs, else the first `default_count` runs, finite runs before limit runs."""
+    runs = filter_runs(page, runs)
     key, labels = f"{page}.runs", [r.label for r in runs]
     if default is None:
         default = newest_own(runs, default_count) or [

@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard.csv_export import csv_bytes
 from dashboard.runs import caption, layered_catalog
 from dashboard.state import reopen_when, seed_range, seed_widget, set_url
+from dashboard import grouping
 from dashboard.selection import style
 from dynamics.figures import chart_config, restyle_runs
 
@@ -100,7 +101,9 @@ def image_format(page: str) -> str:
 def show_chart(fig, data: pd.DataFrame, name: str, *, key: str, fmt: str = "png") -> None:
     """The figure (its toolbar's camera saves `name`.png or .svg) and a CSV download of `data`, the frame
     drawn, built only when the button is clicked."""
-    restyle_runs(fig, *style())  # each run's short name and colour, the same on every page
+    names, colours = style()
+    extra_names, extra_colours = grouping.restyle()  # seed groups' names; colours by a config field
+    restyle_runs(fig, {**names, **extra_names}, {**colours, **extra_colours})  # the same on every page
     st.plotly_chart(fig, config=chart_config(name, fmt), key=f"{key}.chart")
     st.download_button("CSV of this chart", lambda: csv_bytes(data), file_name=f"{name}.csv",
                        mime="text/csv", key=f"{key}.csv", on_click="ignore")

@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard.boot import start
 start("Runs · dynamics")  # first: the browser loads charts meanwhile
-from dashboard import runs as R
+from dashboard import grouping as G, runs as R
 from dashboard.state import reopen_when, seed_widget, set_url
 from dashboard.widgets import show_chart
 from dynamics.figures import RUN, depth_profile_figure, metric_over_steps_figure
@@ -22,6 +22,7 @@ if (table["status"] == "stale").any():
     st.caption("**stale**: the run says `running` but its writer stopped (its process is gone, or run.json has not "
                "been updated for several flush periods); the steps it flushed are readable.")
 chosen = R.pick_runs(PAGE, runs)
+G.controls(PAGE, chosen)  # sidebar: average seeds, colour by a config field
 if not chosen:
     st.info("Pick one or more runs in the sidebar to compare them.")
     st.stop()
@@ -57,6 +58,7 @@ set_url(log_y=log_y or None)
 if network:
     set_url(step=None)
     shown, errors = R.metric_frame(chosen, metric)
+    shown = G.apply(shown)
     fig = metric_over_steps_figure(shown, metric=metric, caption=R.caption(metric, chosen), log_y=log_y,
                                    title=f"{metric} over steps", diverged=diverged)
     name = metric
@@ -72,6 +74,7 @@ else:  # one step of a per-layer metric: read only that step (a big run holds mi
     missing = sorted({r.label for r in chosen} - set(shown[RUN]) - unreadable)
     if missing:
         st.caption(f"Not recorded at step {step}: {', '.join(missing)}.")
+    shown = G.apply(shown)
     fig = depth_profile_figure(shown, metric=metric, caption=R.caption(metric, chosen), log_y=log_y,
                                title=f"{metric} over depth at step {step}", diverged=diverged)
     name = f"{metric}_step{step}"

@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard.boot import start
 start("Trajectories · dynamics")  # first: the browser loads charts meanwhile
-from dashboard import loaders as D, runs as R, widgets as W
+from dashboard import grouping as G, loaders as D, runs as R, widgets as W
 from dashboard.sections import limits, quantile_fan
 from dashboard.train_form import train_form
 from dynamics.figures import TAU, depth_profile_figure, heatmap_figure, layer_curves_figure
@@ -21,6 +21,7 @@ st.title("Trajectories")
 train_form(PAGE)
 runs = R.load_runs(PAGE)
 chosen = R.pick_runs(PAGE, runs, default_count=2)
+G.controls(PAGE, chosen)  # sidebar: average seeds, colour by a config field
 fmt = W.image_format(PAGE)
 if not chosen:
     st.info("Pick one or more runs in the sidebar.")
@@ -52,6 +53,7 @@ if depth_tab.open:
         step = W.pick_step(PAGE, steps, R.opening_step(chosen, metric, steps),
                            token=(tuple(r.label for r in chosen), metric))
         prof, errors = D.profiles(chosen, metric, step)
+        prof = G.apply(prof)
         R.show_problems(errors)
         W.show_chart(depth_profile_figure(prof, metric=metric, caption=cap, log_y=log_y, title=f"{metric} over depth "
                                           f"at step {step}", limit_runs={r.label for r in limits(chosen)}),
@@ -68,6 +70,7 @@ if steps_tab.open:
         smooth = W.choose(PAGE, "smooth", "Smoothing (EMA weight)", W.SMOOTHING, 0.0, widget=c2.select_slider,
                           url_default=False)
         cur, errors = D.curves(chosen, metric, taus, window, smooth)
+        cur = G.apply(cur)
         R.show_problems(errors)
         W.show_chart(layer_curves_figure(cur, metric=metric, caption=cap, log_x=log_x, log_y=log_y,
                                          title=f"{metric} over steps" + (f" (EMA {smooth:g})" if smooth else "")),

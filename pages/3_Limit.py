@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard.boot import start
 start("Limit · dynamics")  # first: the browser loads charts meanwhile
-from dashboard import limit_views as V, loaders as D, runs as R, widgets as W
+from dashboard import grouping as G, limit_views as V, loaders as D, runs as R, widgets as W
 from dashboard.sections import (limit_missing, limits, matched_limit, method_caption, other_differences,
                                 own_model, quantile_fan)
 from dashboard.limit_extrapolate import extrapolate_section
@@ -22,6 +22,7 @@ runs = R.load_runs(PAGE)
 lims, finite = limits(runs), [r for r in runs if r.kind != "limit"]
 like = [r.label for r in finite if lims and not D.same_setting(r, lims[0])][:8]  # default: the first limit's family
 chosen = R.pick_runs(PAGE, finite, default=like or None)
+G.controls(PAGE, chosen)  # sidebar: average seeds, colour by a config field
 fmt = W.image_format(PAGE)
 solve_missing(PAGE, chosen[0] if chosen else None, lims)  # offers to solve a chosen run's missing limit here
 extrapolate_section(PAGE, chosen[0] if chosen else None,  # ... or to extrapolate it in width

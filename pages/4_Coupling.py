@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard.boot import start
 start("Coupling · dynamics")  # first: the browser loads charts meanwhile
-from dashboard import loaders as D, runs as R, widgets as W
+from dashboard import grouping as G, loaders as D, runs as R, widgets as W
 from dashboard.sections import exact_pair, is_exact, log_gaps, own_model, strongest_step, train_command
 from dynamics.figures import TAU, chance_figure
 from dynamics.runs.store import STEP
@@ -23,6 +23,7 @@ st.title("Transpose coupling")
 runs = R.load_runs(PAGE)
 candidates = [r for r in runs if r.kind != "limit"]  # limit runs record no coupling
 chosen = R.pick_runs(PAGE, candidates, default=exact_pair(candidates) or None)
+G.controls(PAGE, chosen)  # sidebar: average seeds, colour by a config field
 fmt = W.image_format(PAGE)
 if not chosen:
     st.info("Pick one or more runs in the sidebar.")
@@ -69,6 +70,7 @@ else:
 
 
 def show(frame, ref, x, title, name, key):
+    frame, ref = G.apply(frame), (None if ref is None else G.apply(ref))
     data = frame if ref is None else frame.merge(ref[["run", x, "value"]], on=["run", x], how="left",
                                                  suffixes=("", "_chance"))
     log_gaps(data, log_y, excess)

@@ -110,9 +110,9 @@ def limit_steps_figure(df: pd.DataFrame, *, taus: Sequence[float], metric: str, 
         colour = LIMIT_COLOUR if limit else PALETTE[k % len(PALETTE)]
         for p, cell in part.groupby("_panel", sort=True):
             cell = cell.sort_values(STEP)
-            if limit and STDERR in cell and cell[STDERR].notna().any():
+            if STDERR in cell and cell[STDERR].notna().any():  # a limit's Monte-Carlo error, or a seed mean's
                 for t in _band_traces(cell[STEP], cell[VALUE], cell[STDERR].fillna(0.0), name=str(run),
-                                      colour=colour, legend=f"{run} band" not in shown):
+                                      colour=colour, legend=limit and f"{run} band" not in shown):
                     fig.add_trace(t, row=1, col=int(p) + 1)
                 shown.add(f"{run} band")
             fig.add_trace(go.Scatter(

@@ -77,8 +77,8 @@ def own_model(run: Run) -> str:
 
 
 def is_exact(run: Run) -> bool:
-    """Whether `run`'s coupling is measured exactly (dynamics.coupling_tracker.measured_exactly)."""
-    from dynamics.coupling_tracker import measured_exactly
+    """Whether `run`'s coupling is measured exactly (dynamics.metrics.measured_exactly)."""
+    from dynamics.metrics import measured_exactly
     section = run.meta.get("coupling") if isinstance(run.meta.get("coupling"), dict) else {}
     return run.kind == "finite" and bool(section) and measured_exactly(run.config, section.get("window"))
 

@@ -22,18 +22,6 @@ NAMES = ("coupling_fwd", "coupling_bwd", "coupling_fwd_frac", "coupling_bwd_frac
          "coupling_fwd_chance", "coupling_bwd_chance", "coupling_acc_chance")
 
 
-def measured_exactly(config: dict, window: int | None) -> bool:
-    """Whether a run's recorded coupling is the exact split of what SGD applied W(0) to (CouplingTracker): the
-    probes are the whole training set, trained full-batch, recorded every step, and the history window holds
-    every record; otherwise it is a probe proxy. `config` is run.json's config, `window` its coupling.window."""
-    c = config or {}
-    try:
-        records = int(c["steps"]) // int(c["record_every"]) + 2
-        return (c.get("batch") == "full" and int(c["probes"]) >= int(c["train_size"]) and int(c["record_every"]) == 1
-                and window is not None and int(window) >= records - 1)
-    except (KeyError, TypeError, ValueError):
-        return False
-
 
 def _span_qr(V: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Orthonormal basis of span(V) for V (L, n, k) by Householder QR: (Q, R, keep). A column whose |R_jj| is

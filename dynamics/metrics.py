@@ -35,3 +35,16 @@ METRICS: dict[str, tuple[str, str]] = {
     "test_loss": ("loss on the held-out test set", "net"),
     "grad_norm": ("norm of the raw-parameter gradient on the step's batch", "net"),
 }
+
+
+def measured_exactly(config: dict, window: int | None) -> bool:
+    """Whether a run's recorded coupling is the exact split of what SGD applied W(0) to (dynamics.coupling_tracker):
+    the probes are the whole training set, trained full-batch, recorded every step, and the history window holds
+    every record; otherwise it is a probe proxy. `config` is run.json's config, `window` its coupling.window."""
+    c = config or {}
+    try:
+        records = int(c["steps"]) // int(c["record_every"]) + 2
+        return (c.get("batch") == "full" and int(c["probes"]) >= int(c["train_size"]) and int(c["record_every"]) == 1
+                and window is not None and int(window) >= records - 1)
+    except (KeyError, TypeError, ValueError):
+        return False

@@ -66,7 +66,7 @@ def test_coupling_page_opens_at_the_step_where_the_coupling_stands_furthest_abov
 
 
 def test_measured_exactly_only_for_the_whole_training_set_full_batch_every_step():
-    from dynamics.coupling_tracker import measured_exactly
+    from dynamics.metrics import measured_exactly
     exact = {"steps": 10, "record_every": 1, "batch": "full", "probes": 8, "train_size": 8}
     assert measured_exactly(exact, 12)
     assert not measured_exactly(exact, 5)                                     # history window dropped records

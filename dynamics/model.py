@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .config import RunConfig
-from .limit.kernels import phi
+from .activations import phi
 
 __all__ = ["Scales", "scales", "ResNet", "decoupled_matmul", "sgd_step"]
 

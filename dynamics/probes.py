@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .coupling_tracker import CouplingTracker  # noqa: F401  (the §5 coupling at record steps, for the trainer)
-from .limit.kernels import phi  # noqa: F401  (re-exported for the recorder)
+from .activations import phi  # noqa: F401  (re-exported for the recorder)
 from .metrics import METRICS
 
 QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)

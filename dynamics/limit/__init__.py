@@ -27,8 +27,9 @@ kernels' names load their modules on first use (PEP 562).
 from __future__ import annotations
 
 import importlib
+from os import PathLike
 
-from dynamics.config import ConfigError
+from dynamics.config import ConfigError, RunConfig
 
 COUPLINGS = ("full", "none")
 
@@ -37,10 +38,19 @@ class LimitError(ConfigError):
     """The limit engine does not cover a setting, or it would not fit; the message says what to change."""
 
 
+def like_config(meta: dict, like: str | PathLike) -> RunConfig:
+    """The RunConfig of the --like run (its run.json `meta`); LimitError when it cannot be read back."""
+    try:
+        return RunConfig.from_dict(meta["config"])
+    except (ConfigError, TypeError) as e:
+        raise LimitError(f"{like}: its config cannot be read back ({e}); --like needs a run made by "
+                         f"`python -m dynamics train`") from None
+
+
 _LAZY = {"LimitResult": "nfd", "solve_limit": "nfd", "continuum_kernels": "kernels", "dual_V": "kernels",
          "dual_Vprime": "kernels", "init_kernels": "kernels", "phi": "kernels", "phi_prime": "kernels",
          "sde_particles": "kernels"}
-__all__ = ["COUPLINGS", "LimitError", *_LAZY]
+__all__ = ["COUPLINGS", "LimitError", "like_config", *_LAZY]
 
 
 def __getattr__(name: str):

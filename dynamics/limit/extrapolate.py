@@ -63,8 +63,7 @@ from ..cli import default_run_id, prepare_run_dir
 from ..config import ConfigError
 from ..runs import store
 from ..runs.store import I, J, KIND, LAYER, METRIC, PROBE, QUANTILE, STDERR, STEP, VALUE
-from . import LimitError
-from .run import like_config
+from . import LimitError, like_config
 
 __all__ = ["METHODS", "DEFAULT_WIDTHS", "DEFAULT_SEEDS", "SKIPPED_METRICS",
            "parse_widths", "check_ladder", "fit_name", "design", "weights", "dof", "fit_arrays",

@@ -17,58 +17,14 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from dynamics.activations import check_choice as _check_choice
+from dynamics.activations import phi, phi_and_prime as _phi_and_prime, phi_prime  # noqa: F401  (the core's φ, φ')
 from dynamics.config import ACTIVATIONS, PARAMS, READOUTS
 
 QUAD_SPACING = 0.25  # trapezoid spacing in z, divided by max(1, max √K_ii); error ≲ 1e-13 for tanh
 _GELU_SPACING = 0.45  # gelu is entire: the same accuracy on a coarser grid (measured ≈ 1e-14)
 QUAD_RANGE = 9.0    # truncation |z| ≤ 9: the Gaussian tail beyond is below 1e-18
 _CHUNK = 1 << 21  # quadrature points evaluated at once (bounds the working memory to about 100 MB)
-_SQRT2 = math.sqrt(2.0)
-
-
-# --- activations ----------------------------------------------------------------------------------
-def phi(x: Tensor, act: str) -> Tensor:
-    """φ(x): linear, relu, abs, tanh, gelu (exact form x·Φ(x), Φ the standard normal CDF)."""
-    _check_choice("act", act, ACTIVATIONS)
-    if act == "linear":
-        return x
-    if act == "relu":
-        return x.clamp(min=0)
-    if act == "abs":
-        return x.abs()
-    if act == "tanh":
-        return torch.tanh(x)
-    return 0.5 * x * (1.0 + torch.erf(x / _SQRT2))
-
-
-def phi_prime(x: Tensor, act: str) -> Tensor:
-    """φ'(x), with the conventions relu'(0) = 0 and abs'(0) = 0 (what autograd uses)."""
-    _check_choice("act", act, ACTIVATIONS)
-    if act == "linear":
-        return torch.ones_like(x)
-    if act == "relu":
-        return (x > 0).to(x.dtype)
-    if act == "abs":
-        return torch.sign(x)
-    if act == "tanh":
-        return 1.0 - torch.tanh(x) ** 2
-    return 0.5 * (1.0 + torch.erf(x / _SQRT2)) + x * torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-
-
-def _phi_and_prime(x: Tensor, act: str) -> tuple[Tensor, Tensor]:
-    """(φ(x), φ'(x)) sharing the expensive transcendental (the quadrature's inner loop)."""
-    if act == "tanh":
-        t = torch.tanh(x)
-        return t, 1.0 - t * t
-    if act == "gelu":
-        cdf = 0.5 * (1.0 + torch.erf(x / _SQRT2))
-        return x * cdf, cdf + x * torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-    return phi(x, act), phi_prime(x, act)
-
-
-def _check_choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not supported; choose one of {', '.join(map(str, allowed))}")
 
 
 # --- dual maps V and V' ---------------------------------------------------------------------------

@@ -42,38 +42,24 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from dataclasses import dataclass, field
 from typing import Callable
 
-import pandas as pd
 import torch
 from torch import Tensor
 
+from ..activations import phi, phi_prime
 from ..config import RunConfig
 from ..data import Dataset, load_task
 from . import COUPLINGS, LimitError
 from .cost import MAX_INPUTS
-from .kernels import phi, phi_prime
 from .readout import loss_and_chi
-from .records import Records
+from .records import LimitResult, Records
 from .sampler import Matrix
 
 __all__ = ["LimitError", "LimitResult", "COUPLINGS", "DTYPES", "check_covered", "plan_inputs",
            "estimate_bytes", "solve_limit"]
 
 DTYPES = ("float64", "float32")
-
-
-@dataclass
-class LimitResult:
-    """Tidy frames in the run format's columns, the centred outputs per replica, and the `limit` section."""
-    metrics: pd.DataFrame        # step, layer, metric, value, stderr
-    kernels: pd.DataFrame        # step, layer, kind, i, j, value (probes)
-    neurons: pd.DataFrame        # step, layer, probe, quantile, value (particles of all replicas)
-    f: Tensor                    # (steps done + 1, R, P_all, C) centred outputs f(x, t) per replica
-    inputs: list[int]            # training-set indices of the P_all inputs (the probes first)
-    info: dict = field(default_factory=dict)
-    status: str = "complete"
 
 
 def check_covered(cfg: RunConfig, data: Dataset | None = None) -> None:
@@ -86,7 +72,7 @@ def check_covered(cfg: RunConfig, data: Dataset | None = None) -> None:
 def plan_inputs(cfg: RunConfig, n_train: int) -> tuple[list[int], list[Tensor]]:
     """(inputs, batches): the training indices involved (probes first, then every batch input of steps
     0..S, sorted) and the batch of each step, in `dynamics.train._batches` order (seed cfg.seed + 7919)."""
-    from ..train import _batches  # lazily: train imports model, which imports this package
+    from ..train import _batches  # lazily: only planning needs the trainer's batch order
     gen = torch.Generator().manual_seed(cfg.seed + 7919)
     it = _batches(cfg, n_train, gen)
     batches = [next(it).clone() for _ in range(cfg.steps + 1)]
@@ -130,9 +116,9 @@ def solve_limit(cfg: RunConfig, *, grid: int | None = None, particles: int = 409
     (derivation in the module docstring). The returned frames use layer indices on the K grid: store them
     with depth = K so τ = layer/depth holds. Step 0 is exact (init_kernels; f = 0); later steps are particle
     averages with Monte-Carlo stderr. center=False keeps f(0) ≠ 0, which makes every replica an exact sample
-    of a width-M/R network (a test oracle). dtype float32 halves memory and is faster on GPUs (see the README
-    for what it costs in accuracy). Raises LimitError before any work when the setting is not covered or the
-    histories would not fit in memory."""
+    of a width-M/R network (a test oracle). dtype float32 halves memory and is faster on GPUs (docs/limit.md,
+    "Precision and device", says what it costs in accuracy). Raises LimitError before any work when the
+    setting is not covered or the histories would not fit in memory."""
     K = cfg.depth if grid is None else int(grid)
     if K < 1:
         raise LimitError(f"grid must be a positive number of blocks; got {K}")

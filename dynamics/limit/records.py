@@ -1,11 +1,13 @@
 """What the limit solver records: the run format's three frames (metrics with a Monte-Carlo `stderr`, kernels,
 neuron quantiles) from the particles, with the very metric functions finite runs use (dynamics.probes). Step 0
 is exact (the width-limit recursion `init_kernels`); later steps are the replica mean, stderr = replica std/√R.
+`LimitResult` holds them with the solver's outputs (nfd.solve_limit returns it; `dynamics.limit.nfd.LimitResult`
+is the same class).
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -13,12 +15,22 @@ import torch
 from torch import Tensor
 
 from .. import probes as PR
+from ..activations import phi
 from ..runs import store
-from .kernels import init_kernels, phi
+from .kernels import init_kernels
 from .readout import mean_loss
 
-if TYPE_CHECKING:  # nfd imports this module; the annotation only names its result type
-    from .nfd import LimitResult
+
+@dataclass
+class LimitResult:
+    """Tidy frames in the run format's columns, the centred outputs per replica, and the `limit` section."""
+    metrics: pd.DataFrame        # step, layer, metric, value, stderr
+    kernels: pd.DataFrame        # step, layer, kind, i, j, value (probes)
+    neurons: pd.DataFrame        # step, layer, probe, quantile, value (particles of all replicas)
+    f: Tensor                    # (steps done + 1, R, P_all, C) centred outputs f(x, t) per replica
+    inputs: list[int]            # training-set indices of the P_all inputs (the probes first)
+    info: dict = field(default_factory=dict)
+    status: str = "complete"
 
 
 class Records:
@@ -115,5 +127,4 @@ class Records:
                 "history_steps": s.T, "centred_output": s.center, "dtype": str(s.kw["dtype"]).split(".")[-1],
                 "device": str(s.dev), "outputs": s.C, "backward_columns": s.Nb, "block": s.cfg.block,
                 "steps_done": int(f.shape[0]) - 1}
-        from .nfd import LimitResult
         return LimitResult(frames["metrics"], frames["kernels"], frames["neurons"], f, s.inputs, info, status)

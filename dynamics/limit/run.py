@@ -20,8 +20,7 @@ from typing import Callable
 
 from ..runs import store
 from ..cli import prepare_run_dir
-from ..config import ConfigError, RunConfig
-from . import COUPLINGS, LimitError  # torch loads with the solver, in limit_like: `limit --help` stays fast
+from . import COUPLINGS, LimitError, like_config  # torch loads with the solver in limit_like: `limit --help` is fast
 
 __all__ = ["limit_like", "register", "COVERS", "NOT_COVERED"]
 
@@ -88,15 +87,6 @@ def limit_like(like: Path, out: Path, *, grid: int | None = None, particles: int
         writer.add(file, **{c: frame[c].to_numpy() for c in frame.columns})
     writer.finish(res.status, wall_seconds=round(time.monotonic() - t0, 3))
     return run_dir
-
-
-def like_config(meta: dict, like: Path) -> RunConfig:
-    """The RunConfig of the --like run (its run.json `meta`); LimitError when it cannot be read back."""
-    try:
-        return RunConfig.from_dict(meta["config"])
-    except (ConfigError, TypeError) as e:
-        raise LimitError(f"{like}: its config cannot be read back ({e}); --like needs a run made by "
-                         f"`python -m dynamics train`") from None
 
 
 def _device_name(dev: str) -> str:

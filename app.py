@@ -41,7 +41,9 @@ PAGES = [("pages/0_Claims.py", "Claims: each claim's points, fit and interval", 
          ("pages/4_Coupling.py", "Coupling: transpose-correlation terms over depth and training, against chance",
           ":material/link:"),
          ("pages/5_Scaling.py", "Scaling: error vs width and depth, learning-rate transfer", ":material/trending_down:"),
-         ("pages/6_Upload.py", "Upload: bring your own run logs", ":material/upload:")]
+         ("pages/6_Upload.py", "Upload: bring your own run logs", ":material/upload:"),
+         ("pages/7_Coord_check.py", "Coord check: is every layer Θ(1) across width and depth?",
+          ":material/straighten:")]
 for page, label, icon in PAGES:
     if (R.REPO / page).exists():
         st.page_link(page, label=label, icon=icon)

@@ -13,7 +13,8 @@ PAGES = (("app.py", "Home", ":material/home:"), ("pages/0_Claims.py", "Claims", 
          ("pages/1_Runs.py", "Runs", ":material/table_chart:"),
          ("pages/2_Trajectories.py", "Trajectories", ":material/ssid_chart:"),
          ("pages/3_Limit.py", "Limit", ":material/compare:"), ("pages/4_Coupling.py", "Coupling", ":material/link:"),
-         ("pages/5_Scaling.py", "Scaling", ":material/trending_down:"), ("pages/6_Upload.py", "Upload", ":material/upload:"))
+         ("pages/5_Scaling.py", "Scaling", ":material/trending_down:"), ("pages/6_Upload.py", "Upload", ":material/upload:"),
+         ("pages/7_Coord_check.py", "Coord check", ":material/straighten:"))
 
 
 def nav() -> None:

@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_limit(sub)
     from .paper.reproduce import register as register_reproduce
     register_reproduce(sub)
+    from .coordcheck import register as register_coordcheck  # CoordCheckError is a ConfigError: caught below
+    register_coordcheck(sub)
     return parser
 
 

@@ -12,6 +12,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "phi_sq": ("post-activation second moment |φ(h_ℓ)|²/n", "0..L"),
     "g_sq": ("gradient second moment |ĝ_ℓ|²/n", "0..L"),
     "h_move": ("feature movement |h_ℓ(t)−h_ℓ(0)|²/n", "0..L"),
+    "h_step": ("feature change since the previous record |h_ℓ(t)−h_ℓ(t′)|²/n (each step when recorded every step)",
+               "0..L"),
     "g_move": ("gradient movement |ĝ_ℓ(t)−ĝ_ℓ(0)|²/n", "0..L"),
     "fg_cov": ("feature–gradient covariance φ(h_ℓ)·ĝ_ℓ/n", "0..L"),
     "fg_eigmin": ("smallest eigenvalue of the joint covariance of [φ(h_ℓ(x)), ĝ_ℓ(x)] over the probes (2P×2P)",

@@ -79,13 +79,23 @@ FUNCTIONS: dict[str, Fn] = {
 assert set(FUNCTIONS) <= set(METRICS)
 
 
-def layer_metrics(s: ProbeState, s0: ProbeState, depth: int) -> dict[str, tuple[torch.Tensor, int]]:
-    """Every per-layer metric that applies: name -> (values over layers, first layer index)."""
+def step_change(s: ProbeState, prev: ProbeState) -> torch.Tensor:
+    """h_step: mean over probes of |h_ℓ(t) − h_ℓ(t′)|²/n since the previous recorded state (the per-step change
+    of the μP coordinate check when every step is recorded)."""
+    return _msq(s.h - prev.h)
+
+
+def layer_metrics(s: ProbeState, s0: ProbeState, depth: int,
+                  prev: ProbeState | None = None) -> dict[str, tuple[torch.Tensor, int]]:
+    """Every per-layer metric that applies: name -> (values over layers, first layer index); h_step when the
+    previous recorded state `prev` is given (none at the first record)."""
     out = {}
     for name, fn in FUNCTIONS.items():
         values = fn(s, s0, depth)
         if values is not None:
             out[name] = (values, 0 if METRICS[name][1] == "0..L" else 1)
+    if prev is not None:
+        out["h_step"] = (step_change(s, prev), 0)
     return out
 
 

@@ -84,6 +84,7 @@ class _Recorder:
         self.x = data.x[:cfg.probes].to(dev, dtype)
         self.y, self.labels = data.y[:cfg.probes].to(dev, dtype), _maybe(data.labels, cfg.probes, dev)
         self.s0: P.ProbeState | None = None
+        self.prev: P.ProbeState | None = None   # the last recorded state, for h_step
         self.coupling = None
         if cfg.record_coupling == "on":
             window = coupling_window(cfg)
@@ -118,7 +119,8 @@ class _Recorder:
         if self.s0 is None:
             self.s0 = s
         rows = []  # (metric, first layer, values) gathered on device, moved to CPU once
-        metrics = P.layer_metrics(s, self.s0, cfg.depth)
+        metrics = P.layer_metrics(s, self.s0, cfg.depth, self.prev)
+        self.prev = s
         if self.coupling is not None:
             u = s.phi_h[:-1] if s.a is None else P.phi(s.a, cfg.act)  # (L, P, n) inputs of the matrix
             metrics.update(self.coupling.update(u, s.g_hat[1:]))

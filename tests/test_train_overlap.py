@@ -54,11 +54,11 @@ def test_a_background_error_fails_the_run_and_is_raised(tmp_path, monkeypatch):
     calls = []
     layer_metrics = T.P.layer_metrics
 
-    def failing(s, s0, depth):
+    def failing(s, s0, depth, prev=None):
         calls.append(threading.current_thread().name)
         if len(calls) == 4:
             raise RuntimeError("metrics failed")
-        return layer_metrics(s, s0, depth)
+        return layer_metrics(s, s0, depth, prev)
 
     monkeypatch.setattr(T.P, "layer_metrics", failing)
     with pytest.raises(RuntimeError, match="metrics failed"):

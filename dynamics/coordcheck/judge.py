@@ -2,8 +2,8 @@
 width or depth, its seed-bootstrap interval, and the judgement against the Θ(1) of depth-μP. Pure numpy/pandas.
 
 Every judged metric is normalised to be Θ(1) in n and L under depth-μP (docs/theory.md §2): the squared norms
-h_sq, phi_sq, g_sq, the movements h_move, g_move (feature learning survives both limits), diversity and
-a_move. A row's statistic is the slope b of log(mean over seeds) against log x (x = width or depth),
+h_sq, phi_sq, g_sq, the movements h_move, g_move and the per-step change h_step (feature learning survives
+both limits, step by step), diversity and a_move. A row's statistic is the slope b of log(mean over seeds) against log x (x = width or depth),
 fitted with `dynamics.paper.stats.slope_of_means` and resampled by whole seeds (`seed_bootstrap`, whose
 95% interval is widened for few seeds, docs/theory.md §8). The judgement needs the interval to decide:
 
@@ -39,7 +39,7 @@ __all__ = ["JUDGED", "NOT_JUDGED", "TOLERANCE", "CONSISTENT_SHARE", "AXES", "VER
 AXES = ("width", "depth")
 TOLERANCE = 0.5
 CONSISTENT_SHARE = 0.95
-JUDGED = ("h_sq", "phi_sq", "g_sq", "h_move", "g_move", "diversity", "a_move")
+JUDGED = ("h_sq", "phi_sq", "g_sq", "h_move", "h_step", "g_move", "diversity", "a_move")
 MOVEMENT = ("h_move", "g_move", "a_move")   # zero at the reference step: no slope there
 NOT_JUDGED = {
     "fg_cov": "signed, and O(n^-1/2) at initialisation by the readout's symmetry (docs/theory.md §2)",

@@ -97,6 +97,8 @@ class Recorder:
         self.act = (lambda h: P.phi(h, act)) if isinstance(act, str) else act
         self.g_scale = g_scale
         self.s0: list[P.ProbeState] | None = None
+        self._prev: P.ProbeState | None = None  # the last recorded state, for h_step (stacked path) ...
+        self._prev_layers: list[P.ProbeState] | None = None  # ... and per layer (layer-by-layer path)
         self._t0 = time.monotonic()
         root = store.check_writable(out)
         self.run_dir = root / store.check_run_id(name)
@@ -227,6 +229,9 @@ class Recorder:
             v = fn(s, self.s0, self.depth)
             if v is not None:
                 rows.append((name, 0 if P.METRICS[name][1] == "0..L" else 1, v))
+        if self._prev is not None:  # h_step, since the previous record
+            rows.append(("h_step", 0, P.step_change(s, self._prev)))
+        self._prev = s
         kern = {k: m for k, m in P.kernels(s).items() if k != "Phi" or self.act is not None}
         parts = [v.reshape(-1) for _, _, v in rows] + [m.reshape(-1) for m in kern.values()] + \
             [P.neuron_quantiles(s).reshape(-1)]
@@ -268,6 +273,11 @@ class Recorder:
                     continue
                 layers = np.array([k for k, _ in pairs])
             w.add_metrics(step, layers, name, torch.cat([v.reshape(1) for v in vals]).double().cpu().numpy())
+        prev, self._prev_layers = self._prev_layers, states
+        if prev is not None:  # h_step, layer by layer as the stacked path computes it
+            vals = [P.step_change(s, p) for s, p in zip(states, prev)]
+            w.add_metrics(step, np.arange(len(vals)), "h_step",
+                          torch.cat([v.reshape(1) for v in vals]).double().cpu().numpy())
         Pn = self.P
         ii, jj = np.meshgrid(np.arange(Pn), np.arange(Pn), indexing="ij")
         for ell, s in enumerate(states):

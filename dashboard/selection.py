@@ -166,6 +166,27 @@ def newest_own(runs: Sequence, count: int) -> list[str]:
     return [r.label for r in own[:count]]
 
 
+BOOKKEEPING = ("device", "record_every", "test_every", "probes", "record_coupling", "coupling_window", "dtype")
+
+
+def one_field_apart(runs: Sequence, count: int) -> list[str]:
+    """A default selection that reads at a glance: the finite run with the most others that differ from it in
+    exactly one config field (bookkeeping aside), then those others, at most `count` labels; [] when no two runs
+    differ in one field."""
+    def fields(r) -> dict:
+        return {k: json.dumps(v, sort_keys=True, default=str) for k, v in _cfg(r).items() if k not in BOOKKEEPING}
+
+    finite = [r for r in runs if getattr(r, "kind", "finite") == "finite" and _cfg(r)]
+    best: list = []
+    for r in finite:
+        a = fields(r)
+        near = [o for o in finite if o is not r and sum(a.get(k) != v for k, v in fields(o).items()) +
+                sum(k not in fields(o) for k in a) == 1]
+        if len(near) + 1 > len(best):
+            best = [r, *near]
+    return [r.label for r in best[:count]] if len(best) > 1 else []
+
+
 def _note_folders(runs: Sequence) -> None:
     """Flag (for this page load's picker) that the folders holding the user's runs changed after the session's
     first page load: the user typed a folder, or a page pointed the box at one, and its runs should lead."""
@@ -178,11 +199,13 @@ def _note_folders(runs: Sequence) -> None:
 def pick_runs(page: str, runs: Sequence, default_count: int = 3, default: list[str] | None = None) -> list:
     """Sidebar multiselect of `runs` (this page's candidates), mirrored in ?runs= and in the session's
     selection (see the module docstring for the order). Default: `default` (labels) if given, else the newest
-    `default_count` of the user's own runs, else the first `default_count` runs, finite runs before limit runs."""
+    `default_count` of the user's own runs, else bundled runs one config field apart (one_field_apart), else the first
+    `default_count` runs, finite runs before limit runs."""
     runs = filter_runs(page, runs)
     key, labels = f"{page}.runs", [r.label for r in runs]
     if default is None:
-        default = newest_own(runs, default_count) or [
+        default = newest_own(runs, default_count) or one_field_apart(
+            [r for r in runs if getattr(r, "source", "") == "bundled"], default_count) or [
             r.label for r in sorted(runs, key=lambda r: r.kind == "limit")][:default_count]
     shared = st.session_state.get(SELECTION, [])
     if key not in st.session_state:  # the page was just opened: a link's runs, else the session's, else default

@@ -74,3 +74,12 @@ def test_measured_exactly_only_for_the_whole_training_set_full_batch_every_step(
     assert not measured_exactly({**exact, "record_every": 2}, 12)             # steps between records unseen
     assert not measured_exactly({**exact, "train_size": 1024}, 12)            # inputs the probes do not cover
     assert not measured_exactly({}, 12) and not measured_exactly(exact, None)
+
+
+def test_runs_page_opens_on_bundled_runs_one_config_field_apart(bundled):
+    at = _open("pages/1_Runs.py")
+    assert not at.exception
+    chosen = at.multiselect(key="runs_page.runs").value
+    assert chosen[0] == "depth-mup_relu_n256_L32_reused" and len(chosen) == 3
+    diff = at.dataframe[1].value  # "How the chosen runs differ": each differs from the first in one field
+    assert len(diff.columns) == 2 and set(diff.columns) <= {"backward", "depth", "param", "device"}, diff.columns

@@ -90,5 +90,5 @@ def lr_transfer_figure(df: pd.DataFrame, *, y: str = "loss", group: str = "depth
     fig = _layout(fig, x_title=TITLES["lr"], y_title=y, log_x=True, log_y=log_y, title=title, legend_title="")
     lrs = sorted(v for v in df["lr"].unique() if v > 0)
     if 1 < len(lrs) <= 12:  # label the learning rates tried, not log minor ticks ("0.070.080.090.1")
-        fig.update_xaxes(tickvals=lrs, ticktext=[f"{v:g}" for v in lrs])
+        fig.update_xaxes(tickvals=lrs, ticktext=[f"{v:.3g}" for v in lrs])  # 0.0533, not 0.0533484
     return fig

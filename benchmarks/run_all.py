@@ -28,6 +28,7 @@ FAST = {
                         "--skip", "cost,convergence"],
     "load_test": ["--sessions", "2", "--duration", "10"],
     "vs_tensorboard": ["--small"],
+    "import_scale": ["--small"],
 }
 BROWSER = {"load_test"}
 

@@ -21,8 +21,9 @@ MB = 2 ** 20
 class Limits:
     """Bounds on what one import may read, decode and write. Decoded size is bounded, not only file size:
     Parquet metadata (rows × columns read, uncompressed bytes) is checked before any column is decoded, zip
-    entries are streamed with per-entry caps, and distinct steps × layers are capped before a page can build
-    a dense grid. `Limits.hosted()` is the lower set a shared instance uses."""
+    entries are streamed with per-entry caps, distinct steps × layers are capped before a page can build a
+    dense grid, and distinct metric names before a page lists them. `Limits.hosted()` is the lower set a shared
+    instance uses."""
     max_bytes: int = 200 * MB            # the file (and each sidecar: 1/100 of it)
     max_rows: int = 20_000_000           # rows of a table, records of an event file, melted W&B cells
     max_columns: int = 10_000            # CSV / Parquet columns (W&B exports are wide)
@@ -33,13 +34,15 @@ class Limits:
     max_decoded_bytes: int = 2048 * MB   # uncompressed bytes of the Parquet columns read
     max_steps: int = 1_000_000           # distinct recorded steps
     max_grid: int = 50_000_000           # distinct steps × distinct layers (one metric's dense grid)
+    max_metrics: int = 10_000            # distinct metric names of a run (a page's metric picker lists them)
+    max_runs: int = 1_000                # runs of one tracker folder or database (MLflow, W&B, Trackio)
 
     @classmethod
     def hosted(cls) -> "Limits":
         """The limits of a shared (hosted) instance: small enough that an import fits its memory bound."""
         return cls(max_bytes=50 * MB, max_rows=1_000_000, max_columns=2_000, max_layers=1_024,
                    max_unzipped_bytes=100 * MB, max_cells=5_000_000, max_decoded_bytes=256 * MB,
-                   max_steps=50_000, max_grid=2_000_000)
+                   max_steps=50_000, max_grid=2_000_000, max_metrics=2_000, max_runs=50)
 
 
 _JSON_CAP = 1 * MB  # run.json inside a zip

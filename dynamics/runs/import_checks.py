@@ -6,7 +6,8 @@ float64 with NaN allowed), and rejects with a one-line RunImportError: missing c
 cells, NaN or non-integer keys, values out of range, duplicate keys, names holding control or
 bidirectional-override characters. `where(i)` turns a row position into words for the message ("line 5",
 "row 4"). `check_config(cfg, top, max_layers)` types and bounds the config (depth, width, steps, …) and
-`check_grid(table, …)` bounds the distinct steps × layers before any page builds a dense (step × layer) grid.
+`check_field` checks one config field (the trackers' params, field by field). The metrics of every format go
+through dynamics.runs.scalars (compact columns); check_table is for a zipped run's kernels and neurons.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ import pyarrow.compute  # noqa: F401 (pa.compute)
 from . import store
 from .store import KERNELS, LAYER, METRIC, METRICS, NEURONS, STDERR, STEP, VALUE
 
-__all__ = ["RunImportError", "fail", "check_table", "check_config", "check_grid", "bad_char", "numbers", "row",
-           "line", "NAN_TEXT"]
+__all__ = ["RunImportError", "fail", "check_table", "require", "integers", "steps", "STEP_MAX", "check_config",
+           "check_field", "bad_char", "as_floats", "numbers", "row", "line", "NAN_TEXT"]
 
 
 class RunImportError(ValueError):
@@ -45,10 +46,25 @@ NAN_TEXT = {"", "nan", "NaN", "NAN", "NA", "N/A", "null", "None", "none"}  # cel
 _SCHEMAS = {METRICS: store.METRICS_SCHEMA, KERNELS: store.KERNELS_SCHEMA, NEURONS: store.NEURONS_SCHEMA}
 
 
+def as_floats(s: pd.Series) -> np.ndarray | None:
+    """Text cells as float64 in one C loop when float() reads every one (spaces around, nan, inf; an empty cell
+    is NaN), else None (NA-like words or text: numbers() then names the first bad cell)."""
+    if s.dtype != object:
+        return None
+    a = s.to_numpy(dtype=object, copy=True)
+    a[a == ""] = "nan"
+    try:
+        return a.astype(np.float64)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
 def numbers(s: pd.Series, col: str, where) -> np.ndarray:
     """A column as float64; NaN for empty / 'nan' cells; raises on text that is not a number."""
     if s.dtype.kind in "biuf":
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
+    if (x := as_floats(s)) is not None:
+        return x
     text = s.map(lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v).astype(str).str.strip()
     out = pd.to_numeric(text.where(~text.isin(NAN_TEXT)), errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(np.isnan(out) & ~text.isin(NAN_TEXT).to_numpy())
@@ -58,16 +74,46 @@ def numbers(s: pd.Series, col: str, where) -> np.ndarray:
     return out
 
 
-def check_table(df: pd.DataFrame, file: str, max_layer: int, where) -> pa.Table:
-    """df (any column dtypes) -> a table with the file's schema; extra columns must be dropped before."""
+def require(columns, file: str) -> None:
+    """Refuse a table of `file` that lacks one of its required columns (named, with what was found)."""
     spec = _SPECS[file]
-    missing = [c for c, k in spec.items() if not k.endswith("?") and c not in df.columns]
+    missing = [c for c, k in spec.items() if not k.endswith("?") and c not in columns]
     if missing:
         needed = ", ".join(c + (" (optional)" if k.endswith("?") else "") for c, k in spec.items())
         raise fail(f"wrong columns{'' if file == METRICS else ' in ' + file}: missing {', '.join(missing)} "
-                   f"(found: {', '.join(map(str, df.columns[:12])) or 'none'}); needed: {needed}")
+                   f"(found: {', '.join(map(str, list(columns)[:12])) or 'none'}); needed: {needed}")
+
+
+def integers(x: np.ndarray, col: str, lo: int, hi: int, where, note: str = "") -> np.ndarray:
+    """Key cells (float64 or integers) -> int64; refused when NaN, fractional or outside lo..hi (`note` is
+    added when a cell is above hi)."""
+    if x.dtype.kind == "f":
+        if (bad := np.flatnonzero(np.isnan(x))).size:
+            raise fail(f"NaN {col}s: {bad.size} rows have no {col} (first at {where(bad[0])})")
+        bad = np.flatnonzero((x != np.round(x)) | (x < lo) | (x > hi))
+    else:
+        bad = np.flatnonzero((x < lo) | (x > hi))
+    if bad.size:
+        v = x[bad[0]]
+        raise fail(f"{col} {v:g} at {where(bad[0])} is not an integer in {lo}..{hi}" + (note if v > hi else ""))
+    return x.astype(np.int64, copy=False)
+
+
+STEP_MAX = 2 ** 63 - 1024  # steps are int64; the margin keeps float64 cells that round up below 2⁶³
+
+
+def steps(x: np.ndarray, where) -> np.ndarray:
+    """Step cells -> int64 steps, refused when NaN, fractional, negative or too large (integers)."""
+    return integers(x, STEP, 0, STEP_MAX, where)
+
+
+def check_table(df: pd.DataFrame, file: str, max_layer: int, where) -> pa.Table:
+    """df (any column dtypes) -> a table with the file's schema; extra columns must be dropped before.
+    Used for kernels and neurons of a zipped run (metrics go through dynamics.runs.scalars)."""
+    spec = _SPECS[file]
+    require(df.columns, file)
     cols: dict[str, np.ndarray] = {}
-    hi = {"step": 2 ** 63 - 1024, "layer": min(max_layer, 2 ** 15 - 1), "index": 2 ** 15 - 1}
+    hi = {"step": STEP_MAX, "layer": min(max_layer, 2 ** 15 - 1), "index": 2 ** 15 - 1}
     for col, kind in spec.items():
         if col not in df.columns:
             continue
@@ -95,13 +141,8 @@ def check_table(df: pd.DataFrame, file: str, max_layer: int, where) -> pa.Table:
             continue
         x = numbers(s, col, where)
         if kind in hi:
-            lo = -1 if kind == "layer" else 0
-            if (bad := np.flatnonzero(np.isnan(x))).size:
-                raise fail(f"NaN {col}s: {bad.size} rows have no {col} (first at {where(bad[0])})")
-            bad = np.flatnonzero((x != np.round(x)) | (x < lo) | (x > hi[kind]))
-            if bad.size:
-                raise fail(f"{col} {x[bad[0]]:g} at {where(bad[0])} is not an integer in {lo}..{hi[kind]}"
-                            + (" (the layers limit)" if kind == "layer" and x[bad[0]] > hi[kind] else ""))
+            x = integers(x, col, -1 if kind == "layer" else 0, hi[kind], where,
+                         " (the layers limit)" if kind == "layer" else "").astype(np.float64)
         elif col in _KEYS[file] and (bad := np.flatnonzero(np.isnan(x))).size:
             raise fail(f"NaN {col}s: {bad.size} rows (first at {where(bad[0])})")
         cols[col] = x
@@ -178,23 +219,29 @@ def check_config(cfg: Any, top: int, max_layers: int) -> dict[str, Any]:
         raise fail(f"the config has {len(cfg)} fields (limit {_MAX_KEYS})")
     out: dict[str, Any] = {}
     for key, value in cfg.items():
-        if not isinstance(key, str) or not _KEY.match(key):
-            raise fail(f"config field name {str(key)[:40]!r} is not a short identifier (letters, digits, _ . -)")
-        _check_value(key, value)
+        check_field(key, value)
         out[key] = value
     depth = out.get("depth", max(top, 1))
     if not _is_int(depth) or not max(top, 1) <= depth <= max_layers:
         raise fail(f"config depth {repr(depth)[:40]} must be an integer from {max(top, 1)} (the largest layer "
                    f"index recorded) to {max_layers}")
     out["depth"] = depth
-    for key, (lo, hi) in _INT_FIELDS.items():
-        if key in out and out[key] is not None and (not _is_int(out[key]) or not lo <= out[key] <= hi):
-            raise fail(f"config {key} {repr(out[key])[:40]} must be an integer in {lo}..{hi}")
-    for key in _FLOAT_FIELDS:
-        v = out.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
-            raise fail(f"config {key} {repr(v)[:40]} must be a finite number")
     return out
+
+
+def check_field(key: Any, value: Any) -> None:
+    """One config field: a short identifier holding a JSON scalar (or a short list of them), typed and
+    bounded for the fields the pages read (width, steps, lr, …); raises a one-line RunImportError."""
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise fail(f"config field name {str(key)[:40]!r} is not a short identifier (letters, digits, _ . -)")
+    _check_value(key, value)
+    if key in _INT_FIELDS and value is not None:
+        lo, hi = _INT_FIELDS[key]
+        if not _is_int(value) or not lo <= value <= hi:
+            raise fail(f"config {key} {repr(value)[:40]} must be an integer in {lo}..{hi}")
+    if key in _FLOAT_FIELDS and value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+        raise fail(f"config {key} {repr(value)[:40]} must be a finite number")
 
 
 def _check_value(key: str, value: Any, nested: bool = False) -> None:
@@ -215,15 +262,3 @@ def _check_value(key: str, value: Any, nested: bool = False) -> None:
             _check_value(key, v, nested=True)
         return
     raise fail(f"config {key} must be a number, text, true/false/null or a short list of them")
-
-
-def check_grid(table: pa.Table, max_steps: int, max_cells: int) -> None:
-    """Bound what a page may build from the run: distinct steps ≤ max_steps (a step slider's options) and
-    distinct steps × distinct layers ≤ max_cells (a dense step × layer grid of one metric)."""
-    steps = len(pa.compute.unique(table.column(STEP)))
-    layers = len(pa.compute.unique(table.column(LAYER)))
-    if steps > max_steps:
-        raise fail(f"{steps} distinct steps (limit {max_steps}); log every k-th step")
-    if steps * layers > max_cells:
-        raise fail(f"{steps} distinct steps × {layers} layers = {steps * layers} grid cells (limit {max_cells}); "
-                   "log fewer steps or layers")

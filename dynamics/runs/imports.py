@@ -9,7 +9,16 @@ Formats (detected from the bytes first, the file name second):
             chart "Export CSV" (`Step`, `<run> - <key>`); other step columns by `step_column`
             (dynamics.runs.wandb);
   tfevents  a TensorBoard event file (dynamics.runs.tfevents_fast reads it in chunks; no TensorFlow needed), a
-            log folder of them or a zip of one (merged: dynamics.runs.tbfolder). Recognised by content too.
+            log folder of them or a zip of one (merged: dynamics.runs.tbfolder). Recognised by content too;
+  mlflow    MLflow's file store: an `mlruns/` folder, one experiment or one run folder in it, or a zip of any
+            of these (dynamics.runs.mlflow); MLflow's SQLite store, `mlflow.db` (dynamics.runs.mlflow_sql);
+            each run becomes a run;
+  wandb-offline  W&B offline runs: a `wandb/` folder, an `offline-run-*` folder or its `run-*.wandb` file, read
+            by the wandb package (dynamics.runs.wandb_offline);
+  trackio   Trackio's local database, `<project>.db` (dynamics.runs.trackio); each run becomes a run.
+A tracker folder or database may hold several runs: `import_file` returns the first, the others in
+`Imported.others` and those that could not be read, one line each, in `Imported.failed`. Run names come from
+the tracker (`<experiment>-<run name>`), or NAME / NAME-<run> with --name. The user guide: docs/importing.md.
 A config comes from --config JSON, else a sidecar FILE.json (e.g. log.csv.json) or FILE-without-suffix.json,
 else run.json beside our Parquet; it may be a bare config object or a whole run.json. Without one, the config
 is {"depth": largest layer index} (the pages need config.depth).
@@ -22,8 +31,10 @@ W&B columns starting with `_` (`_runtime`, `_timestamp`) and wholly non-numeric 
 cells mean "not logged at that step". In event files, a (tag, step) logged twice keeps the later value (a
 resumed run); everything that is not a scalar is skipped. Every skip is listed in run.json `skipped`.
 
-The readers (one per format, bytes -> frames, each bounded by Limits) and the naming rule live in
-dynamics.runs.formats; this module sniffs, assembles, checks and writes the run, and holds the CLI.
+The readers (one per format, each bounded by Limits) and the naming rule live in dynamics.runs.formats, the
+tables' chunked readers in dynamics.runs.tables; all hand over compact columns that dynamics.runs.scalars
+checks and sorts, so memory stays bounded (benchmarks/import_scale.py). This module sniffs, assembles and writes
+the runs, and holds the CLI.
 
 Safety: limits (class Limits) are checked before parsing; zip entries are read into memory by name (no
 extraction, no links, no absolute or `..` paths, only the four run files); nothing is unpickled or evaluated.
@@ -40,26 +51,29 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from . import store
-from .store import KERNELS, LAYER, METRIC, METRICS, NEURONS, RUN_JSON, STEP
+from .store import KERNELS, METRICS, NEURONS, RUN_JSON
 from .import_bounds import MB, Limits
-from .import_checks import RunImportError, check_config, check_grid, check_table
-from .import_checks import fail as _fail, line as _line, row as _row
-from . import tbfolder, wandb
-from .formats import _Parsed, _csv, _detect, _json, _long, _parquet, _tfevents, _wide, _zip, split_name
+from .import_checks import RunImportError, check_config, check_table
+from .import_checks import fail as _fail
+from . import mlflow, mlflow_sql, tbfolder, trackio, wandb_offline
+from .formats import _Parsed, _detect, _json, _table, _tfevents, _zip, split_name
+from .scalars import to_table
 
 __all__ = ["RunImportError", "Limits", "Imported", "import_file", "split_name", "register", "FORMATS"]
 
-FORMATS = ("run-zip", "parquet", "csv", "wandb", "tfevents")
+FORMATS = ("run-zip", "parquet", "csv", "wandb", "tfevents", "mlflow", "wandb-offline", "trackio")
+_TRACKERS = (mlflow, mlflow_sql, wandb_offline, trackio)  # in this order: both SQL stores are SQLite
 
 
 @dataclass
 class Imported:
     run_dir: Path
     meta: dict[str, Any] = field(repr=False)
+    others: list["Imported"] = field(default_factory=list, repr=False)  # more runs of one tracker source
+    failed: list[dict[str, str]] = field(default_factory=list, repr=False)  # its runs not imported: what, why
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -68,6 +82,10 @@ class Imported:
     @property
     def skipped(self) -> list[dict[str, str]]:
         return self.meta["skipped"]
+
+    @property
+    def runs(self) -> list["Imported"]:
+        return [self, *self.others]
 
 
 def _sidecar(path: Path, config: Any, fmt: str, limits: Limits) -> tuple[dict | None, str | None]:
@@ -91,93 +109,129 @@ def import_file(path: str | Path, out: str | Path, *, name: str | None = None, c
                 step_column: str | None = None) -> Imported:
     """Read FILE (format detected), validate it, and write OUT/NAME as a complete run of kind `imported`.
 
-    config: a dict, or the path of a JSON file (a config object or a whole run.json); default: a sidecar.
-    source_name: the file name to record and detect by (the upload page's original name). A directory is a
-    TensorBoard log folder (dynamics.runs.tbfolder). step_column: the column of a wide table (W&B history,
-    e.g. `trainer/global_step`) or long table that holds the step; default `_step`, `Step` or `step`
+    config: a dict, or the path of a JSON file (a config object or a whole run.json); default: a sidecar
+    (a tracker's runs: their params). source_name: the file name to record and detect by (the upload page's
+    original name). A directory is a tracker folder (MLflow, W&B) or a TensorBoard log folder
+    (dynamics.runs.tbfolder). step_column: the column of a wide table (W&B history, e.g.
+    `trainer/global_step`) or long table that holds the step; default `_step`, `Step` or `step`
     (dynamics.runs.wandb). Raises RunImportError (one line) and leaves nothing under OUT when the file is
-    rejected.
+    rejected; of a tracker's several runs, those that import are kept (Imported.others) and the others listed
+    (Imported.failed), and it raises only when none imports.
     """
     path = Path(path)
     label = source_name or path.name
+    for tracker in _TRACKERS:
+        if (found := tracker.runs(path, label, limits)) is not None:
+            if step_column is not None:
+                raise _fail(f"--step-column applies to CSV and Parquet tables; {label} is {tracker.FORMAT} (it "
+                            f"carries its own steps)")
+            return _many(found, tracker.FORMAT, path, config, limits, out, name, label)
     if path.is_dir():  # a TensorBoard log folder: all its event files, merged (dynamics.runs.tbfolder)
         if step_column is not None:
             raise _fail(f"--step-column applies to CSV and Parquet tables; {label} is a TensorBoard log folder "
                         f"(its events carry their own steps)")
         blobs, skipped = tbfolder.folder_events(path, limits.max_bytes)
-        return _events_run(blobs, skipped, path, config, limits, out, name or _folder_name(path.resolve()))
+        p = _Parsed("tfevents", skipped=list(skipped))
+        _tfevents(blobs, p, limits)
+        return _finish(p, path, config, limits, out, name or _folder_name(path.resolve()), f"{path.name}/",
+                       tbfolder.digest([b for _, b in blobs]), sidecar=config is not None)
     try:
         size = path.stat().st_size
     except OSError as e:
         raise _fail(f"cannot read {path}: {e.strerror or e}") from None
     if size > limits.max_bytes:
         raise _fail(f"{label} is too large: {size / MB:.1f} MB (limit {limits.max_bytes / MB:.0f} MB)")
-    if _head_is_events(path, label):  # an event file is read in chunks, never whole (dynamics.runs.tfevents_fast)
-        if step_column is not None:
-            raise _fail(f"--step-column applies to CSV and Parquet tables; {label} is tfevents (it carries its "
-                        f"own steps)")
-        p = _Parsed("tfevents", {})
-        _tfevents([(label, path)], p, limits)
-        name = name or (_folder_name(path.resolve().parent) if source_name is None and
-                        tbfolder.is_event_name(label) else None)
-        return _finish(p, path, config, limits, out, name, label, tbfolder.digest([path]))
-    data = path.read_bytes()
-    fmt = _detect(label, data)
+    fmt = _detect(label, _head(path), path)
     if step_column is not None and fmt not in ("csv", "parquet"):
         raise _fail(f"--step-column applies to CSV and Parquet tables; {label} is {fmt} (it carries its own "
                     f"steps)")
+    digest = tbfolder.digest([path])
     if fmt == "tb-zip":
-        blobs, skipped = tbfolder.zip_events(data, limits.max_bytes, limits.max_unzipped_bytes)
-        return _events_run(blobs, skipped, path, config, limits, out, name or _default_name(label), label)
-    p = _Parsed(fmt, {})
-    if fmt == "run-zip":
-        _zip(data, p, limits)
-    else:  # (event files took the chunked path above)
-        df = _parquet(data, limits, label) if fmt == "parquet" else _csv(data, limits)
-        where = _row if fmt == "parquet" else _line
-        df, step = wandb.shape(df, p, step_column)
-        if step is not None:
-            _wide(df, p, limits, where, step)
-        else:
-            _long(df, p, where)
-    return _finish(p, path, config, limits, out, name, label, tbfolder.digest([data]))
+        blobs, skipped = tbfolder.zip_events(path, limits.max_bytes, limits.max_unzipped_bytes)
+        p = _Parsed("tfevents", skipped=list(skipped))
+        _tfevents(blobs, p, limits)
+        return _finish(p, path, config, limits, out, name or _default_name(label), label, digest)
+    p = _Parsed(fmt)
+    if fmt == "tfevents":  # an event file is read in chunks, never whole (dynamics.runs.tfevents_fast)
+        _tfevents([(label, path)], p, limits)
+        name = name or (_folder_name(path.resolve().parent) if source_name is None and
+                        tbfolder.is_event_name(label) else None)
+    elif fmt == "run-zip":
+        _zip(path, p, limits)
+    else:  # a table, read in chunks of rows (dynamics.runs.tables)
+        _table(path, fmt, p, limits, label, step_column)
+    return _finish(p, path, config, limits, out, name, label, digest)
 
 
-def _finish(p: _Parsed, path: Path, config, limits: Limits, out, name, label, digest) -> Imported:
-    """Config (given, sidecar or run.json), table checks, then the atomic write."""
-    cfg, cfg_source = _sidecar(path, config, p.fmt, limits)
+def _many(found, fmt: str, path: Path, config, limits: Limits, out, name, label) -> Imported:
+    """A tracker's runs, read and written one at a time; a run that cannot be read is one line in `failed`."""
+    if len(found) > limits.max_runs:
+        raise _fail(f"{label} holds {len(found)} runs (limit {limits.max_runs}); import one experiment or "
+                    f"project at a time")
+    if not found:
+        raise _fail(f"{label} holds no {fmt} runs")
+    done: list[Imported] = []
+    failed: list[dict[str, str]] = []
+    seen: set[str] = set()
+    digest = tbfolder.digest([path]) if path.is_file() else (0, "")
+    for f in found:
+        try:
+            p = f.read()
+            p.meta.setdefault("tracker", {}).setdefault("label", f.label)
+            run_name = _run_name(p.name or f.name, name, len(found), seen)
+            given = config is not None
+            done.append(_finish(p, path, config if given else p.meta.pop("config", None), limits, out, run_name,
+                                f"{label}: {p.meta['tracker']['label']}" if len(found) > 1 else label, digest,
+                                sidecar=given, cfg_source=None if given else f"{fmt} params"))
+        except RunImportError as e:
+            failed.append({"what": f.label, "why": str(e)})
+    if not done:
+        first = failed[0]
+        more = f" (and {len(failed) - 1} more run(s))" if len(failed) > 1 else ""
+        raise _fail(f"{first['what']}: {first['why']}{more}" if len(found) > 1 else first["why"])
+    return Imported(done[0].run_dir, done[0].meta, done[1:], failed)
+
+
+def _run_name(base: str, given: str | None, runs: int, seen: set[str]) -> str:
+    """A run's name, distinct within one import: the tracker's (`<experiment>-<run>`), or NAME (one run) /
+    NAME-<run>."""
+    if given and runs == 1:
+        base = given
+    else:  # a given name that the tracker's names already start with (the upload page's `<project>`) once
+        base = _default_name(f"{given}-{base}" if given and not base.startswith(f"{given}-") else base)
+    cand, k = base, 1
+    while cand in seen:
+        k += 1
+        cand = f"{base}-{k}"
+    seen.add(cand)
+    return cand
+
+
+def _finish(p: _Parsed, path: Path, config, limits: Limits, out, name, label, digest, sidecar: bool = True,
+            cfg_source: str | None = None) -> Imported:
+    """Config (given, sidecar or run.json), the metrics checked and sorted (dynamics.runs.scalars), kernels
+    and neurons checked, then the atomic write."""
+    if sidecar:
+        cfg, cfg_source = _sidecar(path, config, p.fmt, limits)
+    else:
+        cfg = config
     if cfg is not None and isinstance(cfg.get("config"), dict):  # a whole run.json
         p.meta, cfg = {**cfg, **p.meta}, cfg["config"]
-    tables = {f: check_table(df, f, limits.max_layers, where) for f, (df, where) in p.frames.items()}
-    check_grid(tables[METRICS], limits.max_steps, limits.max_grid)
+    table, summary = to_table(p.scalars, limits, p.later_wins, p.skip)
+    p.scalars = None
+    tables = {METRICS: table, **{f: check_table(df, f, limits.max_layers, where)
+                                 for f, (df, where) in p.frames.items()}}
     if (cfg := cfg if cfg is not None else p.meta.get("config")) is not None:
-        cfg = check_config(cfg, int(tables[METRICS].column(LAYER).to_numpy().max()), limits.max_layers)
-    return _write(p, tables, cfg, cfg_source, out, name, label, digest)
+        cfg = check_config(cfg, summary["layer_range"][1], limits.max_layers)
+    return _write(p, tables, summary, cfg, cfg_source, out, name, label, digest)
 
 
-def _events_run(blobs, skipped, path: Path, config, limits: Limits, out, name: str, label: str | None = None
-                ) -> Imported:
-    """A folder's (or zipped folder's) event files -> one run, as import_file does for one file."""
-    p = _Parsed("tfevents", {}, skipped=list(skipped))
-    _tfevents(blobs, p, limits)
-    cfg, cfg_source = _sidecar(path, config, p.fmt, limits) if config is not None or not path.is_dir() else (None, None)
-    if cfg is not None and isinstance(cfg.get("config"), dict):
-        p.meta, cfg = {**cfg, **p.meta}, cfg["config"]
-    tables = {f: check_table(df, f, limits.max_layers, where) for f, (df, where) in p.frames.items()}
-    return _write(p, tables, cfg, cfg_source, out, name, label or f"{path.name}/", tbfolder.digest([b for _, b in blobs]))
-
-
-def _head_is_events(path: Path, label: str) -> bool:
-    """The format check of _detect on the first bytes only, true when it says tfevents."""
+def _head(path: Path, n: int = 4096) -> bytes:
     try:
         with open(path, "rb") as fh:
-            head = fh.read(12)
-    except OSError:
-        return False
-    try:
-        return _detect(label, head) == "tfevents"
-    except RunImportError:
-        return False
+            return fh.read(n)
+    except OSError as e:
+        raise _fail(f"cannot read {path.name}: {e.strerror or e}") from None
 
 
 def _folder_name(folder: Path) -> str:
@@ -185,21 +239,8 @@ def _folder_name(folder: Path) -> str:
     return _default_name(folder.name) if folder.name else "imported"
 
 
-def _summary(t: pa.Table) -> dict[str, Any]:
-    """What was understood: counts and ranges of steps and layers, per-layer metrics and network scalars."""
-    df = t.select([STEP, LAYER, METRIC]).to_pandas()
-    df[METRIC] = df[METRIC].astype(str)
-    steps, layers = np.sort(df[STEP].unique()), np.sort(df[LAYER].unique())
-    net = df[LAYER] == store.NETWORK_LAYER
-    return {"rows": t.num_rows, "steps": len(steps), "step_range": [int(steps[0]), int(steps[-1])],
-            "layers": int((layers >= 0).sum()), "layer_range": [int(layers[0]), int(layers[-1])],
-            "per_layer_metrics": sorted(df.loc[~net, METRIC].unique()),
-            "network_scalars": sorted(df.loc[net, METRIC].unique())}
-
-
-def _write(p: _Parsed, tables: dict[str, pa.Table], cfg: Any, cfg_source: str | None, out, name, label,
-           digest: tuple[int, str]) -> Imported:
-    summary = _summary(tables[METRICS])
+def _write(p: _Parsed, tables: dict[str, pa.Table], summary: dict, cfg: Any, cfg_source: str | None, out, name,
+           label, digest: tuple[int, str]) -> Imported:
     top = summary["layer_range"][1]
     if cfg is None:
         cfg, cfg_source = {"depth": max(top, 1)}, "inferred"
@@ -246,14 +287,19 @@ def _default_name(label: str) -> str:
 # --- the CLI ---------------------------------------------------------------------------------------------
 def register(sub) -> None:
     """Add `import FILE --out DIR [--name N] [--config JSON] [--max-mb MB]` to the CLI's subparsers."""
-    c = sub.add_parser("import", help="turn your own logs (zip, Parquet, CSV, W&B, TensorBoard) into a run",
+    c = sub.add_parser("import", help="turn your own logs (zip, Parquet, CSV, W&B, TensorBoard, MLflow, Trackio) "
+                                      "into runs",
                        description="Import a zipped run, our metrics.parquet, a long CSV (step, layer, metric, "
-                                   "value), a W&B history export or a TensorBoard event file as a run of kind "
-                                   "'imported' under OUT. Naming rule for tags/columns: see README.")
-    c.add_argument("file", help="the file (or TensorBoard log folder) to import")
-    c.add_argument("--out", required=True, help="folder that receives the run directory")
-    c.add_argument("--name", help="run directory name (default: from the file name)")
-    c.add_argument("--config", help="JSON file with the config (or a whole run.json); default: FILE.json")
+                                   "value), a W&B history export, a TensorBoard event file or log folder, an "
+                                   "MLflow mlruns/ folder (or a zip of it), W&B offline runs (wandb/ or "
+                                   "offline-run-*/) or a Trackio database (<project>.db) as runs of kind "
+                                   "'imported' under OUT. Naming rule for keys: see docs/importing.md.")
+    c.add_argument("file", help="the file or folder to import")
+    c.add_argument("--out", required=True, help="folder that receives the run directories")
+    c.add_argument("--name", help="run directory name (default: from the file name or the tracker's run "
+                                  "names; with several runs, NAME-<run>)")
+    c.add_argument("--config", help="JSON file with the config (or a whole run.json); default: FILE.json, or "
+                                    "a tracker's params")
     c.add_argument("--step-column", help="column holding the step in a CSV/Parquet table, e.g. "
                                          "trainer/global_step (default: _step, Step or step)")
     c.add_argument("--max-mb", type=float, default=Limits.max_bytes / MB, help="file size limit (default: 200)")
@@ -263,10 +309,14 @@ def register(sub) -> None:
 def cmd_import(args) -> int:
     res = import_file(args.file, args.out, name=args.name, config=args.config, step_column=args.step_column,
                       limits=Limits(max_bytes=int(args.max_mb * MB)))
-    s = res.summary
-    print(f"imported: {res.run_dir}  ({res.meta['source']['format']}; per-layer metrics "
-          f"{', '.join(s['per_layer_metrics']) or 'none'} on {s['layers']} layers; network scalars "
-          f"{', '.join(s['network_scalars']) or 'none'}; {s['steps']} steps {s['step_range'][0]}..{s['step_range'][1]})")
-    for item in res.skipped:
-        print(f"  skipped {item['what']}: {item['why']}")
+    for run in res.runs:
+        s = run.summary
+        print(f"imported: {run.run_dir}  ({run.meta['source']['format']}; per-layer metrics "
+              f"{', '.join(s['per_layer_metrics'][:20]) or 'none'} on {s['layers']} layers; network scalars "
+              f"{', '.join(s['network_scalars'][:20]) or 'none'}; {s['steps']} steps "
+              f"{s['step_range'][0]}..{s['step_range'][1]})")
+        for item in run.skipped:
+            print(f"  skipped {item['what']}: {item['why']}")
+    for item in res.failed:
+        print(f"not imported: {item['what']}: {item['why']}")
     return 0

@@ -70,8 +70,9 @@ def _run(path, out, name, config, source_name, limits: Limits, bounds: Bounds) -
            "seconds": bounds.seconds}
     res = _ZYGOTE.run(job, bounds.seconds + 30)
     reply, code, stderr = res.get("reply"), res.get("code", 1), res.get("stderr", "")
-    if isinstance(reply, dict) and reply.get("ok"):
-        return Imported(Path(reply["run_dir"]), reply["meta"])
+    if isinstance(reply, dict) and reply.get("ok"):  # a tracker's other runs and its runs not imported too
+        return Imported(Path(reply["run_dir"]), reply["meta"],
+                        [Imported(Path(d), m) for d, m in reply.get("others", [])], reply.get("failed", []))
     _clean(out, before)
     if res.get("timed_out"):
         raise fail(f"the import was stopped after {bounds.seconds:g} s (the limit of one import); "
@@ -204,7 +205,8 @@ def _child(job: dict, reply_path: Path, err_path: Path) -> None:
         try:
             res = import_file(job["path"], job["out"], name=job["name"], config=job["config"],
                               source_name=job["source_name"], limits=Limits(**job["limits"]))
-            reply = {"ok": True, "run_dir": str(res.run_dir), "meta": res.meta}
+            reply = {"ok": True, "run_dir": str(res.run_dir), "meta": res.meta, "failed": res.failed,
+                     "others": [[str(r.run_dir), r.meta] for r in res.others]}
         except RunImportError as e:
             reply = {"ok": False, "error": str(e)}
         except MemoryError:

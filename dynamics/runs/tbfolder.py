@@ -31,14 +31,13 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import pandas as pd
 
 from .import_checks import fail
 from .tfevents import TFEventsError, first_wall_time, looks_like_events
-from .tfevents_fast import read_columns
+from .tfevents_fast import Columns, read_columns
 
 __all__ = ["MAX_EVENT_FILES", "MAX_ENTRIES", "merge", "folder_events", "zip_events", "zip_holds_events", "order",
-           "is_event_name", "digest"]
+           "is_event_name", "digest", "open_zip", "unsafe"]
 
 MAX_EVENT_FILES = 1000
 MAX_ENTRIES = 10_000
@@ -83,12 +82,13 @@ def order(blobs: dict) -> list[tuple[str, Blob]]:
     return [(n, blobs[n]) for n in sorted(blobs, key=key)]
 
 
-def merge(blobs: list[tuple[str, Blob]], max_records: int, skip) -> pd.DataFrame:
-    """Event files in merge order -> one frame (tag categorical, step int64, value): values concatenated in
-    order, a (tag, step) logged again later keeps the later value; subfolder tags prefixed. skip(what, why)
-    lists the rest. Files given by path are read in chunks (dynamics.runs.tfevents_fast)."""
+def merge(blobs: list[tuple[str, Blob]], max_records: int, skip) -> Columns:
+    """Event files in merge order -> one Columns (tags of subfolder files prefixed, codes into the union of
+    the tags), values in merge order; skip(what, why) lists what is not a scalar. Files given by path are read
+    in chunks (dynamics.runs.tfevents_fast). A (tag, step) logged again later is resolved by the caller
+    (dynamics.runs.scalars.to_table keeps the later value)."""
     prefix, _ = prefixes([n for n, _ in blobs])
-    frames, records = [], 0
+    parts, records, tags, index = [], 0, [], {}
     for name, data in blobs:
         label = f"{name}: " if len(blobs) > 1 else ""
         try:
@@ -99,34 +99,23 @@ def merge(blobs: list[tuple[str, Blob]], max_records: int, skip) -> pd.DataFrame
         except OSError as e:
             raise fail(f"cannot read {name}: {e.strerror or e}") from None
         records += ev.records
-        for why, (count, tags) in ev.skipped.items():
-            skip(f"{label}{count} value(s)" + (f" ({', '.join(tags)})" if tags else ""), why)
+        for why, (count, which) in ev.skipped.items():
+            skip(f"{label}{count} value(s)" + (f" ({', '.join(which)})" if which else ""), why)
         if ev.truncated:
             skip(f"{label}a cut last record", ev.truncated)
-        tags = pd.Categorical.from_codes(ev.code, [prefix[name] + t for t in ev.tags]) if ev.tags else \
-            pd.Categorical([], categories=[])
-        frames.append(pd.DataFrame({"tag": tags, "step": ev.step, "value": ev.value}, copy=False))
-    df = pd.concat(frames, ignore_index=True) if len(frames) == 1 else _concat(frames)
-    if not len(df):
+        lut = np.array([index.setdefault(prefix[name] + t, len(index)) for t in ev.tags], dtype=np.int32)
+        parts.append(Columns(code=lut[ev.code] if len(lut) else ev.code, step=ev.step, value=ev.value))
+    tags = sorted(index, key=index.get)
+    out = Columns(tags, *(_join([getattr(q, f) for q in parts]) for f in ("code", "step", "value")),
+                  records=records)
+    if not len(out.value):
         raise fail(f"no scalar summaries in the event file{'s' if len(blobs) > 1 else ''} ({records} records); "
                    f"expected scalars logged with add_scalar")
-    steps, step_code = np.unique(df["step"].to_numpy(), return_inverse=True)  # one int64 key per (tag, step)
-    key = df["tag"].cat.codes.to_numpy().astype(np.int64) * len(steps) + step_code.reshape(-1)
-    del step_code
-    last = ~pd.Series(key).duplicated(keep="last")
-    del key
-    if not (n := int((~last).sum())):
-        return df  # no copy when nothing was logged twice (the usual case)
-    skip(f"{n} earlier value(s) of a (tag, step)", "logged again later (a resumed run): the later is kept")
-    return df[last.to_numpy()].reset_index(drop=True)
+    return out
 
 
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Frames whose tag columns have different categories -> one frame with the union of them."""
-    cats = pd.Index([]).append([f["tag"].cat.categories for f in frames]).unique()
-    for f in frames:
-        f["tag"] = f["tag"].cat.set_categories(cats)
-    return pd.concat(frames, ignore_index=True)
+def _join(arrays: list[np.ndarray]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def prefixes(names: list[str]) -> tuple[dict[str, str], str]:
@@ -195,7 +184,7 @@ def _skipped(other: list[str]) -> list[dict[str, str]]:
     return [{"what": f"{len(other)} other file(s) ({shown})", "why": "not TensorBoard event files"}]
 
 
-def _unsafe(info: zipfile.ZipInfo) -> str | None:
+def unsafe(info: zipfile.ZipInfo) -> str | None:
     name, mode = info.filename, info.external_attr >> 16
     if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or "\\" in name or \
             ".." in name.split("/") or "\x00" in name:
@@ -205,22 +194,27 @@ def _unsafe(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def zip_holds_events(data: bytes) -> bool:
+def open_zip(src) -> zipfile.ZipFile:
+    """A zip file from its path or its bytes (read by name, never extracted)."""
+    return zipfile.ZipFile(src if isinstance(src, Path) else io.BytesIO(src))
+
+
+def zip_holds_events(src) -> bool:
     """True when the zip's entries name event files (`tfevents`) and no run.json: a zipped TensorBoard folder."""
     try:
-        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        names = open_zip(src).namelist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, NotImplementedError):
         return False
     base = [PurePosixPath(n).name for n in names[:MAX_ENTRIES + 1]]
     return any(is_event_name(b) for b in base) and "run.json" not in base
 
 
-def zip_events(data: bytes, max_bytes: int, max_unzipped: int
+def zip_events(src, max_bytes: int, max_unzipped: int
                ) -> tuple[list[tuple[str, bytes]], list[dict[str, str]]]:
-    """Event-file entries of a zipped log folder (names, bytes) in merge order, and the skipped entries.
-    Only entries whose name holds `tfevents` are read; the rest are listed, never decompressed."""
+    """Event-file entries of a zipped log folder (a path or bytes) as (names, bytes) in merge order, and the
+    skipped entries. Only entries whose name holds `tfevents` are read; the rest are listed, never decompressed."""
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
+        zf = open_zip(src)
         infos = zf.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, NotImplementedError) as e:
         raise fail(f"not a readable zip file ({e})") from None
@@ -228,7 +222,7 @@ def zip_events(data: bytes, max_bytes: int, max_unzipped: int
         raise fail(f"zip has {len(infos)} entries (limit {MAX_ENTRIES}); zip the log folder of one run")
     wanted, other = [], []
     for info in infos:
-        if (why := _unsafe(info)):
+        if (why := unsafe(info)):
             raise fail(why)
         parts = [q for q in info.filename.split("/") if q]
         if info.is_dir() or not parts:

@@ -233,4 +233,7 @@ def pick_runs(page: str, runs: Sequence, default_count: int = 3, default: list[s
     found = set(st.session_state.get(_FOUND, labels))
     st.session_state[SELECTION] = chosen + [s for s in shared if s not in labels and s in found]
     by_label = {r.label: r for r in runs}
-    return [by_label[c] for c in chosen]
+    picked = [by_label[c] for c in chosen]
+    from dashboard.live import follow  # here: live imports hosting, which the picker's tests need not load first
+    follow(page, picked)  # a chosen run still training redraws the page when it flushes
+    return picked

@@ -142,3 +142,46 @@ def test_upload_see_reload_and_train_from_the_page(runs_dir, tmp_path):
                 browser.close()
     finally:
         stop_server(proc, log)
+
+
+def test_a_live_run_redraws_without_a_reload(runs_dir, tmp_path):
+    """A run still training (our writer, this process's heartbeat) is drawn, then flushes more steps: the page
+    redraws them by itself (dashboard.live), with no reload and no click."""
+    import numpy as np
+    from dynamics.runs.store import NETWORK_LAYER, RunWriter
+    w = RunWriter(tmp_path / "mine" / "training", {"run_id": "training", "kind": "finite",
+                                                    "config": {"depth": 2, "width": 8}}, flush_seconds=0)
+    w.add_metrics(np.arange(3), NETWORK_LAYER, "loss", np.array([1.0, 0.8, 0.7]))
+    w.flush()
+    env = {k: v for k, v in os.environ.items() if k not in ("DYNAMICS_READONLY",)} | {
+        "DYNAMICS_DATA_DIR": str(runs_dir), "DYNAMICS_RUNS": str(tmp_path / "mine"),
+        "DYNAMICS_UPLOAD_DIR": str(tmp_path / "uploads")}
+    try:
+        proc, base, log = serve_app(env, tmp_path / "streamlit.log", timeout=60)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    # the markers drawn (a line of at most 60 points has one per point)
+    points = ("() => document.querySelectorAll('" + PLOTLY.replace('"', '\\"') +
+              " .scatterlayer .trace .points path').length")
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_context(viewport={"width": 1400, "height": 1200}).new_page()
+                page.goto(f"{base}/Runs?metric=loss")
+                _title(page, "loss over steps")
+                try:
+                    page.wait_for_function(f"() => ({points})() === 3", timeout=60_000)
+                except Exception:
+                    page.screenshot(path=str(tmp_path / "live.png"))
+                    shutil.copyfile(tmp_path / "live.png", "/tmp/journey_live_failed.png")
+                    raise
+                assert page.get_by_text("still training").count() >= 1
+                w.add_metrics(np.arange(3, 8), NETWORK_LAYER, "loss", np.linspace(0.6, 0.3, 5))
+                w.flush()
+                page.wait_for_function(f"() => ({points})() === 8", timeout=60_000)  # redrawn, untouched
+                w.finish("complete")
+            finally:
+                browser.close()
+    finally:
+        stop_server(proc, log)

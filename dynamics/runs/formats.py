@@ -8,7 +8,6 @@ one-line RunImportError on anything else; nothing here writes a file (imports.py
 from __future__ import annotations
 
 import json
-import re
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,24 +18,10 @@ from . import store, tables, tbfolder
 from .store import KERNELS, METRICS, NEURONS, RUN_JSON
 from .import_bounds import Limits, zip_entry as _entry
 from .import_checks import fail as _fail, row as _row, steps
-from .scalars import Scalars, keyed
+from .scalars import Scalars, keyed, split_name  # noqa: F401  (the naming rule, re-exported)
 from .tfevents import looks_like_events
 
 RUN_FILES = (RUN_JSON, METRICS, KERNELS, NEURONS)
-
-
-# --- the naming rule -------------------------------------------------------------------------------------
-_LAYER_FIRST = re.compile(r"^layer[_-]?(\d{1,9})/([^/]+)$")
-_METRIC_FIRST = re.compile(r"^([^/]+)/(?:layer[_-]?)?(\d{1,9})$")
-
-
-def split_name(name: str) -> tuple[int, str]:
-    """`layer_7/h_sq` or `h_sq/7` -> (7, "h_sq"); anything else -> (-1, name) (a network scalar)."""
-    if m := _LAYER_FIRST.match(name):
-        return int(m.group(1)), m.group(2)
-    if m := _METRIC_FIRST.match(name):
-        return int(m.group(2)), m.group(1)
-    return store.NETWORK_LAYER, name
 
 
 # --- readers -> Scalars ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ The work is done `CHUNK` rows at a time, so besides the columns themselves it ho
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -252,3 +253,17 @@ def summary(step, layer, metric, metrics, layers_present, steps: int) -> dict:
             "layer_range": [int(layers_present[0]), int(layers_present[-1])],
             "per_layer_metrics": [m for m, k in zip(metrics, seen[0::2]) if k],
             "network_scalars": [m for m, k in zip(metrics, seen[1::2]) if k]}
+
+
+# --- the naming rule (TensorBoard tags, W&B columns, tracker keys) ---------------------------------------------
+_LAYER_FIRST = re.compile(r"^layer[_-]?(\d{1,9})/([^/]+)$")
+_METRIC_FIRST = re.compile(r"^([^/]+)/(?:layer[_-]?)?(\d{1,9})$")
+
+
+def split_name(name: str) -> tuple[int, str]:
+    """`layer_7/h_sq` or `h_sq/7` -> (7, "h_sq"); anything else -> (-1, name) (a network scalar)."""
+    if m := _LAYER_FIRST.match(name):
+        return int(m.group(1)), m.group(2)
+    if m := _METRIC_FIRST.match(name):
+        return int(m.group(2)), m.group(1)
+    return store.NETWORK_LAYER, name

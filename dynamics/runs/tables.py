@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from . import wandb
 from .import_bounds import MB, Limits
 from .import_checks import NAN_TEXT, RunImportError, as_floats, fail, integers, line, numbers, require, row, steps
-from .scalars import Builder, Scalars, keyed
+from .scalars import Builder, Scalars, keyed, split_name
 from .store import LAYER, METRIC, METRICS, STDERR, STEP, VALUE
 
 __all__ = ["Table", "parquet", "csv", "scalars", "release", "LONG_COLUMNS", "CELLS"]
@@ -294,7 +294,7 @@ def _wide(t: Table, plan, p, limits: Limits) -> Scalars:
     for c in plan.columns:
         if c != step and c.startswith("_"):
             p.skip(f"column {c}", "W&B bookkeeping column")
-    layer_of, metric_of, metrics = keyed(keys, _split())
+    layer_of, metric_of, metrics = keyed(keys, split_name)
     state = dict.fromkeys(keys, "")  # "", "number" or "text": a column's cells so far
     out, total = Builder(min(t.values if t.values is not None else CELLS, limits.max_rows)), 0
     code = {c: k for k, c in enumerate(keys)}
@@ -350,7 +350,3 @@ def _cells(s: pd.Series, col: str, where, state: dict) -> np.ndarray | None:
     state[col] = "number"
     return numbers(s, col, where)
 
-
-def _split():
-    from .formats import split_name  # the naming rule lives with the readers
-    return split_name

@@ -164,7 +164,7 @@ def run_name(name: str) -> str:
     if m:
         from datetime import datetime, timezone
         return f"tensorboard-{datetime.fromtimestamp(int(m.group(1)), timezone.utc):%Y%m%d-%H%M%S}"
-    return re.sub(r"\.(zip|parquet|csv|txt)$", "", _safe(name), flags=re.I)
+    return re.sub(r"\.(zip|parquet|csv|txt|db|wandb)$", "", _safe(name), flags=re.I)
 
 
 def _unique(root: Path, name: str) -> str:
@@ -233,8 +233,11 @@ def import_uploads(files: list[tuple[str, Any]], root: Path, name: str = "") -> 
                 cfg = stage / "sidecar.json"
             res = import_bounded(src, root, name=_unique(root, typed.strip() or name), config=cfg, source_name=name, limits=limits,
                                  bounds=bounds)
-            out.append({"file": name, "ok": True, "run": res.run_dir.name, "summary": res.summary,
-                        "skipped": res.skipped, "sidecar": side, "format": res.meta["source"]["format"]})
+            for r in res.runs:  # a tracker's file or folder holds several runs: one outcome each
+                out.append({"file": name, "ok": True, "run": r.run_dir.name, "summary": r.summary,
+                            "skipped": r.skipped, "sidecar": side, "format": r.meta["source"]["format"]})
+            out += [{"file": f"{name}: {f.get('run') or f.get('what') or 'a run'}", "ok": False,
+                     "error": scrub(str(f.get("why") or f.get("error") or "not imported"), root)} for f in res.failed]
         except (RunImportError, RunFormatError) as e:
             out.append({"file": name, "ok": False, "error": scrub(str(e), root)})
         except OSError as e:  # the session folder is full or gone: one line, no path

@@ -17,11 +17,13 @@ nav()
 st.markdown(
     "Drop one or more files: a **zipped run directory** of ours; our **metrics.parquet** (with its "
     "`run.json`); a **long CSV** with columns `step, layer, metric, value` (optional `stderr`); a **W&B "
-    "history export** (CSV or Parquet with a `_step` column) or a W&B chart's **Export CSV**; a **TensorBoard "
-    "event file** (`events.out.tfevents.*`) or a **zipped TensorBoard log folder** (all its event files become "
-    "one run). Add a JSON file with the config (e.g. `log.csv.json`, or a bare object like "
+    "history export** (CSV or Parquet with a `_step` column) or a W&B chart's **Export CSV**; a **W&B offline run** "
+    "(its `run-*.wandb` file); a **zipped MLflow `mlruns/`** folder (or one experiment or run of it) or MLflow's "
+    "**`mlflow.db`**; a **Trackio** project's `.db`; a **TensorBoard event file** (`events.out.tfevents.*`) or a "
+    "**zipped TensorBoard log folder** (all its event files become one run). A tracker's file with several runs "
+    "becomes one run each. Add a JSON file with the config (e.g. `log.csv.json`, or a bare object like "
     "`{\"depth\": 16, \"width\": 256}`) beside a CSV or Parquet file. Tags and columns named `layer_7/h_sq` or "
-    "`h_sq/7` become per-layer metrics; other names become network scalars.")
+    "`h_sq/7` become per-layer metrics; other names become network scalars (docs/importing.md).")
 if U.hosting.hosted():
     st.caption("Uploads are visible in this browser session only and deleted after "
                f"{U.ttl_seconds() / 3600:g} h without a visit.")
@@ -36,8 +38,9 @@ name = st.text_input("Run name (optional)", key=f"{PAGE}.name", placeholder="fro
                           "name, or for a bare TensorBoard event file tensorboard-<date>-<time>. A name already "
                           "taken gets -2, -3, …")
 files = st.file_uploader("Run logs", accept_multiple_files=True, key=f"{PAGE}.files",
-                         help="zip (a run or a TensorBoard log folder), parquet, csv, json (config sidecar) or "
-                              "TensorBoard events.out.tfevents.* files")
+                         help="zip (a run, a TensorBoard log folder or an MLflow mlruns/ folder), parquet, csv, json "
+                              "(config sidecar), a W&B .wandb file, mlflow.db, a Trackio .db or TensorBoard "
+                              "events.out.tfevents.* files")
 outcomes = U.process(files or [], name)
 if not outcomes:
     st.info("Nothing uploaded yet in this session.")

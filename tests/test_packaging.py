@@ -1,6 +1,6 @@
 """pyproject.toml: `pip install .` installs the library with the runtime requirements the README installs, its
 own distribution name, the `dynamics` console script and extras that mirror the optional requirement files; the
-README's `dynamics.record(...)` example runs from a folder outside the checkout."""
+guide's `dynamics.record(...)` example (docs/own-runs.md) runs from a folder outside the checkout."""
 import os
 import re
 import shutil
@@ -37,7 +37,7 @@ def test_distribution_name_is_its_own_and_extras_mirror_the_optional_files():
     project = META["project"]
     assert project["name"] != "dynamics"          # taken on the package index by an unrelated project
     extras = project["optional-dependencies"]
-    for extra in ("dask", "tensorboard"):
+    for extra in ("dask", "tensorboard", "trackers"):
         assert _names(extras[extra]) == _requirements(f"requirements-{extra}.txt"), extra
     assert project["scripts"]["dynamics"].split("#")[0].strip() == "dynamics.__main__:main"
 
@@ -109,4 +109,4 @@ def test_readme_record_example_runs_from_the_users_own_folder(installed, tmp_pat
     m = pd.read_parquet(project / "runs" / "mine" / "metrics.parquet")
     assert sorted(m["step"].unique()) == [0, 2, 4]
     assert set(m.loc[m["layer"] >= 0, "layer"]) == {0, 1, 2, 3, 4}
-    assert "dynamics.record(" in (ROOT / "README.md").read_text()   # the example the README shows
+    assert "dynamics.record(" in (ROOT / "docs" / "own-runs.md").read_text()   # the example the guide shows

@@ -129,3 +129,24 @@ def test_event_files_get_readable_names_and_a_typed_name_wins(tmp_path):
     root.mkdir()
     out = import_uploads([("a.csv", CSV), ("b.csv", CSV)], root, name="my-mlp")
     assert [o["run"] for o in out] == ["my-mlp", "my-mlp-2"]
+
+
+def test_a_tracker_upload_with_several_runs_is_one_outcome_and_one_run_each(env, tmp_path):
+    import io
+    import zipfile
+    from tests.test_import_mlflow import _store
+    mlruns = tmp_path / "mlruns"
+    _store(mlruns)
+    blob = io.BytesIO()
+    with zipfile.ZipFile(blob, "w") as z:
+        for f in mlruns.rglob("*"):
+            z.write(f, f.relative_to(tmp_path))
+    at = _session()
+    at.file_uploader[0].set_value(("mlruns.zip", blob.getvalue(), "application/zip")).run()
+    assert not at.exception
+    done = [s.value for s in at.success]
+    assert len(done) == 2 and all("mlruns.zip" in d for d in done), done  # the experiment's two live runs
+    runs = sorted(p.name for p in (env / "local").iterdir())
+    assert len(runs) == 2 and all("w64" in r or "w128" in r for r in runs), runs
+    at.switch_page(RUNS).run()
+    assert sorted(at.multiselect(key="runs_page.runs").value) == runs  # both lead the selection

@@ -10,6 +10,7 @@ import streamlit as st
 from dashboard.boot import start
 start("Coord check · dynamics")  # first: the browser loads charts meanwhile
 from dashboard import coordcheck_views as V, runs as R, widgets as W
+from dashboard.selection import newest_own
 from dynamics.coordcheck import TOLERANCE
 from dynamics.coordcheck.figure import coord_figure, seed_means, slope_figure
 from dynamics.metrics import METRICS
@@ -17,7 +18,8 @@ from dynamics.metrics import METRICS
 PAGE = "coordcheck_page"
 st.title("Coord check: Θ(1) across width and depth")
 runs = R.load_runs(PAGE)
-chosen = R.pick_runs(PAGE, [r for r in runs if r.kind != "limit"], default_count=len(runs))
+finite = [r for r in runs if r.kind != "limit"]
+chosen = R.pick_runs(PAGE, finite, default=newest_own(finite, len(finite)) or [r.label for r in finite])  # all
 fmt = W.image_format(PAGE)
 ladders = V.ladders(chosen)
 if not ladders:

@@ -105,7 +105,11 @@ def statistic(claim: dict) -> str:
     s = str(claim.get("statistic") or "").lower()
     if s:
         return "slope" if "slope" in s else "mean"
-    if claim.get("method") in ("seed_mean", "mean"):  # a level over seeds (e.g. a signed paired gap)
+    method = claim.get("method")
+    if method == "contrast":  # a difference of two settings' statistics: the chart shows this setting's own
+        method = (claim.get("extra") or {}).get("base")
+        return "mean" if method in ("seed_mean", "mean") else "slope"
+    if method in ("seed_mean", "mean"):  # a level over seeds (e.g. a signed paired gap)
         return "mean"
     return "slope" if str(claim.get("quantity", "slope")).startswith("slope") else "mean"
 

@@ -1,14 +1,14 @@
 """Claims page: the evidence behind one claim of `python -m dynamics reproduce`, drawn from its bundled points
 file alone (the points, the fit with its 95% band, the paper's value and the alternative as guides), with a
-link to the page that shows its runs when they are bundled. The claim lives in the URL (?claim=<id>); the
-home page's table links here.
+link to the page that shows its runs when they are bundled, then every claim at a glance (the forest plot of
+dashboard.claims). The claim lives in the URL (?claim=<id>); the home page's rows link here.
 """
 import streamlit as st
 
 from dashboard.boot import start
 start("Claims · dynamics", ":material/scatter_plot:")  # first: the browser loads charts meanwhile
 from dashboard import evidence as E, runs as R, widgets as W
-from dashboard.claims import COMMAND, PAGE_LABELS, measured_text, verdict_text
+from dashboard.claims import COMMAND, PAGE_LABELS, forest, measured_text, other_figures_text, verdict_text
 from dynamics.figures import claim_figure
 
 PAGE = "claims_page"
@@ -19,7 +19,8 @@ if path is None:
     st.info(f"No measured claims yet. Make them with `{COMMAND}`.")
     st.stop()
 try:
-    claims = {str(c["id"]): c for c in E.load(str(path), path.stat().st_mtime_ns)["claims"]}
+    listed = list(E.load(str(path), path.stat().st_mtime_ns)["claims"])
+    claims = {str(c["id"]): c for c in listed}
 except (OSError, ValueError, KeyError, TypeError) as e:
     st.error(f"Cannot read {path.name}: {e}. Rerun `{COMMAND}` to write it again.")
     st.stop()
@@ -27,8 +28,10 @@ ids = list(claims)
 cid = W.choose(PAGE, "claim", "Claim", ids, ids[0],
                format_func=lambda i: f"{i}: {claims[i].get('statement', '')[:90]}")
 claim = claims[cid]
-st.markdown(f"**{claim.get('statement', '')}** ({claim.get('section', '')})")
-st.markdown(f"{claim.get('quantity', '')}: {measured_text(claim)}  \n{verdict_text(claim)}")
+st.markdown(f"**{claim.get('statement', '')}** ({claim.get('section', '')})  \nPaper, as encoded "
+            f"({claim.get('kind') or claim.get('rule', '?')}): {claim.get('paper_wording', '')}")
+st.markdown(f"{claim.get('quantity', '')}: {measured_text(claim)}  \n{other_figures_text(claim)}  \n"
+            f"{verdict_text(claim)}")
 if claim.get("detail"):
     st.caption(str(claim["detail"]))
 try:
@@ -42,8 +45,11 @@ if not (isinstance(x, str) and isinstance(y, str) and {x, y} <= set(rows.columns
     st.dataframe(rows, hide_index=True)
     st.stop()
 alt, alt_words = E.alternative(claim)
+fit = claim.get("own") or claim  # a contrast: this setting's own slope, its reference's as the alternative
+if claim.get("reference"):
+    alt, alt_words = claim["reference"].get("measured"), "the reference setting's slope"
 where = ", ".join(f"{k} = {v}" for k, v in (claim.get("where") or {}).items())
-fig = claim_figure(rows, x=x, y=y, statistic=stat, measured=claim.get("measured"), ci=claim.get("ci"),
+fig = claim_figure(rows, x=x, y=y, statistic=stat, measured=fit.get("measured"), ci=fit.get("ci"),
                    paper=claim.get("paper_value"), alternative=alt, alternative_words=alt_words,
                    others=others if len(others) and y in others else None, series=E.series(claim, rows),
                    title=f"{cid}: {y} vs {x}" + (f" ({where})" if where else ""))
@@ -61,3 +67,5 @@ if link and (R.REPO / link[0]).exists():
                  icon=":material/open_in_new:", query_params=link[1])
 else:
     st.caption("Its runs are not bundled (only the points are); rerun the command above to make them.")
+st.subheader("All claims at a glance")
+forest(listed, key=f"{PAGE}.forest")

@@ -103,6 +103,8 @@ def test_a_claim_entry_in_any_of_its_forms():
     assert E.statistic({"quantity": "mean signed gap", "statistic": "mean"}) == "mean"
     assert E.statistic({"quantity": "gap of test loss", "method": "seed_mean"}) == "mean"
     assert E.statistic({"quantity": "slope of log y vs log depth", "method": "seed_means"}) == "slope"
+    assert E.statistic({"quantity": "difference of the slope of log y vs log depth: this setting minus ...",
+                        "method": "contrast", "extra": {"base": "seed_means"}}) == "slope"
     assert E.alternative({"alternative": {"value": 0.0, "words": "no decay", "side": "point"}}) == (0.0, "no decay")
     assert E.alternative({"alternative": -0.5}) == (-0.5, "")
     assert E.alternative({"rule": "vanishes"})[0] == 0.0 and E.alternative({"rule": "rate"}) == (None, "")
@@ -144,11 +146,12 @@ def test_a_regenerated_claims_file_with_new_fields_and_forms_still_opens(tmp_pat
     assert not at.exception and not at.error
     at.switch_page(E.CLAIMS_PAGE).run()
     assert not at.exception and not at.error
-    (spec,) = _charts(at)
+    spec, forest = _charts(at)  # the claim's evidence, then every claim at a glance
+    assert len([a for a in forest["layout"]["annotations"]]) == 2  # two claims, each its own statement
     names = [t.get("name") for t in spec["data"]]
     assert "raw (mean)" in names and "chance level (mean)" in names  # raw and corrected side by side
     assert "raw fit: slope -0.93" in names
     assert "alternative: slope 0 (no decay)" in names and "paper: slope -1" in names
     assert any("Its runs are not bundled" in c.value for c in at.caption)
     at.selectbox(key="claims_page.claim").select("joint").run()
-    assert not at.exception and not at.error and not _charts(at) and at.dataframe
+    assert not at.exception and not at.error and not _charts(at) and at.dataframe  # stops before the forest

@@ -132,9 +132,8 @@ def _limit_claims(pl: pd.DataFrame, file: str, s: dict, profile: str) -> list[di
                "a_move", paper="vanishes", where={"alpha": 0.0}, runs=runs(0.0), detail=detail(0.0),
                alt=Alternative(0.0, "Θ(1) in K: the part of a_move driven by the Θ(1) movement of the block's input "
                                     "(docs/theory.md §7)"), **common)
-    a0 = c0["measured"]
-    alt = Alternative(a0, f"the correction changes nothing: the slope of α = 0 ({a0:.3g})") \
-        if a0 is not None and math.isfinite(a0) else Alternative(0.0, "it vanishes (slope < 0)", side="le")
+    # a contrast against α = 0 (statements.STATEMENTS): claim() measures the difference and sets the alternative
+    alt = Alternative(0.0, "the correction changes nothing: the slope of α = 0")
     c1 = claim("blocks-limit-alpha1", "§7", "in the limit, multiplying the first internal layer's learning rate by "
                "K (α = 1) keeps its feature learning as K grows", pl, file, "grid", "a_move", paper="persists",
                where={"alpha": 1.0}, runs=runs(1.0), alt=alt,

@@ -1,7 +1,9 @@
 """Helpers shared by the claim builders of `python -m dynamics reproduce`: page paths, writing a points file,
-reading a per-layer profile of a run, and making (or reusing) a limit run of a finite run's setting."""
+strict JSON for claims.json, reading a per-layer profile of a run, and making (or reusing) a limit run of a
+finite run's setting."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import pandas as pd
 
 from ..runs import store
 
+CLAIMS_JSON = "claims.json"
 LIMIT_PAGE, COUPLING_PAGE, SCALING_PAGE, TRAJ_PAGE = ("pages/3_Limit.py", "pages/4_Coupling.py",
                                                       "pages/5_Scaling.py", "pages/2_Trajectories.py")
 
@@ -19,6 +22,21 @@ def save(out: Path, name: str, points: pd.DataFrame) -> str:
     file = f"points-{name}.parquet"
     store.write_parquet_atomic(out / file, pa.Table.from_pandas(points, preserve_index=False))
     return file
+
+
+def clean_json(obj):
+    """NaN/inf -> None, numpy scalars -> Python, so claims.json is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
 
 
 def profile(run: Path, metric: str, step: int, column: str = "value") -> tuple[np.ndarray, np.ndarray]:

@@ -30,7 +30,7 @@ from ..config import RunConfig
 from . import gia
 from . import verdicts as V
 from .stats import Alternative
-from .stats import verdict as verdict_of
+from .kinds import judge
 
 EXPERIMENTS = ("coupling-width", "coupling-depth", "gia")
 PROFILES = ("cpu", "gpu", "smoke")  # smoke: the tests' tiny version
@@ -50,27 +50,34 @@ _NO_DECAY = Alternative(0.0, "no change with the swept size (slope 0)")
 _FINITE = Alternative(-1.0, "a finite-width effect that falls like 1/n, as at initialisation")
 _PER_BLOCK = Alternative(-1.0, "O(1/L) per block, i.e. O(1) summed over depth (the power counting)")
 _GROWS = Alternative(0.0, "no decay: the quantity does not shrink (slope ≥ 0)", side="ge")
-# (quantity, axis) -> (paper's statement, its value: a rate or 'vanishes'/'persists', the alternative)
+_STREAM_PER_BLOCK = Alternative(-1.0, "an O(1/L) share of the stream per block, i.e. O(1) summed over the L blocks")
+# (quantity, axis) -> (paper's statement, its kind (dynamics.paper.kinds), the rate or bound of a rate/bound
+# (else None), the alternative)
 PAPER = {
-    ("init_coupling_bwd", "width"): ("at initialisation the coupling is a finite-width effect: O(1/n)", -1.0,
-                                     _NO_DECAY),
-    ("init_coupling_bwd", "depth"): ("at initialisation the coupling is O(1/n) uniformly in L (no growth)", 0.0,
-                                     Alternative(0.5, "growth like √L")),
-    ("train_coupling_fwd_excess", "width"): ("during training a coupling survives n → ∞ (rate 0 in n)", 0.0,
+    ("init_coupling_bwd", "width"): ("at initialisation the coupling is a finite-width effect: O(1/n)", "rate",
+                                     -1.0, _NO_DECAY),
+    ("init_coupling_bwd", "depth"): ("at initialisation the coupling is O(1/n) uniformly in L (no growth)", "bound",
+                                     0.0, Alternative(0.5, "growth like √L")),
+    ("train_coupling_fwd_excess", "width"): ("during training a coupling survives n → ∞", "persists", None,
                                              _FINITE),
-    ("train_coupling_fwd_excess", "depth"): ("per-block coupling during training is O(L^-2)", -2.0, _PER_BLOCK),
-    ("step1_coupling_fwd_excess", "width"): ("during training a coupling survives n → ∞ (rate 0 in n)", 0.0,
+    ("train_coupling_fwd_excess", "depth"): ("per-block coupling during training is O(L^-2)", "bound", -2.0,
+                                             _PER_BLOCK),
+    ("step1_coupling_fwd_excess", "width"): ("during training a coupling survives n → ∞", "persists", None,
                                              _FINITE),
-    ("step1_coupling_fwd_excess", "depth"): ("per-block coupling during training is O(L^-2)", -2.0, _PER_BLOCK),
-    ("coupling_acc_excess", "depth"): ("its accumulated effect over layers vanishes as L → ∞ (negative rate)",
-                                       "vanishes", _GROWS),
-    ("coupling_acc_excess", "width"): ("the accumulated coupling survives n → ∞ (rate 0 in n)", 0.0, _FINITE),
-    ("step1_coupling_acc_excess", "depth"): ("its accumulated effect over layers vanishes as L → ∞ (negative "
-                                             "rate)", "vanishes", _GROWS),
-    ("step1_coupling_acc_excess", "width"): ("the accumulated coupling survives n → ∞ (rate 0 in n)", 0.0,
-                                             _FINITE),
+    ("step1_coupling_fwd_excess", "depth"): ("per-block coupling during training is O(L^-2)", "bound", -2.0,
+                                             _PER_BLOCK),
+    ("coupling_acc_excess", "depth"): ("its accumulated effect over layers vanishes as L → ∞", "vanishes", None,
+                                       _GROWS),
+    ("coupling_acc_excess", "width"): ("the accumulated coupling survives n → ∞", "persists", None, _FINITE),
+    ("step1_coupling_acc_excess", "depth"): ("its accumulated effect over layers vanishes as L → ∞", "vanishes",
+                                             None, _GROWS),
+    ("step1_coupling_acc_excess", "width"): ("the accumulated coupling survives n → ∞", "persists", None, _FINITE),
+    ("step1_coupling_fwd_stream_excess", "depth"): ("per-block coupling during training is O(L^-2) as a share of "
+                                                    "the stream", "bound", -2.0, _STREAM_PER_BLOCK),
+    ("train_coupling_fwd_stream_excess", "depth"): ("per-block coupling during training is O(L^-2) as a share of "
+                                                    "the stream", "bound", -2.0, _STREAM_PER_BLOCK),
     ("gap_train", "depth"): ("reused and decoupled backward come together as L grows only under depth-μP",
-                             "vanishes", _GROWS),
+                             "vanishes", None, _GROWS),
 }
 
 # raw series, their chance levels (same name + _chance) and excess (+ _excess) are all in the points files
@@ -80,6 +87,25 @@ COUPLING_RAW = ["init_coupling_bwd", "step1_coupling_fwd", "train_coupling_fwd",
 # training-time couplings as excess over chance (docs/theory.md: the raw split mixes an O(1/n) floor with the signal)
 COUPLING_QUANTITIES = ["init_coupling_bwd", "step1_coupling_fwd_excess", "train_coupling_fwd_excess",
                        "step1_coupling_acc_excess", "coupling_acc_excess"]
+
+
+def add_readings(points: pd.DataFrame) -> pd.DataFrame:
+    """The coupling in its other normalisations (statements.READINGS), each raw, `_chance` and `_excess`:
+    `<q>_stream` = (β²/L)·q for the per-block q = step1_coupling_fwd, train_coupling_fwd (its share of the residual
+    stream), and the incoherent accumulated sums `step1_coupling_acc_inc` = β²·step1_coupling_fwd and
+    `coupling_acc_inc` = β²·train_coupling_fwd, i.e. (β²/L)·Σ_k coupling_fwd(k) at the top (the mean over blocks is
+    Σ_k/L); coupling_acc is the coherent one. β: the points' `beta` column, else RunConfig's default (the sweeps
+    leave it). The chance level of the incoherent sum equals coupling_acc's (docs/theory.md §5)."""
+    out = points.copy()
+    if out.empty:
+        return out
+    b2 = out["beta"] ** 2 if "beta" in out else RunConfig.__dataclass_fields__["beta"].default ** 2
+    for suf in ("", "_chance", "_excess"):
+        for q in ("step1_coupling_fwd", "train_coupling_fwd"):
+            out[f"{q}_stream{suf}"] = b2 / out.depth * out[q + suf]
+        out[f"step1_coupling_acc_inc{suf}"] = b2 * out[f"step1_coupling_fwd{suf}"]
+        out[f"coupling_acc_inc{suf}"] = b2 * out[f"train_coupling_fwd{suf}"]
+    return out
 
 
 class ExperimentError(ValueError):
@@ -145,31 +171,31 @@ def _coupling_sweep(axis: str, out: Path, profile: str, device: str, log) -> pd.
             run = run_or_reuse(cfg, out / "runs", log)
             if store.read_meta(run)["status"] != "complete":
                 continue
-            rows.append({"width": width, "depth": depth, "seed": seed, "run_id": run.name,
+            rows.append({"width": width, "depth": depth, "seed": seed, "beta": cfg.beta, "run_id": run.name,
                          **_coupling_quantities(run, cfg.steps)})
-    return pd.DataFrame(rows)
+    return add_readings(pd.DataFrame(rows))
 
 
 def summarise(points: pd.DataFrame, axis: str, quantities: Iterable[str], experiment: str,
               setting_col: str | None = None) -> pd.DataFrame:
     """One row per (quantity, setting): the slope of log(mean over seeds of the quantity) vs log axis with a
     paired seed-bootstrap interval (a points bootstrap when there is no seed column), and the verdict of
-    dynamics.paper.stats.verdict against PAPER's value and alternative."""
+    its kind (dynamics.paper.kinds) against PAPER's value and alternative."""
     rows = []
     groups = points.groupby(setting_col) if setting_col else [("default", points)]
     method = "seed_means" if "seed" in points.columns else "points"
     for setting, g in groups:
         for q in quantities:
-            statement, value, alt = PAPER.get((q, axis), ("", None, _NO_DECAY))
+            statement, kind, value, alt = PAPER.get((q, axis), ("", None, None, _NO_DECAY))
             ok = g[np.isfinite(g[q])]
             row = {"experiment": experiment, "quantity": q, "axis": axis, "setting": setting, "paper": statement,
-                   "paper_rate": value if isinstance(value, float) else np.nan, "alternative": alt.words,
+                   "kind": kind or "", "paper_rate": value if value is not None else np.nan, "alternative": alt.words,
                    "n_points": len(ok), "excluded": len(g) - len(ok)}
             ci = V.interval(ok, method, axis, q)
-            if value is None:
+            if kind is None:
                 verdict, why = "n/a", "no statement of the paper for this quantity and axis"
             else:
-                verdict, why = verdict_of(ci, V.paper_range(value), alt)
+                verdict, why = judge(kind, ci, value, alt)
             rows.append({**row, "slope": ci.value, "ci_low": ci.low, "ci_high": ci.high, "verdict": verdict,
                          "why": why})
     return pd.DataFrame(rows)
@@ -186,17 +212,28 @@ def run_experiment(name: str, out: Path, *, profile: str = "cpu", device: str = 
     store.check_writable(out / "runs")
     if name == "gia":
         points = gia.twins(out, _SIZES[profile], profile, device, log, run_or_reuse)
-        summary = summarise(points, "depth", ["gap_train"], name, setting_col="setting")
     else:
-        axis = name.split("-")[1]
-        points = _coupling_sweep(axis, out, profile, device, log)
-        summary = summarise(points, axis, COUPLING_QUANTITIES, name)
+        points = _coupling_sweep(name.split("-")[1], out, profile, device, log)
+    summary = summary_of(name, points)
     import pyarrow as pa
     store.write_parquet_atomic(out / f"points-{name}.parquet", pa.Table.from_pandas(points, preserve_index=False))
+    write_summary(out, name, summary)
+    return summary
+
+
+def summary_of(name: str, points: pd.DataFrame) -> pd.DataFrame:
+    """The summary rows of experiment `name` from its points (summarise with that experiment's quantities)."""
+    if name == "gia":
+        return summarise(points, "depth", ["gap_train"], name, setting_col="setting")
+    return summarise(points, name.split("-")[1], COUPLING_QUANTITIES, name)
+
+
+def write_summary(out: Path, name: str, summary: pd.DataFrame) -> None:
+    """Replace experiment `name`'s rows of out/summary.parquet by `summary`."""
+    import pyarrow as pa
     path = out / "summary.parquet"
     old = pd.read_parquet(path) if path.exists() else pd.DataFrame()
     if not old.empty:
         old = old[old.experiment != name]
     merged = pd.concat([old, summary], ignore_index=True)
     store.write_parquet_atomic(path, pa.Table.from_pandas(merged, preserve_index=False))
-    return summary

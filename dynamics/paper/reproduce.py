@@ -11,7 +11,8 @@ with cross-entropy; (5) two-layer blocks: a_move vs depth at several widths and 
 limit's a_move vs the depth grid K for α = 0 and α = 1; (6) learning-rate transfer, depth-μP against μP. Each
 writes its runs under OUT/runs/ (complete runs are reused, so a rerun resumes), a tidy
 OUT/points-<name>.parquet, and its claims (dynamics.paper.verdicts documents the fields): every figure in
-claims.json is recomputed from its points file by `verdicts.recompute` with the claim's `method`.
+claims.json is recomputed from its points file by `verdicts.recompute` with the claim's `method`, so
+`--rejudge` (dynamics.paper.rejudge) applies the current rules to a bundle's stored points without training.
 """
 from __future__ import annotations
 
@@ -28,12 +29,12 @@ import numpy as np
 from ..runs import store
 from ..config import RunConfig
 from . import blocks, sweeps, vs_limit
+from .common import CLAIMS_JSON, clean_json
 from .experiments import ExperimentError
 
 __all__ = ["PROFILES", "reproduce", "compare_claims", "register", "CLAIMS_JSON"]
 
 PROFILES = ("cpu", "gpu", "smoke")
-CLAIMS_JSON = "claims.json"
 _SIZES = {  # profile -> sizes of the claims built here; the coupling/gia sweeps use experiments._SIZES
     "smoke": dict(widths=[16, 32, 64], depth=2, seeds=2, cont_depths=[2, 4, 8, 16], fig_widths=[16, 32],
                   fig_depths=[1, 2, 4], fig_seeds=2, train_steps=1, particles=32, ref_grid=8, block_width=16,
@@ -98,7 +99,7 @@ def reproduce(out: Path, *, profile: str = "cpu", device: str = "auto", data_dir
     doc = {"schema": 1, "profile": profile, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "paper": "Yao, Wu, Gao, Feature Learning Dynamics in Infinite-Depth Neural Networks, arXiv 2512.21075",
            "theory": "docs/theory.md", "runs_dir": "runs", "timings_s": timings, "wall_s": round(time.monotonic() - t_all, 1),
-           "claims": [_clean(c) for c in claims]}
+           "claims": [clean_json(c) for c in claims]}
     store.write_json_atomic(out / CLAIMS_JSON, doc)
     return doc
 
@@ -135,21 +136,6 @@ def _task(base: RunConfig, profile: str, data_dir: str | None) -> RunConfig:
     return dataclasses.replace(base, task="cifar10", data_dir=data_dir, loss="xent", classes=10)
 
 
-def _clean(obj):
-    """NaN/inf -> None, numpy scalars -> Python, so claims.json is strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
 def register(sub) -> None:
     """Add `python -m dynamics reproduce` to the CLI's subparsers."""
     p = sub.add_parser("reproduce", help="the paper's claims measured: runs plus OUT/claims.json",
@@ -163,6 +149,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="folder for runs/, points-*.parquet and claims.json")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--data-dir", help="gpu profile: folder holding the CIFAR-10 binary batches")
+    p.add_argument("--rejudge", action="store_true", help="train nothing: judge OUT/claims.json again under the "
+                   "current rules from the points files stored beside it, and rewrite it (dynamics.paper.rejudge)")
     p.add_argument("--compare", metavar="CLAIMS", help="a claims.json (or its folder) from an earlier run of this "
                    "profile, e.g. data/reproduce: check that every figure of this run lies in that run's 95%% "
                    "interval; exit status 1 if one does not")
@@ -170,6 +158,14 @@ def register(sub) -> None:
 
 
 def _cmd(args) -> int:
+    if args.rejudge:
+        from .rejudge import rejudge
+        if not (Path(args.out) / CLAIMS_JSON).is_file():
+            raise ExperimentError(f"--rejudge: {Path(args.out) / CLAIMS_JSON} does not exist; run "
+                                  f"`python -m dynamics reproduce --profile {args.profile} --out {args.out}` first")
+        doc = rejudge(Path(args.out))
+        print(f"claims: {Path(args.out) / CLAIMS_JSON} rejudged ({len(doc['claims'])} claims)")
+        return 0
     ref = _read_claims(Path(args.compare)) if args.compare else None  # a bad path fails before any training
     if ref is not None and ref.get("profile") != args.profile:
         raise ExperimentError(f"--compare: {args.compare} holds a {ref.get('profile')!r} run; rerun with "

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["Interval", "Alternative", "by_seed", "seed_bootstrap", "slope_of_means", "mean_of", "mc_slope",
-           "verdict", "seeds_to_decide", "lr_optimum", "joint_power_fit"]
+           "verdict", "seeds_to_decide", "lr_optimum", "joint_power_fit", "joint_fit_surface", "t975"]
 
 LEVEL = 0.95
 
@@ -29,12 +29,16 @@ LEVEL = 0.95
 @dataclass(frozen=True)
 class Interval:
     """A point estimate with its percentile interval; `dropped`: resamples where the statistic was undefined
-    (e.g. a non-positive mean under a logarithm), `seeds`: how many seeds were resampled."""
+    (e.g. a non-positive mean under a logarithm), `seeds`: how many seeds were resampled; `identified` False
+    when the data do not pin the statistic down (dynamics.paper.identify), `diagnosis` then says why and which
+    design would identify it."""
     value: float
     low: float
     high: float
     seeds: int
     dropped: int = 0
+    identified: bool = True
+    diagnosis: str = ""
 
     @property
     def finite(self) -> bool:
@@ -52,6 +56,11 @@ _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
          29: 2.045, 30: 2.042}
 
 
+def t975(df: int) -> float:
+    """The 97.5% quantile of Student's t with df degrees of freedom (table to 30, then 1.96 + 2.4/df)."""
+    return _T975.get(df, 1.96 + 2.4 / df)
+
+
 def small_sample_factor(seeds: int) -> float:
     """Widening of a percentile interval over `seeds` resampled seeds: √(S/(S−1)) undoes the bootstrap's
     (S−1)/S variance, and t_{S−1}/z replaces the normal quantile by Student's (95% level). 1.44 at S = 6,
@@ -59,7 +68,7 @@ def small_sample_factor(seeds: int) -> float:
     if seeds < 2:
         return math.nan
     df = seeds - 1
-    t = _T975.get(df, 1.96 + 2.4 / df)
+    t = t975(df)
     return math.sqrt(seeds / df) * t / 1.959964
 
 
@@ -145,10 +154,18 @@ def mc_slope(x, y, se, *, dof: int | None = None, n_boot: int = 2000, rng_seed: 
     The target is the slope of the noise-free curve over these x, so the interval holds Monte-Carlo error
     only (no curvature term: the x are fixed, not sampled). Resamples with some y* ≤ 0 are dropped and counted;
     more than (1 − level)/2 of them: no interval. `seeds` is 0 (seeds_to_decide does not apply)."""
+    value, slopes = mc_slope_draws(x, y, se, dof=dof, n_boot=n_boot, rng_seed=rng_seed)
+    return percentile_interval(value, slopes, level=level)
+
+
+def mc_slope_draws(x, y, se, *, dof: int | None = None, n_boot: int = 2000, rng_seed: int = 0
+                   ) -> tuple[float, np.ndarray]:
+    """(slope, its n_boot parametric-bootstrap draws) of mc_slope; a draw is NaN where some y* ≤ 0, and all are
+    NaN when the slope or the stderrs are not usable."""
     x, y, se = (np.asarray(v, float) for v in (x, y, se))
     value = _loglog_slope(x, y)
     if not math.isfinite(value) or not np.all(np.isfinite(se)) or np.any(se < 0) or n_boot <= 0:
-        return Interval(value, math.nan, math.nan, 0)
+        return value, np.full(max(n_boot, 0), math.nan)
     rng = np.random.default_rng(rng_seed)
     eps = rng.standard_normal((n_boot, len(x))) if dof is None else rng.standard_t(dof, (n_boot, len(x)))
     ys = y[None, :] + se[None, :] * eps
@@ -156,12 +173,19 @@ def mc_slope(x, y, se, *, dof: int | None = None, n_boot: int = 2000, rng_seed: 
     lx = np.log(x) - np.log(x).mean()
     with np.errstate(all="ignore"):
         ly = np.log(np.where(ys > 0, ys, np.nan))
-    slopes = ((ly - ly.mean(axis=1, keepdims=True)) * lx).sum(axis=1)[ok] / (lx ** 2).sum()
-    dropped = n_boot - len(slopes)
+    slopes = ((ly - ly.mean(axis=1, keepdims=True)) * lx).sum(axis=1) / (lx ** 2).sum()
+    return value, np.where(ok, slopes, math.nan)
+
+
+def percentile_interval(value: float, draws: np.ndarray, *, level: float = LEVEL) -> Interval:
+    """The percentile interval of parametric draws (no seeds: `seeds` 0); NaN draws are dropped and counted, and
+    more than (1 − level)/2 of them, or fewer than 10 left, give no interval."""
+    good = draws[np.isfinite(draws)]
+    dropped = len(draws) - len(good)
     a = (1 - level) / 2
-    if dropped > a * n_boot or len(slopes) < 10:
+    if dropped > a * len(draws) or len(good) < 10 or not math.isfinite(value):
         return Interval(value, math.nan, math.nan, 0, dropped)
-    lo, hi = np.quantile(slopes, [a, 1 - a])
+    lo, hi = np.quantile(good, [a, 1 - a])
     return Interval(value, float(lo), float(hi), 0, dropped)
 
 
@@ -180,11 +204,13 @@ class Alternative:
         return not (ci.low <= self.value <= ci.high)
 
 
-def verdict(ci: Interval, paper: tuple[float, float], alt: Alternative, *, tol: float = 0.0) -> tuple[str, str]:
+def verdict(ci: Interval, paper: tuple[float, float], alt: Alternative, *, tol: float = 0.0,
+            shown: str | None = None) -> tuple[str, str]:
     """The rule of every claim. paper = [lo, hi]: the values the paper's statement allows (a rate r is [r, r];
     'vanishes' is (−∞, 0)). `agrees` only if the interval (widened by tol, for exact noise-free points
     whose spread is the next-order term) meets the paper's set AND excludes the alternative; `disagrees`
-    if it misses the paper's set; otherwise `inconclusive`, with the sample that would decide it."""
+    if it misses the paper's set; otherwise `inconclusive`, with the sample that would decide it. `shown`: the
+    paper's set in words (default: read from the numbers)."""
     if not ci.finite:
         why = (f"no confidence interval: {ci.dropped} bootstrap resamples had no defined statistic (more than "
                "2.5%: e.g. a mean ≤ 0 under a logarithm, an optimum off the fitted range, a fitted term of 0)"
@@ -192,7 +218,7 @@ def verdict(ci: Interval, paper: tuple[float, float], alt: Alternative, *, tol: 
         return "inconclusive", why
     lo, hi = ci.low - tol, ci.high + tol
     meets = lo <= paper[1] and hi >= paper[0]
-    shown = _fmt_set(paper)
+    shown = shown or _fmt_set(paper)
     if not meets:
         return "disagrees", f"the 95% interval [{ci.low:.3g}, {ci.high:.3g}] excludes the paper's {shown}"
     wide = Interval(ci.value, lo, hi, ci.seeds)
@@ -262,11 +288,22 @@ def joint_power_fit(n: np.ndarray, L: np.ndarray, err: np.ndarray, *, grid: np.n
     """Fit err ≈ a·n^−p + b·L^−q (a, b ≥ 0) by least squares on log err: for each (p, q) on a grid, a and b
     solve the linear least squares of the relative error Σ (1 − (a n^−p + b L^−q)/err)² (closed form, clipped
     at 0), and the (p, q) with the smallest Σ (log err − log fit)² wins. Returns (p, q, a, b)."""
+    grid, sse, a, b = joint_fit_surface(n, L, err, grid=grid)
+    G = len(grid)
+    k = int(np.argmin(sse))
+    return float(grid[k // G]), float(grid[k % G]), float(a[k]), float(b[k])
+
+
+def joint_fit_surface(n: np.ndarray, L: np.ndarray, err: np.ndarray, *, grid: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The whole grid search of joint_power_fit: (grid, sse, a, b), each of the last three flat over the (p, q)
+    combos in meshgrid 'ij' order (combo k = (grid[k // G], grid[k % G])), so sse.reshape(G, G).min(0) is the
+    profile over q (dynamics.paper.identify)."""
     n, L, err = (np.asarray(v, float) for v in (n, L, err))
     ok = np.isfinite(err) & (err > 0)
     n, L, err = n[ok], L[ok], err[ok]
-    grid = np.linspace(0.0, 3.0, 121) if grid is None else grid
-    G = len(grid)  # the (p, q) combos in meshgrid 'ij' order, combo k = (grid[k // G], grid[k % G])
+    grid = np.linspace(0.0, 3.0, 121) if grid is None else np.asarray(grid, float)
+    G = len(grid)
     A = n[None, :] ** -grid[:, None] / err[None, :]        # (G, points): n^−p/err, per p only
     B = L[None, :] ** -grid[:, None] / err[None, :]        # L^−q/err, per q only
     s11, t1 = np.repeat((A * A).sum(1), G), np.repeat(A.sum(1), G)
@@ -284,5 +321,4 @@ def joint_power_fit(n: np.ndarray, L: np.ndarray, err: np.ndarray, *, grid: np.n
     fit = (a.reshape(G, G, 1) * (A * err)[:, None, :] + b.reshape(G, G, 1) * (B * err)[None, :, :]).reshape(G * G, -1)
     with np.errstate(divide="ignore"):
         sse = ((np.log(err)[None, :] - np.log(np.maximum(fit, 1e-300))) ** 2).sum(1)
-    k = int(np.argmin(sse))
-    return float(grid[k // G]), float(grid[k % G]), float(a[k]), float(b[k])
+    return grid, sse, a, b

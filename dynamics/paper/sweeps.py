@@ -14,7 +14,7 @@ import pandas as pd
 from ..config import RunConfig
 from ..runs import store
 from .common import COUPLING_PAGE, SCALING_PAGE, TRAJ_PAGE, save
-from .experiments import PAPER, run_experiment, run_or_reuse
+from .experiments import PAPER, add_readings, run_experiment, run_or_reuse
 from .stats import Alternative
 from .verdicts import claim, interval, lr_optima, select
 
@@ -25,26 +25,43 @@ def coupling_claims(out: Path, profile: str, device: str, log) -> list[dict]:
     for name in ("coupling-width", "coupling-depth"):
         run_experiment(name, out, profile=profile, device=device, log=log)
     pw, pd_ = (pd.read_parquet(out / f"points-{n}.parquet") for n in ("coupling-width", "coupling-depth"))
+    return coupling_claims_from(pw, pd_) + [_fg_eigmin(out, pw)]
+
+
+CPL_SPECS = [  # id, quantity fitted, axis, statement
+    ("coupling-init-width", "init_coupling_bwd", "width", None),
+    ("coupling-init-depth", "init_coupling_bwd", "depth", "at initialisation the coupling is O(1/n) uniformly "
+                                                         "in L (no growth with depth)"),
+    ("coupling-step1-width", "step1_coupling_fwd_excess", "width", "after the first update the forward "
+                                                                   "coupling above chance survives n → ∞"),
+    ("coupling-step1-depth", "step1_coupling_fwd_excess", "depth", "after the first update the per-block "
+                                                                   "forward coupling above chance is O(L^-2)"),
+    ("coupling-step1-depth-stream", "step1_coupling_fwd_stream_excess", "depth", "after the first update the "
+     "per-block forward coupling above chance, as a share of the stream ((β²/L)·coupling_fwd), is O(L^-2)"),
+    ("coupling-train-depth", "train_coupling_fwd_excess", "depth", "during training the per-block coupling "
+                                                                   "above chance is O(L^-2)"),
+    ("coupling-train-depth-stream", "train_coupling_fwd_stream_excess", "depth", "during training the per-block "
+     "coupling above chance, as a share of the stream ((β²/L)·coupling_fwd), is O(L^-2)"),
+    ("coupling-acc-width", "coupling_acc_excess", "width", "the accumulated coupling above chance survives "
+                                                           "n → ∞"),
+    ("coupling-acc-depth", "coupling_acc_excess", "depth", "under depth-μP the accumulated coupling over layers "
+                                                           "(above its chance level) vanishes as L → ∞"),
+]
+# the other reading shown beside a claim: per-block message -> its stream share; coherent sum -> incoherent sum
+_COMPANION = {"step1_coupling_fwd_excess": ("stream", "step1_coupling_fwd_stream_excess"),
+              "train_coupling_fwd_excess": ("stream", "train_coupling_fwd_stream_excess"),
+              "coupling_acc_excess": ("incoherent", "coupling_acc_inc_excess")}
+
+
+def coupling_claims_from(pw: pd.DataFrame, pd_: pd.DataFrame) -> list[dict]:
+    """The coupling claims from the two sweeps' points alone (no runs read), so `reproduce --rejudge` makes the
+    same ones; the points need experiments.add_readings' columns (added here when missing)."""
+    pw, pd_ = (p if "coupling_acc_inc" in p else add_readings(p) for p in (pw, pd_))
     files = {"width": ("points-coupling-width.parquet", pw), "depth": ("points-coupling-depth.parquet", pd_)}
-    specs = [  # id, quantity fitted, axis, statement
-        ("coupling-init-width", "init_coupling_bwd", "width", None),
-        ("coupling-init-depth", "init_coupling_bwd", "depth", "at initialisation the coupling is O(1/n) uniformly "
-                                                             "in L (no growth with depth)"),
-        ("coupling-step1-width", "step1_coupling_fwd_excess", "width", "after the first update the forward "
-                                                                       "coupling above chance survives n → ∞"),
-        ("coupling-step1-depth", "step1_coupling_fwd_excess", "depth", "after the first update the per-block "
-                                                                       "forward coupling above chance is O(L^-2)"),
-        ("coupling-train-depth", "train_coupling_fwd_excess", "depth", "during training the per-block coupling "
-                                                                       "above chance is O(L^-2)"),
-        ("coupling-acc-width", "coupling_acc_excess", "width", "the accumulated coupling above chance survives "
-                                                               "n → ∞"),
-        ("coupling-acc-depth", "coupling_acc_excess", "depth", "under depth-μP the accumulated coupling over layers "
-                                                               "(above its chance level) vanishes as L → ∞"),
-    ]
     claims = []
-    for cid, q, axis, words in specs:
+    for cid, q, axis, words in CPL_SPECS:
         file, pts = files[axis]
-        statement, value, alt = PAPER[(q, axis)]
+        statement, _, value, alt = PAPER[(q, axis)]
         raw = q[:-len("_excess")] if q.endswith("_excess") else None
         c = claim(cid, "§5", words or statement, pts, file, axis, q, paper=value, alt=alt, page=COUPLING_PAGE,
                   runs=list(pts.run_id), raw_y=raw, theory=_COUPLING,
@@ -52,8 +69,11 @@ def coupling_claims(out: Path, profile: str, device: str, log) -> list[dict]:
         if raw is None:  # fitted raw (the init coupling *is* projection noise): show the excess beside it
             e = interval(pts, "seed_means", axis, f"{q}_excess")
             c["excess"] = {"y": f"{q}_excess", "measured": e.value, "ci": [e.low, e.high]}
+        if q in _COMPANION and (axis == "depth" or _COMPANION[q][0] != "stream"):  # at one L: the same slope
+            key, col = _COMPANION[q]
+            e = interval(pts, "seed_means", axis, col)
+            c[key] = {"y": col, "measured": e.value, "ci": [e.low, e.high], "reading": key}
         claims.append(c)
-    claims.append(_fg_eigmin(out, pw))
     return claims
 
 
@@ -95,7 +115,6 @@ def gia_claims(out: Path, profile: str, device: str, log) -> list[dict]:
     run_experiment("gia", out, profile=profile, device=device, log=log)
     pts = pd.read_parquet(out / "points-gia.parquet")
     f, claims = "points-gia.parquet", []
-    dm = {}
     specs = [("gia-depth-mup", "param=depth-mup", "vanishes", "under depth-μP reused and decoupled backward come "
               "together as L grows (Fig. 2, right; minibatch SGD)"),
              ("gia-mup", "param=mup", "persists", "under width-only μP they do not come together as L grows "
@@ -112,13 +131,8 @@ def gia_claims(out: Path, profile: str, device: str, log) -> list[dict]:
         sel = pts[(pts.setting == setting) & pts.usable]
         if sel.empty:
             continue
-        if rule == "vanishes":
-            alt = Alternative(0.0, "the gap does not shrink with depth (slope 0)")
-        else:
-            ref = dm.get(setting.split(" task=")[1] if " task=" in setting else "teacher")
-            alt = Alternative(ref, f"they come together as fast as under depth-μP (slope {ref:.3g})") \
-                if ref is not None and math.isfinite(ref) else Alternative(0.0, "they come together (slope < 0)",
-                                                                           side="le")
+        # 'persists' claims are contrasts against depth-μP (statements.STATEMENTS): claim() sets their alternative
+        alt = Alternative(0.0, "the gap does not shrink with depth (slope 0)")
         c = claim(cid, "§7", words, pts, f, "depth", "gap_train", paper=rule, alt=alt,
                   where={"setting": setting, "usable": True},
                   page=SCALING_PAGE, runs=list(sel.run_reused) + list(sel.run_decoupled), theory="7-claims",
@@ -126,8 +140,6 @@ def gia_claims(out: Path, profile: str, device: str, log) -> list[dict]:
                   detail=_gia_detail(pts, setting))
         test = interval(select(pts, {"setting": setting, "usable": True}), "seed_means", "depth", "gap_test")
         c["test"] = {"y": "gap_test", "measured": test.value, "ci": [test.low, test.high]}
-        if setting in ("param=depth-mup", "depth-mup task=digits"):  # the contrast for the 'persists' claims
-            dm["digits" if "digits" in setting else "teacher"] = c["measured"]
         claims.append(c)
     return claims
 

@@ -1,5 +1,5 @@
 """A claim of claims.json from a points file: its statistic, 95% interval, the alternative it must exclude, and
-the verdict (dynamics.paper.stats.verdict). docs/theory.md §8 lists every claim; this module builds them.
+the verdict its kind gives (dynamics.paper.kinds). docs/theory.md §7 lists every claim; this module builds them.
 
 Fields of a claim (schema 1; fields only ever added): id, section, statement, quantity, paper_value, rule,
 measured, ci, verdict, why, tol, n_points, points, x, y, where, page, runs, detail, view, and since issue 13:
@@ -8,9 +8,12 @@ measured, ci, verdict, why, tol, n_points, points, x, y, where, page, runs, deta
                single-seed points), "seed_means" (slope of log(mean over seeds of y) vs log x, paired bootstrap
                over whole seeds), "seed_mean" (mean of y over rows, bootstrap over seeds), "lr_optimum"
                (slope of log η* vs log depth, η* the vertex of a quadratic in log η of the seed-mean loss),
-               "joint_fit" (the exponent of err ≈ a·n^−p + b·L^−q, bootstrap over seeds), "mc_slope" (log-log
-               slope of limit-run points, parametric bootstrap from their Monte-Carlo stderr: extra["se"] names
-               the stderr column, extra["dof"] its degrees of freedom, replicas − 1);
+               "joint_fit" (the exponent of err ≈ a·n^−p + b·L^−q, profile interval, identification checked by
+               a bootstrap over seeds: dynamics.paper.identify), "mc_slope" (log-log slope of limit-run points,
+               parametric bootstrap from their Monte-Carlo stderr: extra["se"] names the stderr column,
+               extra["dof"] its degrees of freedom, replicas − 1), "contrast" (extra["base"], one of seed_means
+               and mc_slope, on the claim's rows minus the same on the rows of its `where` with extra["against"]
+               in place; seed_means paired by seed);
   seed_col     the column that names a seed (resampled whole);
   paper_range  [lo, hi]: the values the paper's statement allows (None for ±∞);
   alternative  {value, side, words}: what the data must exclude before the verdict can be "agrees";
@@ -18,7 +21,16 @@ measured, ci, verdict, why, tol, n_points, points, x, y, where, page, runs, deta
                if the estimate stayed where it is (half-width ∝ 1/√seeds), else None;
   raw          {y, measured, ci} of the same statistic on the raw series when the claim is fitted on the excess
                over chance (y − its chance level), else absent;
-  theory       where docs/theory.md explains the claim.
+  theory       where docs/theory.md explains the claim;
+and since issue 26:
+  kind         rate, bound, persists, vanishes or contrast (dynamics.paper.kinds: which values the paper allows);
+               `rule` repeats it for older readers;
+  paper_wording the paper's statement the claim encodes, in our words with its place (statements.STATEMENTS);
+               paper_group: that statement in a few words, shared by the claims that test it;
+  identified   False when the fit is not identified; diagnosis: why, and the design that would identify it;
+  reading      {name, words} for a coupling claim: which normalisation it tests (message, stream, coherent,
+               incoherent); companions of other readings: stream, incoherent ({y, measured, ci});
+  own, reference {where, measured, ci} of a contrast's two settings.
 """
 from __future__ import annotations
 
@@ -29,16 +41,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import stats as S
+from . import identify, kinds as K, stats as S
 from .fits import fit_loglog
+from .statements import READINGS, STATEMENTS
 
 THEORY_DOC = "docs/theory.md"
-RULE_RANGE = {"vanishes": (-math.inf, 0.0), "persists": (0.0, math.inf)}
-
-
-def paper_range(paper: float | str) -> tuple[float, float]:
-    """A rate r -> [r, r]; 'vanishes' -> (−∞, 0); 'persists' -> [0, ∞)."""
-    return RULE_RANGE[paper] if isinstance(paper, str) else (float(paper), float(paper))
 
 
 def select(points: pd.DataFrame, where: dict | None) -> pd.DataFrame:
@@ -49,9 +56,12 @@ def select(points: pd.DataFrame, where: dict | None) -> pd.DataFrame:
 
 
 def interval(points: pd.DataFrame, method: str, x: str, y: str, seed_col: str = "seed",
-             extra: dict | None = None) -> S.Interval:
-    """The statistic of `method` on the (already filtered) points with its 95% interval."""
+             extra: dict | None = None, full: pd.DataFrame | None = None) -> S.Interval:
+    """The statistic of `method` on the (already filtered) points with its 95% interval; "contrast" also needs
+    the `full` points file to find its reference setting (extra["against"])."""
     extra = extra or {}
+    if method == "contrast":
+        return _contrast(points, full if full is not None else points, x, y, seed_col, extra)
     if method == "points":
         fit = fit_loglog(points[x], points[y])
         return S.Interval(fit.slope, fit.ci_low, fit.ci_high, 0)  # no seeds: no seeds_to_decide
@@ -68,8 +78,34 @@ def interval(points: pd.DataFrame, method: str, x: str, y: str, seed_col: str = 
         return S.mc_slope(points[x], points[y], points[extra["se"]], dof=extra.get("dof"))
     if method == "joint_fit":
         table, cells = S.by_seed(points, ["width", "depth"], y, seed_col)
-        return S.seed_bootstrap(table, joint_stat(cells, extra.get("term", "depth")), n_boot=400)
+        return identify.joint_interval([c[0] for c in cells], [c[1] for c in cells], table,
+                                       extra.get("term", "depth"))
     raise ValueError(f"unknown method {method!r}")
+
+
+def _contrast(sel: pd.DataFrame, full: pd.DataFrame, x: str, y: str, seed_col: str, extra: dict) -> S.Interval:
+    """The statistic of extra["base"] on `sel` minus the same on the reference rows (sel's `where` with
+    extra["against"] in place): seed_means pairs the two by seed (a resample draws seeds and keeps both settings'
+    rows of each), mc_slope draws both from their own Monte-Carlo errors (independent draws)."""
+    against, base = extra["against"], extra.get("base", "seed_means")
+    ref = select(full, {**extra.get("where", {}), **against})
+    if base == "mc_slope":
+        va, da = S.mc_slope_draws(sel[x], sel[y], sel[extra["se"]], dof=extra.get("dof"))
+        vb, db = S.mc_slope_draws(ref[x], ref[y], ref[extra["se"]], dof=extra.get("dof"), rng_seed=1)
+        return S.percentile_interval(va - vb, da - db)
+    if base != "seed_means":
+        raise ValueError(f"a contrast of {base!r} is not defined; use seed_means or mc_slope")
+    ta = sel.pivot_table(index=seed_col, columns=x, values=y, aggfunc="mean")
+    tb = ref.pivot_table(index=seed_col, columns=x, values=y, aggfunc="mean")
+    seeds = ta.index.intersection(tb.index)
+    k = ta.shape[1]
+    fa, fb = S.slope_of_means(list(ta.columns)), S.slope_of_means(list(tb.columns))
+
+    def stat(t: np.ndarray) -> float:
+        return fa(t[:, :k]) - fb(t[:, k:])
+    stat.batch = lambda ts: fa.batch(ts[:, :, :k]) - fb.batch(ts[:, :, k:])
+    table = np.hstack([ta.loc[seeds].to_numpy(float), tb.loc[seeds].to_numpy(float)])
+    return S.seed_bootstrap(table, stat)
 
 
 def lr_slope_stat(cells: list[tuple]) -> Callable[[np.ndarray], float]:
@@ -96,46 +132,52 @@ def lr_optima(points: pd.DataFrame, x: str = "depth", y: str = "loss") -> dict[f
     return {float(d): S.lr_optimum(g.lr.to_numpy(), g[y].to_numpy()) for d, g in m.groupby(x)}
 
 
-def joint_stat(cells: list[tuple], term: str) -> Callable[[np.ndarray], float]:
-    """On a (seeds, width × depth) table of errors: −p (term 'width') or −q ('depth') of the joint fit of the
-    seed means err ≈ a·n^−p + b·L^−q, i.e. the log-log slope each term contributes; NaN when that term's
-    coefficient comes out 0 (then its exponent is not identified; q = 0 with b > 0 is a constant floor)."""
-    n = np.array([c[0] for c in cells], float)
-    L = np.array([c[1] for c in cells], float)
-
-    def stat(t: np.ndarray) -> float:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            m = np.nanmean(t, axis=0)
-        p, q, a, b = S.joint_power_fit(n, L, m)
-        coef = a if term == "width" else b   # a term fitted as 0 has no exponent: undefined, not 0
-        return math.nan if coef <= 0 else (-p if term == "width" else -q)
-    return stat
-
-
 def claim(cid: str, section: str, statement: str, points: pd.DataFrame, file: str, x: str, y: str, *,
           paper: float | str, alt: S.Alternative, method: str = "seed_means", where: dict | None = None,
           page: str, runs: list[str], detail: str = "", view: dict | None = None, tol: float = 0.0,
           raw_y: str | None = None, quantity: str | None = None, seed_col: str = "seed",
           extra: dict | None = None, theory: str = "") -> dict:
-    """Build one claim (see the module docstring for its fields)."""
+    """Build one claim (see the module docstring for its fields). Its kind, value and wording come from
+    statements.STATEMENTS when the id is there (else `paper`: a rate, 'vanishes' or 'persists'); a contrast
+    is measured as the difference to its reference setting and tested against no difference."""
+    st = STATEMENTS.get(cid)
+    kind = st.kind if st else (paper if isinstance(paper, str) else "rate")
+    value = st.value if st else (None if isinstance(paper, str) else float(paper))
+    extra = dict(extra or {})
+    quantity = quantity or f"slope of log {y} vs log {x}"
     sel = select(points, where)
-    ci = interval(sel, method, x, y, seed_col, extra)
-    rng = paper_range(paper)
-    verdict, why = S.verdict(ci, rng, alt, tol=tol)
-    need = S.seeds_to_decide(ci, rng, alt) if verdict == "inconclusive" else None
-    out = {"id": cid, "section": section, "statement": statement,
-           "quantity": quantity or f"slope of log {y} vs log {x}",
-           "paper_value": None if isinstance(paper, str) else float(paper),
-           "rule": paper if isinstance(paper, str) else "rate", "measured": ci.value, "ci": [ci.low, ci.high],
-           "verdict": verdict, "why": why, "tol": tol, "n_points": int(len(sel)), "points": file, "x": x, "y": y,
+    if kind == "contrast":
+        own = interval(sel, method, x, y, seed_col, extra, full=points)
+        extra = {**extra, "base": method, "against": st.against, "where": where or {}, "base_quantity": quantity}
+        ref = select(points, {**(where or {}), **st.against})
+        ref_ci = interval(ref, method, x, y, seed_col, extra, full=points)
+        method, alt = "contrast", S.Alternative(0.0, "no difference between the settings")
+        against = ", ".join(f"{k} = {v}" for k, v in st.against.items())
+        quantity = f"difference of the {quantity}: this setting minus {against}"
+    ci = interval(sel, method, x, y, seed_col, extra, full=points)
+    rng = K.paper_set(kind, value)
+    verdict, why = K.judge(kind, ci, value, alt, tol=tol)
+    need = S.seeds_to_decide(ci, rng, alt) if verdict == "inconclusive" and ci.identified else None
+    out = {"id": cid, "section": section, "statement": statement, "kind": kind,
+           "paper_wording": st.wording if st else statement, "paper_group": st.group if st else statement,
+           "quantity": quantity,
+           "paper_value": value if kind in ("rate", "bound") else None,
+           "rule": kind, "measured": ci.value, "ci": [ci.low, ci.high],
+           "verdict": verdict, "why": why, "identified": ci.identified, "diagnosis": ci.diagnosis,
+           "tol": tol, "n_points": int(len(sel)), "points": file, "x": x, "y": y,
            "where": where or {}, "page": page, "runs": sorted(set(runs)), "detail": detail, "view": view or {},
            "method": method, "seed_col": seed_col, "paper_range": [_inf(rng[0]), _inf(rng[1])],
            "alternative": {"value": alt.value, "side": alt.side, "words": alt.words}, "seeds": ci.seeds,
-           "seeds_to_decide": need, "extra": extra or {},
+           "seeds_to_decide": need, "extra": extra,
            "theory": f"{THEORY_DOC}#{theory}" if theory else THEORY_DOC}
+    if st and st.reading:
+        out["reading"] = {"name": st.reading, "words": READINGS[st.reading]}
+    if kind == "contrast":
+        out["own"] = {"where": where or {}, "measured": own.value, "ci": [own.low, own.high]}
+        out["reference"] = {"where": {**(where or {}), **st.against}, "measured": ref_ci.value,
+                            "ci": [ref_ci.low, ref_ci.high]}
     if raw_y:
-        r = interval(sel, method, x, raw_y, seed_col, extra)
+        r = interval(sel, extra.get("base", method), x, raw_y, seed_col, extra)
         out["raw"] = {"y": raw_y, "measured": r.value, "ci": [r.low, r.high]}
     return out
 
@@ -148,4 +190,4 @@ def recompute(claim_: dict, points: pd.DataFrame) -> S.Interval:
     """A claim's figure and interval again from its points file (the tests check that they match)."""
     sel = select(points, claim_.get("where"))
     return interval(sel, claim_.get("method", "points"), claim_["x"], claim_["y"], claim_.get("seed_col", "seed"),
-                    claim_.get("extra"))
+                    claim_.get("extra"), full=points)

@@ -20,6 +20,7 @@ METRICS: dict[str, tuple[str, str]] = {
                   "0..L"),
     "diversity": ("layer increment L·|h_ℓ−h_{ℓ−1}|²/n", "1..L"),
     "a_move": ("inner feature movement |a_ℓ(t)−a_ℓ(0)|²/n (two-layer blocks)", "1..L"),
+    "a_learn": ("inner layer's own feature learning |ΔW_ℓ,1(t)·φ(h_ℓ−1)/√n|²/n (two-layer blocks)", "1..L"),
     "coupling_fwd": ("forward transpose coupling: the message's part along past backward vectors "
                      "(docs/theory.md §5)", "1..L"),
     "coupling_bwd": ("backward transpose coupling: the message's part along past forward inputs "

@@ -28,6 +28,7 @@ class ProbeState:
     phi_h: torch.Tensor         # (L+1, P, n) φ(h_ℓ)
     a: torch.Tensor | None      # (L, P, n) inner pre-activations of two-layer blocks
     f: torch.Tensor             # (P, C) outputs
+    a_learn: torch.Tensor | None = None  # (L,) two-layer blocks: the inner layer's own learning (inner_learning)
 
 
 def probe_pass(model, x: torch.Tensor) -> ProbeState:
@@ -39,6 +40,16 @@ def probe_pass(model, x: torch.Tensor) -> ProbeState:
     g_hat = torch.stack(grads) / model.s.readout  # (L+1, P, n)
     a = torch.stack([t.detach() for t in a_s]) if a_s else None
     return ProbeState(h=h, g_hat=g_hat, phi_h=phi(h, model.cfg.act), a=a, f=f.detach())
+
+
+@torch.no_grad()
+def inner_learning(s: ProbeState, W1: torch.Tensor, W1_0: torch.Tensor, hidden: float) -> torch.Tensor:
+    """a_learn per block ℓ = 1..L: mean over probes of |ΔW_ℓ,1·φ(h_ℓ−1)/√n|²/n, ΔW_ℓ,1 = W_ℓ,1(t) − W_ℓ,1(0):
+    the update-driven part of the inner pre-activation a_ℓ = W_ℓ,1 φ(h_ℓ−1)/√n (docs/theory.md §2, §7); a_move
+    also holds W_ℓ,1(0)·Δφ(h_ℓ−1)/√n, which the input's own movement drives. `hidden` is the model's 1/√n
+    multiplier; W1, W1_0 (L, n, n) are the weights at the probe pass's step and at initialisation."""
+    u = s.phi_h[:-1]                                          # (L, P, n): φ(h_ℓ−1), the inputs of blocks 1..L
+    return _msq(torch.bmm(u, (W1.detach() - W1_0).transpose(1, 2)) * hidden)
 
 
 def _msq(t: torch.Tensor) -> torch.Tensor:
@@ -75,6 +86,7 @@ FUNCTIONS: dict[str, Fn] = {
     "fg_eigmin": _fg_eigmin,
     "diversity": _diversity,
     "a_move": lambda s, s0, L: _msq(s.a - s0.a) if s.a is not None else None,
+    "a_learn": lambda s, s0, L: s.a_learn,
 }
 assert set(FUNCTIONS) <= set(METRICS)
 

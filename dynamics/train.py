@@ -85,6 +85,8 @@ class _Recorder:
         self.y, self.labels = data.y[:cfg.probes].to(dev, dtype), _maybe(data.labels, cfg.probes, dev)
         self.s0: P.ProbeState | None = None
         self.prev: P.ProbeState | None = None   # the last recorded state, for h_step
+        # two-layer blocks: the inner layer's weights at initialisation, for a_learn (one more L·n² copy)
+        self.W1_0 = model.W.detach().clone() if cfg.block == 2 else None
         self.coupling = None
         if cfg.record_coupling == "on":
             window = coupling_window(cfg)
@@ -101,6 +103,8 @@ class _Recorder:
 
     def record(self, step: int) -> None:
         s = P.probe_pass(self.model, self.x)
+        if self.W1_0 is not None:  # at this step's weights, before training goes on (the rest may overlap)
+            s.a_learn = P.inner_learning(s, self.model.W, self.W1_0, self.model.s.hidden)
         if self.in_loop():
             return self._write(step, s)
         self.behind.submit(self._write, step, s)

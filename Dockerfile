@@ -1,4 +1,4 @@
-# The dashboard as a shared, read-only instance (README, "Host it").
+# The dashboard as a shared, read-only instance (docs/hosting.md).
 #   docker build -t dynamics-dashboard . && docker run -p 8501:8501 dynamics-dashboard
 # Hosted mode is on by default (DYNAMICS_READONLY=1); pass -e DYNAMICS_READONLY=0 for a private instance.
 FROM python:3.11-slim

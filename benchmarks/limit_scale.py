@@ -8,7 +8,7 @@ CPU peak = the child's max RSS minus its RSS after imports and data loading; CUD
 torch.cuda.max_memory_allocated. Printed per setting: wall seconds, particle-steps/s = M·K·T / wall (one
 particle through one block for one SGD step, forward and backward), the work rate of dynamics.limit.cost
 (M·K·(T·(P+Nb))² / wall, the constant its time estimates use) and the estimate it gives. `--big` adds the
-larger settings used to extrapolate the ten-minute figures in the README; the GPU rows need a CUDA machine.
+larger settings used to extrapolate the ten-minute figures in docs/performance.md; the GPU rows need a CUDA machine.
 """
 from __future__ import annotations
 

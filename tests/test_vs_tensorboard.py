@@ -1,5 +1,5 @@
 """benchmarks/vs_tensorboard.py runs end to end at --small size and prints its ratio lines, the browser's too where
-/usr/bin/chromium exists (no time is asserted: CI machines differ; the figures are in the README)."""
+/usr/bin/chromium exists (no time is asserted: CI machines differ; the figures are in docs/performance.md)."""
 from __future__ import annotations
 
 import math

@@ -1,5 +1,5 @@
 """What a limit solve costs, without loading torch: the work model and the measured rates that turn a time
-budget into a particle count (the dashboard's "solve from the page", the README's ten-minute figures).
+budget into a particle count (the dashboard's "solve from the page", the ten-minute figures in docs/performance.md).
 
 Work model. At step t every query of a matrix projects P (or Nb) columns of M particles on histories of t·P
 forward and t·Nb backward directions, so one solve does about

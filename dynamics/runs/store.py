@@ -1,4 +1,4 @@
-"""The run format (the README's "The run format"): write atomically, read only what is asked for, validate.
+"""The run format (docs/training.md, "The run format"): write atomically, read only what is asked for, validate.
 
 A run is a directory holding `run.json` (metadata and the full config), `metrics.parquet`
 (step, layer, metric, value[, stderr]), `kernels.parquet` (step, layer, kind, i, j, value) and

@@ -31,6 +31,7 @@ from dashboard import hosting
 from dashboard.runs import Run
 from dashboard.settings import REPO
 from dashboard.uploads import register, session_root
+from dashboard.widgets import job_outcome
 from dynamics.config import ConfigError, RunConfig
 from dynamics.limit.extrapolate import DEFAULT_SEEDS, DEFAULT_WIDTHS, fit_name, ladder_folder
 
@@ -160,14 +161,9 @@ def _progress() -> None:
             st.progress(done / len(job["paths"]), text=f"Extrapolating `{job['label']}` in width: {done} of "
                         f"{len(job['paths'])} ladder runs done (n = {', '.join(map(str, job['widths']))} × "
                         f"{job['seeds']} seeds), then the fit")
-        elif job.get("error"):
-            st.error(f"The extrapolation of `{job['label']}` failed: {job['error']}")
-        elif not job.get("shown"):
-            job["shown"] = True
-            st.rerun(scope="app")  # the run loader rescans and the limit picker lists the new run
         else:
-            st.success(f"The width-extrapolated limit of `{job['label']}` is `{Path(job['run_dir']).name}`; it is in "
-                       "the limit picker.")
+            job_outcome(job, f"The extrapolation of `{job['label']}` failed", f"The width-extrapolated limit of "
+                        f"`{job['label']}` is `{Path(job.get('run_dir', '')).name}`; it is in the limit picker.")
 
 
 def extrapolate_section(page: str, run: Run | None, has_limit: bool) -> None:

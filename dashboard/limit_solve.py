@@ -26,6 +26,7 @@ from dashboard.runs import Run
 from dashboard.sections import extrapolate_command, matched_limit
 from dashboard.settings import REPO
 from dashboard.uploads import register, session_root
+from dashboard.widgets import job_outcome
 from dynamics.config import ConfigError, RunConfig
 from dynamics.limit.cost import MAX_INPUTS, estimate_seconds, inputs_bound, particles_for_budget
 
@@ -190,11 +191,6 @@ def _progress() -> None:
             loss = "" if job["loss"] is None else f", loss {job['loss']:.4g}"
             st.progress(min(max(frac, 0.0), 1.0), text=f"Solving the limit of `{name}` with {job['particles']} "
                                                        f"particles: step {max(job['step'], 0)}/{job['steps']}{loss}")
-        elif job.get("error"):
-            st.error(f"The limit of `{name}` failed: {job['error']}")
-        elif not job.get("shown"):
-            job["shown"] = True
-            st.rerun(scope="app")  # the run loader rescans and the limit picker lists the new run
         else:
-            st.success(f"The limit of `{name}` is `{Path(job['run_dir']).name}` ({job.get('status')}); "
-                       "it is in the limit picker.")
+            job_outcome(job, f"The limit of `{name}` failed", f"The limit of `{name}` is "
+                        f"`{Path(job.get('run_dir', '')).name}` ({job.get('status')}); it is in the limit picker.")

@@ -107,3 +107,15 @@ def show_chart(fig, data: pd.DataFrame, name: str, *, key: str, fmt: str = "png"
     st.plotly_chart(fig, config=chart_config(name, fmt), key=f"{key}.chart")
     st.download_button("CSV of this chart", lambda: csv_bytes(data), file_name=f"{name}.csv",
                        mime="text/csv", key=f"{key}.csv", on_click="ignore")
+
+
+def job_outcome(job: dict, failed: str, done: str) -> None:
+    """A finished background job (a solve, a ladder): its error; else, once, a rerun of the whole app so the run
+    loader lists the new run; then the success line `done`."""
+    if job.get("error"):
+        st.error(f"{failed}: {job['error']}")
+    elif not job.get("shown"):
+        job["shown"] = True
+        st.rerun(scope="app")  # the run loader rescans and the limit picker lists the new run
+    else:
+        st.success(done)

@@ -122,7 +122,7 @@ def _judged(summary, metric=None):
 
 @pytest.mark.slow
 def test_over_widths_depth_mup_and_mup_are_flat_and_sp_features_stop_moving(tmp_path):
-    """Widths 64..512 at depth 2 (cheap: 2 blocks): sp's h_move falls like 1/n (measured slope ≈ −1.1) while
+    """Widths 64..512 at depth 2 (cheap: 2 blocks): sp's h_move and h_step fall like 1/n (slope ≈ −1.1) while
     its initial h_sq is as flat as μP's; depth-μP and width-only μP are consistent over widths."""
     widths = (64, 128, 256, 512)
     good = _check(tmp_path, "depth-mup", widths=widths, base={"depth": 2})
@@ -131,7 +131,8 @@ def test_over_widths_depth_mup_and_mup_are_flat_and_sp_features_stop_moving(tmp_
     assert good["verdict"] == "consistent" and mup["verdict"] == "consistent"
     assert sp["verdict"] == "inconsistent"
     failing = [r for r in sp["rows"] if r["judgement"] in ("grows", "shrinks", "diverged")]
-    assert failing and {r["metric"] for r in failing} <= {"h_move", "g_move"}
+    assert failing and {r["metric"] for r in failing} <= {"h_move", "h_step", "g_move"}
+    assert "h_step" in {r["metric"] for r in failing}  # the per-step change stops too, like the movement
     assert all(r["judgement"] == "shrinks" and r["ci_high"] < -TOLERANCE for r in failing)
     assert _judged(sp, "h_sq") == {("h_sq", "flat")}
     on_disk = json.loads((tmp_path / "sp" / "summary.json").read_text())
@@ -182,7 +183,7 @@ def test_an_mlp_factory_end_to_end_in_mup_and_in_sp(tmp_path):
     good = _model(tmp_path, "mlp", "mlp", widths=(64, 128, 256, 512), depth=2)
     sp = _model(tmp_path, "mlp_sp", "mlp_sp", widths=(64, 128, 256, 512), depth=2)
     assert not _fails(good) and good["verdict"] != "inconsistent"
-    assert sp["verdict"] == "inconsistent" and {r["metric"] for r in _fails(sp)} == {"h_move"}
+    assert sp["verdict"] == "inconsistent" and {r["metric"] for r in _fails(sp)} == {"h_move", "h_step"}
     run = store.read_meta(next(p for p in (tmp_path / "mlp" / "runs").iterdir() if p.is_dir()))
     assert run["kind"] == "imported" and run["config"]["coordcheck"]["width"] in (64, 128, 256, 512)
     assert len(run["layers"]) == 3  # h_0 (the first block's input) and two blocks

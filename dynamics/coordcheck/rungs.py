@@ -46,7 +46,7 @@ def train_resnet(base: RunConfig, widths: Sequence[int], depths: Sequence[int], 
     sweep into `folder` (dynamics.sweep: finished runs are skipped, folder/sweep.json is the manifest); the
     point both ladders share trains once. Returns every rung's run directory; CoordCheckError naming the first
     run that did not finish."""
-    from ..sweep.plan import Sweep, plan_sweep, run_sweep
+    from ..sweep.plan import Sweep, plan_sweep, run_sweep, unfinished
     seed_values = [base.seed + k for k in range(seeds)]
     tasks: dict[str, Any] = {}
     for axis, values in (("width", widths), ("depth", depths)):
@@ -57,12 +57,8 @@ def train_resnet(base: RunConfig, widths: Sequence[int], depths: Sequence[int], 
             "depth": sorted({t.config["depth"] for t in tasks.values()}), "seed": seed_values}
     manifest = run_sweep(Sweep(base.to_dict(), grid, str(folder), list(tasks.values())), backend="local",
                          workers=workers, progress=progress)
-    failed = [e for e in manifest["runs"] if e["status"] not in _DONE]
-    if failed:
-        e = failed[0]
-        raise CoordCheckError(f"{len(failed)} run(s) did not finish, e.g. {folder / e['name']}: {e['status']}"
-                              f"{' (' + str(e['error']) + ')' if e.get('error') else ''}; fix it and rerun "
-                              f"(finished runs are kept)")
+    if why := unfinished(manifest, folder):
+        raise CoordCheckError(why)
     return [folder / name for name in tasks]
 
 

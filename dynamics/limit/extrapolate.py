@@ -259,7 +259,7 @@ def extrapolate_like(like: Path, out: Path, *, widths: Sequence[int] = DEFAULT_W
         prepare_run_dir(str(out), run_id, cfg, False)
     else:
         store.check_run_id(run_id)
-    from ..sweep.plan import plan_sweep, run_sweep
+    from ..sweep.plan import plan_sweep, run_sweep, unfinished
     folder = ladder_folder(Path(out), meta["run_id"])
     seed_values = [cfg.seed + k for k in range(seeds)]
     sweep = plan_sweep(base, {"width": list(widths), "seed": seed_values}, str(folder))
@@ -278,12 +278,8 @@ def extrapolate_like(like: Path, out: Path, *, widths: Sequence[int] = DEFAULT_W
         points[task.name] = point
     sweep.tasks = [t for t in sweep.tasks if points[t.name]["path"] != str(like)]
     manifest = run_sweep(sweep, backend="local", workers=workers, progress=progress)
-    failed = [e for e in manifest["runs"] if e["status"] not in _DONE]
-    if failed:
-        e = failed[0]
-        raise LimitError(f"{len(failed)} ladder run(s) did not finish, e.g. {folder / e['name']}: {e['status']}"
-                         f"{' (' + str(e['error']) + ')' if e.get('error') else ''}; fix it and rerun (finished "
-                         f"runs are kept)")
+    if why := unfinished(manifest, folder, "ladder run"):
+        raise LimitError(why)
     metas = {p["path"]: store.read_meta(Path(p["path"])) for p in points.values()}
     fits, dropped = {}, {}
     for file, keys in ((store.METRICS, METRIC_KEYS), (store.KERNELS, KERNEL_KEYS), (store.NEURONS, NEURON_KEYS)):

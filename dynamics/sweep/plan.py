@@ -145,6 +145,17 @@ def _show(v: Any) -> Any:
 
 
 # --- the driver -----------------------------------------------------------------------------------------
+def unfinished(manifest: dict[str, Any], folder: str | Path, what: str = "run") -> str | None:
+    """One line naming the runs of a finished sweep that did not end complete or diverged (the first one's path,
+    status and error), for a caller that needs them all (a ladder, a coordinate check); None when all did."""
+    failed = [e for e in manifest["runs"] if e["status"] not in DONE]
+    if not failed:
+        return None
+    e = failed[0]
+    return (f"{len(failed)} {what}(s) did not finish, e.g. {Path(folder) / e['name']}: {e['status']}"
+            f"{' (' + str(e['error']) + ')' if e.get('error') else ''}; fix it and rerun (finished runs are kept)")
+
+
 def run_sweep(sweep: Sweep, *, backend: str = "local", workers: int | None = None, address: str | None = None,
               progress: bool = False, on_result: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Run the sweep's unfinished points and return the manifest (also written to OUT/sweep.json).

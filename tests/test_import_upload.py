@@ -1,6 +1,6 @@
 """The Upload page's reader (dashboard.uploads.import_uploads, through the bounded child of dynamics.runs.sandbox)
 takes the trackers' files as they are uploaded, unchanged: an MLflow store zipped, a Trackio database, a W&B
-`.wandb` log. A tracker's several runs all land in the session folder; the outcome names the first.
+`.wandb` log. A tracker's several runs all land in the session folder, one outcome each.
 """
 from __future__ import annotations
 
@@ -27,11 +27,12 @@ def test_tracker_uploads_import_every_run(tmp_path):
     db, counts = _db(tmp_path / "proj.db")
     outcomes = uploads.import_uploads([("mlruns.zip", _zip(store, tmp_path / "mlruns.zip")),
                                        ("proj.db", db.read_bytes())], root)
-    assert [o["ok"] for o in outcomes] == [True, True], outcomes
-    assert [o["format"] for o in outcomes] == ["mlflow", "trackio"]
+    assert [o["ok"] for o in outcomes] == [True] * 4, outcomes
+    assert [o["format"] for o in outcomes] == ["mlflow", "mlflow", "trackio", "trackio"]
     runs = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
     assert len(runs) == 4 and sum("sweep-w" in r for r in runs) == 2 and sum("proj-" in r for r in runs) == 2
-    assert outcomes[1]["summary"]["rows"] in counts.values()
+    assert sorted(o["run"] for o in outcomes) == runs  # one outcome per run, each naming its own
+    assert {o["summary"]["rows"] for o in outcomes[2:]} <= set(counts.values())
 
 
 def test_a_wandb_log_uploads(tmp_path, monkeypatch):

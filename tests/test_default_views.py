@@ -45,7 +45,7 @@ def test_coupling_page_opens_on_an_exact_run_and_its_decoupled_twin(bundled):
     assert at.selectbox(key="coupling_page.metric").value == "coupling_acc"
     assert any("Measured exactly" in c.value and "coupling_exact_n512_L16_decoupled" in c.value for c in at.caption)
     over_steps = _charts(at)[1]["data"]  # the excess over chance at one depth over steps, one line per run
-    excess = {t["legendgroup"]: _array(t["y"]) for t in over_steps if str(t.get("name")).endswith("excess")}
+    excess = {t["legendgroup"]: _array(t["y"]) for t in over_steps if t.get("mode") == "lines+markers"}
     reused, decoupled = excess["coupling_exact_n512_L16_reused"], excess["coupling_exact_n512_L16_decoupled"]
     assert np.nanmax(reused) > 0 and np.allclose(decoupled[np.isfinite(decoupled)], 0)
 
@@ -61,7 +61,7 @@ def test_coupling_page_opens_at_the_step_where_the_coupling_stands_furthest_abov
     assert step == int(ratio.idxmax()) and ratio.max() > 2  # an independent reading of the same files
     first = _charts(at)[0]["data"]  # over depth at that step: the excess stands above the chance band somewhere
     excess = [_array(t["y"]) for t in first if t.get("legendgroup") == "coupling_exact_n512_L16_reused"
-              and str(t.get("name")).endswith("excess")][0]
+              and t.get("mode") == "lines+markers"][0]
     assert np.nanmax(excess) > 0
 
 

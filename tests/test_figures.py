@@ -183,16 +183,19 @@ def test_quantile_fan_bands_median_and_limit_lines():
 def test_chance_figure_shades_the_chance_level_and_draws_the_excess():
     df = _depth_frame()
     fig = chance_figure(df, df.assign(**{VALUE: 0.1}), x=TAU, metric="coupling_fwd")
-    assert [t.name for t in fig.data] == ["a chance base", "a chance level (shaded)", "a", "b chance base",
-                                          "b chance level (shaded)", "b"]
+    band = "chance level (shaded, in each run's colour)"
+    assert [t.name for t in fig.data] == ["a chance base", band, "a", "b chance base", band, "b"]
+    assert [t.showlegend for t in fig.data] == [False, True, None, False, False, None]  # each run once, the band once
+    assert fig.data[1].legendgroup == "a" and fig.data[4].legendgroup == "b"
     assert fig.data[1].fill == "tonexty" and not any(fig.data[0].y)  # the band: 0 up to chance
     assert fig.data[1].fillcolor.startswith("rgba(") and fig.data[4].fillcolor != fig.data[1].fillcolor
     ex = chance_figure(df, df.assign(**{VALUE: 0.1}), x=TAU, metric="coupling_fwd", excess=True)
     a = df[df[RUN] == "a"].sort_values(TAU)
     np.testing.assert_allclose(ex.data[2].y, a[VALUE] - 0.1)  # measured − chance, matched on τ
-    assert ex.data[2].name == "a excess" and ex.layout.yaxis.title.text.startswith("coupling_fwd − chance")
+    assert ex.data[2].name == "a" and ex.layout.yaxis.title.text.startswith("coupling_fwd − chance")
     log = chance_figure(df, df.assign(**{VALUE: 0.1}), x=TAU, metric="m", log_y=True)
-    assert [t.name for t in log.data][:2] == ["a chance level", "a"] and log.data[0].line.dash == "dot"
+    assert [t.name for t in log.data][:2] == ["chance level (dotted, in each run's colour)", "a"]
+    assert log.data[0].line.dash == "dot" and log.data[2].showlegend is False  # the dotted line once
     assert [t.name for t in chance_figure(df, None, x=TAU, metric="m").data] == ["a", "b"]
 
 
@@ -241,8 +244,8 @@ def test_restyle_runs_gives_short_names_and_fixed_colours():
     df = _depth_frame()
     fig = chance_figure(df, df.assign(**{VALUE: 0.1}), x=TAU, metric="m")
     restyle_runs(fig, {"a": "A", "b": "B"}, {"a": "#ff0000", "b": "#00ff00"})
-    assert [t.name for t in fig.data] == ["A chance base", "A chance level (shaded)", "A", "B chance base",
-                                          "B chance level (shaded)", "B"]
+    band = "chance level (shaded, in each run's colour)"
+    assert [t.name for t in fig.data] == ["A chance base", band, "A", "B chance base", band, "B"]
     assert fig.data[2].line.color == "#ff0000" and fig.data[1].fillcolor == "rgba(255,0,0,0.2)"
     assert fig.data[0].line.width == 0 and "a<br>" in fig.data[2].hovertemplate  # full name on hover
 

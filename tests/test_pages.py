@@ -366,8 +366,7 @@ def test_coupling_page_draws_excess_over_chance_with_the_chance_band(runs_dir, d
     _clean(at)
     assert not at.info
     depth, steps = _charts(at)
-    assert _names(depth) == ["w128-d4 chance level (shaded)", "w128-d4 excess", "w64-d4 chance level (shaded)",
-                             "w64-d4 excess"]
+    assert _names(depth) == ["chance level (shaded, in each run's colour)", "w128-d4", "w64-d4"]  # names once
     band, excess = depth["data"][1], depth["data"][2]
     assert band["fill"] == "tonexty" and depth["layout"]["yaxis"]["title"]["text"].startswith("coupling_fwd − chance")
     np.testing.assert_allclose(_array(excess["x"]), [0.25, 0.5, 0.75, 1.0])  # blocks 1..L

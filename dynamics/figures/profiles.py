@@ -43,6 +43,10 @@ def metric_over_steps_figure(df: pd.DataFrame, *, metric: str, caption: str = ""
     return _layout(fig, x_title=STEP_TITLE, y_title=_metric_title(metric, caption), log_y=log_y, title=title)
 
 
+CHANCE_NAME = "chance level (shaded, in each run's colour)"  # one legend entry for every run's band ...
+CHANCE_DOTTED = "chance level (dotted, in each run's colour)"  # ... or, on a log axis, its dotted line
+
+
 def chance_figure(df: pd.DataFrame, chance: pd.DataFrame | None, *, x: str, metric: str, caption: str = "",
                   log_x: bool = False, log_y: bool = False, title: str | None = None,
                   excess: bool = False) -> go.Figure:
@@ -63,22 +67,24 @@ def chance_figure(df: pd.DataFrame, chance: pd.DataFrame | None, *, x: str, metr
         if ref is not None and not ref.empty:
             if log_y:
                 traces.append(_scatter(len(ref), "lines")(
-                    x=ref[x], y=ref[VALUE], name=f"{run} chance level", legendgroup=str(run), mode="lines",
-                    line=dict(color=colour, dash="dot", width=1.5)))
+                    x=ref[x], y=ref[VALUE], name=CHANCE_DOTTED, legendgroup=str(run), mode="lines",
+                    showlegend=not any(t.name == CHANCE_DOTTED for t in traces),  # once for every run
+                    line=dict(color=colour, dash="dot", width=1.5),
+                    hovertemplate=f"{run} chance<br>{label}=%{{x:.4g}}<br>value=%{{y:.4g}}<extra></extra>"))
             else:
                 traces += [go.Scatter(x=ref[x], y=np.zeros(len(ref)), mode="lines", line=dict(width=0),
                                       name=f"{run} chance base", legendgroup=str(run), showlegend=False,
                                       hoverinfo="skip"),
                            go.Scatter(x=ref[x], y=ref[VALUE], mode="lines", line=dict(width=0), fill="tonexty",
-                                      fillcolor=_rgba(colour, 0.15), name=f"{run} chance level (shaded)",
-                                      legendgroup=str(run),
+                                      fillcolor=_rgba(colour, 0.15), name=CHANCE_NAME, legendgroup=str(run),
+                                      showlegend=not any(t.name == CHANCE_NAME for t in traces),  # once
                                       hovertemplate=f"{run} chance<br>{label}=%{{x:.4g}}<br>value=%{{y:.4g}}"
                                                     "<extra></extra>")]
             if excess:
                 part = part.merge(ref[[x, VALUE]], on=x, how="inner", suffixes=("", "_chance"))
                 part = part.assign(**{VALUE: part[VALUE] - part[f"{VALUE}_chance"]})
         traces.append(_scatter(len(part), "lines+markers")(
-            x=part[x], y=part[VALUE], name=f"{run} excess" if excess else str(run), legendgroup=str(run),
+            x=part[x], y=part[VALUE], name=str(run), legendgroup=str(run),  # the axis says "− chance"
             mode="lines+markers", line=dict(color=colour), marker=dict(size=5),
             hovertemplate=f"{run}<br>{label}=%{{x:.4g}}<br>{'excess' if excess else 'value'}=%{{y:.4g}}"
                           "<extra></extra>"))

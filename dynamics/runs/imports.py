@@ -44,6 +44,7 @@ nothing behind. Every rejection is a RunImportError whose message is one line na
 from __future__ import annotations
 
 import re
+import sys
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -303,10 +304,15 @@ def register(sub) -> None:
     c.add_argument("--step-column", help="column holding the step in a CSV/Parquet table, e.g. "
                                          "trainer/global_step (default: _step, Step or step)")
     c.add_argument("--max-mb", type=float, default=Limits.max_bytes / MB, help="file size limit (default: 200)")
+    c.add_argument("--follow", type=float, metavar="SECONDS",
+                   help="keep the run up to date while the source is still being written: re-import it whenever "
+                        "its files change (checked every SECONDS; the dashboard redraws it live); Ctrl-C ends")
     c.set_defaults(func=cmd_import)
 
 
 def cmd_import(args) -> int:
+    if args.follow is not None and not args.follow > 0:
+        raise RunImportError(f"--follow: a period in seconds above 0 (got {args.follow:g})")
     res = import_file(args.file, args.out, name=args.name, config=args.config, step_column=args.step_column,
                       limits=Limits(max_bytes=int(args.max_mb * MB)))
     for run in res.runs:
@@ -319,4 +325,16 @@ def cmd_import(args) -> int:
             print(f"  skipped {item['what']}: {item['why']}")
     for item in res.failed:
         print(f"not imported: {item['what']}: {item['why']}")
+    if args.follow is not None:
+        if res.others or res.failed:
+            print(f"dynamics: error: --follow watches one run; {args.file} holds several (follow one run's file or "
+                  "folder)", file=sys.stderr)
+            return 2
+        from .follow import follow
+        print(f"following {args.file} every {args.follow:g} s (Ctrl-C ends)", flush=True)
+        follow(args.file, res.run_dir, lambda tmp: import_file(
+            args.file, tmp, name=res.run_dir.name, config=args.config, step_column=args.step_column,
+            limits=Limits(max_bytes=int(args.max_mb * MB))), args.follow,
+            say=lambda m: print(m, flush=True))
+        print(f"complete: {res.run_dir}")
     return 0

@@ -7,7 +7,8 @@ there are any, else bundled runs. A run named in the URL that is not found is re
 replaced. The user's runs lead: runs this session uploaded or trained *replace* the selection when they first
 appear, and so do the newest runs of a runs folder the user has just typed into the sidebar; bundled runs can
 be added back in the picker. Every change is written back to the session's selection, keeping picks this page
-cannot show (e.g. limit runs on the Coupling page).
+cannot show (e.g. limit runs on the Coupling page). With FILTER_FROM or more candidates the picker gets a filter
+by config field values (`filter_runs`); a chosen run that is still training is followed (dashboard.live).
 
 Names and colours are computed over all runs found (`remember`, called by dashboard.runs.load_runs), so a
 run has the same short name and colour on every page whatever else is picked: `short_names` drops the name

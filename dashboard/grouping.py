@@ -3,8 +3,8 @@ runs differing only by seed as one curve (mean ± 1 standard error), a "Colour b
 (width, depth, param, backward, α, …), and, for many runs, a filter of the run picker by field values.
 
 A page calls `controls(PAGE, chosen)` after its run picker (the widgets go to the sidebar, their values to the
-URL: ?seeds=mean, ?colour=width) and passes every tidy frame it draws through `apply(frame)`; `show_chart`
-colours the traces with `colours()`. The picker's filter by field values is dashboard.selection's
+URL: ?seeds=True, ?colour=width) and passes every tidy frame it draws through `apply(frame)`; `show_chart`
+names and colours the traces with `restyle()`. The picker's filter by field values is dashboard.selection's
 (`filter_runs`, called by the picker itself). The reductions are dynamics.figures.groups.
 """
 from __future__ import annotations

@@ -68,7 +68,10 @@ def follow(src: str | Path, run_dir: Path, reimport: Callable[[Path], Any], ever
 
     def on_signal(signum, frame):  # noqa: ARG001
         stopped["now"] = True
-    old = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        old = signal.signal(signal.SIGTERM, on_signal)
+    except ValueError:  # not the main thread (a caller's own loop): Ctrl-C / stop() only
+        old = None
     _mark(run_dir, "running", every)
     seen, updates = signature(src), 0
     tmp_root = run_dir.parent / f".follow-{run_dir.name}"
@@ -94,7 +97,8 @@ def follow(src: str | Path, run_dir: Path, reimport: Callable[[Path], Any], ever
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, old)
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
         shutil.rmtree(tmp_root, ignore_errors=True)
         _mark(run_dir, "complete", every)
     return updates

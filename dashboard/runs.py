@@ -223,9 +223,17 @@ def caption(metric: str, runs: list[Run] | None = None) -> str:
     theirs = [r for r in runs or [] if not ours(r) and name in _held(r)]
     if not theirs:
         return METRICS.get(name, ("", ""))[0]
-    where = sorted({f"{_TRACKERS.get(str(r.meta.get('source', {}).get('format')), 'imported')} log "
-                    f"{r.meta.get('source', {}).get('file') or r.label}" for r in theirs})
-    return f"logged as {name} in {', '.join(where[:3])}{' …' if len(where) > 3 else ''} (not computed by dynamics)"
+    where = sorted({f"{_logged_as(r, name)} in {_TRACKERS.get(str(r.meta.get('source', {}).get('format')), 'imported')}"
+                    f" log {r.meta.get('source', {}).get('file') or r.label}" for r in theirs})
+    return f"logged as {'; '.join(where[:3])}{' …' if len(where) > 3 else ''} (not computed by dynamics)"
+
+
+def _logged_as(run: Run, name: str) -> str:
+    """The key `name` was logged under in an imported run (`layer<ℓ>/grad_norm`; run.json summary.logged_as, written
+    by the importer), else the name itself."""
+    summary = run.meta.get("summary") if isinstance(run.meta.get("summary"), dict) else {}
+    logged = summary.get("logged_as") if isinstance(summary.get("logged_as"), dict) else {}
+    return str(logged.get(name, name))[:80]
 
 
 def _held(run: Run) -> dict[str, tuple[bool, tuple[int, ...]]]:

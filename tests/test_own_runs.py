@@ -124,3 +124,25 @@ def test_pages_say_what_a_users_own_run_can_show_and_offer_no_command_that_does_
     text = " ".join(i.value for i in at.info) + " ".join(w.value for w in at.warning)
     assert "tb_mlp" in text and "differ in" not in text
     assert not any("--like" in c.value and "tb_mlp" in c.value for c in at.code)
+
+
+def test_a_tracker_tag_is_captioned_with_the_key_it_was_logged_under(tmp_path):
+    """The importer keeps the key behind each name (run.json summary.logged_as); the caption quotes it."""
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+    from dashboard.runs import Run, caption
+    from dynamics.runs.imports import import_file
+    from dynamics.runs.store import read_meta
+    with SummaryWriter(str(tmp_path / "tb_mlp")) as w:
+        for s in range(3):
+            for i in range(2):
+                w.add_scalar(f"layer{i}/grad_norm", 1.0 + i + s, s)
+            w.add_scalar("h_sq/1", 2.0, s)
+            w.add_scalar("train/loss", 1.0 / (1 + s), s)
+    res = import_file(tmp_path / "tb_mlp", tmp_path / "out")
+    logged = res.summary["logged_as"]
+    assert logged == {"grad_norm": "layer<ℓ>/grad_norm", "h_sq": "h_sq/<ℓ>"}  # train/loss is its own name
+    run = Run("tb_mlp", "user", str(res.run_dir), read_meta(res.run_dir))
+    text = caption("grad_norm", [run])
+    assert "layer<ℓ>/grad_norm" in text and "TensorBoard" in text and "tb_mlp" in text
+    assert "not computed by dynamics" in caption("h_sq", [run])  # our metric's name, not our meaning

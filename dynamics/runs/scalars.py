@@ -76,6 +76,14 @@ class Builder:
         return Scalars(c["step"], c["layer"], c["metric"], c["value"], metrics, c.get("stderr"))
 
 
+class MetricNames(list):
+    """Metric names with the key each was logged under (`logged_as`: `layer_<ℓ>/h_sq` for h_sq), for captions."""
+
+    def __init__(self, names=(), logged_as: dict[str, str] | None = None) -> None:
+        super().__init__(names)
+        self.logged_as = dict(logged_as or {})
+
+
 def keyed(names: list[str], split: Callable[[str], tuple[int, str]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Logged keys -> (layer per key int16, metric code per key int32, metric names), by the naming rule
     `split`. Two keys that name one (layer, metric) (`layer_3/h_sq` and `h_sq/3`) are refused: their values
@@ -91,7 +99,10 @@ def keyed(names: list[str], split: Callable[[str], tuple[int, str]]) -> tuple[np
     if big := [ell for ell, _ in pairs if ell >= 2 ** 15]:
         raise fail(f"layer {big[0]} is not an integer in -1..{2 ** 15 - 1} (the layers limit)")
     layer = np.array([ell for ell, _ in pairs], dtype=np.int16)
-    return layer, np.array([code[m] for _, m in pairs], dtype=np.int32), metrics
+    named = MetricNames(metrics)
+    for n, (ell, m) in zip(names, pairs):  # the logged key of each metric, its layer written <ℓ>
+        named.logged_as.setdefault(m, re.sub(rf"(?<!\d){ell}(?!\d)", "<ℓ>", n, count=1) if ell >= 0 else n)
+    return layer, np.array([code[m] for _, m in pairs], dtype=np.int32), named
 
 
 def _names(sc: Scalars, max_metrics: int) -> None:
@@ -113,7 +124,9 @@ def _names(sc: Scalars, max_metrics: int) -> None:
         np.searchsorted(np.array(names, dtype=object), np.array(clean, dtype=object))
     for s in _slices(len(sc.metric)):
         sc.metric[s] = remap[sc.metric[s]]
-    sc.metrics = names
+    logged = getattr(sc.metrics, "logged_as", {})
+    sc.metrics = MetricNames(names, {c: logged[str(sc.metrics[i])] for i, c in zip(used, clean)
+                                     if str(sc.metrics[i]) in logged})
 
 
 def _slices(n: int, size: int = CHUNK):
@@ -150,7 +163,12 @@ def to_table(sc: Scalars, limits, later_wins: tuple[str, str] | None = None, ski
     sc.value = sc.stderr = None
     box = list(_dedupe(key, value, stderr, later_wins, skip, (smin, ranks, L, M, lmin, sc.metrics)))
     del key, value, stderr  # _decode drops the key as soon as it is unpacked
-    return _decode(box, (smin, ranks, L, M, lmin), sc.metrics, limits)
+    table, summ = _decode(box, (smin, ranks, L, M, lmin), sc.metrics, limits)
+    logged = getattr(sc.metrics, "logged_as", {})
+    kept = [m for m in summ["per_layer_metrics"] + summ["network_scalars"] if logged.get(m, m) != m]
+    if kept:  # the keys behind the names (a tracker's tags), for the pages' captions
+        summ["logged_as"] = {m: logged[m] for m in kept[:1000]}
+    return table, summ
 
 
 def _sort(key: np.ndarray, n: int, span: int, value, stderr):

@@ -25,6 +25,7 @@ from typing import Sequence
 
 import streamlit as st
 
+from dashboard.live import follow
 from dashboard.settings import OWN_RUNS, UPLOADED_ROOTS, hosted
 from dashboard.state import seed_widget, set_url
 from dynamics.figures import LIMIT_COLOUR, PALETTE
@@ -200,13 +201,15 @@ def _note_folders(runs: Sequence) -> None:
 def pick_runs(page: str, runs: Sequence, default_count: int = 3, default: list[str] | None = None) -> list:
     """Sidebar multiselect of `runs` (this page's candidates), mirrored in ?runs= and in the session's
     selection (see the module docstring for the order). Default: `default` (labels) if given, else the newest
-    `default_count` of the user's own runs, else bundled runs one config field apart (one_field_apart), else the first
+    `default_count` of the user's own runs, else (for fewer than all) bundled runs one config field apart
+    (one_field_apart), else the first
     `default_count` runs, finite runs before limit runs."""
     runs = filter_runs(page, runs)
     key, labels = f"{page}.runs", [r.label for r in runs]
     if default is None:
-        default = newest_own(runs, default_count) or one_field_apart(
-            [r for r in runs if getattr(r, "source", "") == "bundled"], default_count) or [
+        few = default_count < len(runs)  # a page that wants all its runs (Scaling, Coord check) gets them all
+        default = newest_own(runs, default_count) or (few and one_field_apart(
+            [r for r in runs if getattr(r, "source", "") == "bundled"], default_count)) or [
             r.label for r in sorted(runs, key=lambda r: r.kind == "limit")][:default_count]
     shared = st.session_state.get(SELECTION, [])
     if key not in st.session_state:  # the page was just opened: a link's runs, else the session's, else default
@@ -235,6 +238,5 @@ def pick_runs(page: str, runs: Sequence, default_count: int = 3, default: list[s
     st.session_state[SELECTION] = chosen + [s for s in shared if s not in labels and s in found]
     by_label = {r.label: r for r in runs}
     picked = [by_label[c] for c in chosen]
-    from dashboard.live import follow  # here: live imports hosting, which the picker's tests need not load first
-    follow(page, picked)  # a chosen run still training redraws the page when it flushes
+    follow(page, picked)  # a chosen run still training redraws the page when it flushes (dashboard.live)
     return picked

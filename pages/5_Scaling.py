@@ -11,7 +11,6 @@ from dashboard.boot import start
 start("Scaling · dynamics")  # first: the browser loads charts meanwhile
 from dashboard import loaders as D, runs as R, widgets as W
 from dashboard.scaling_views import bundled_rates, bundled_transfer
-from dashboard.selection import newest_own
 from dashboard.sections import limit_missing, limits, matched_limit
 from dynamics.figures import error_scaling_figure, lr_transfer_figure
 from dynamics.paper.fits import THEORY_SLOPE, fit_groups
@@ -20,7 +19,7 @@ PAGE = "scaling_page"
 st.title("Scaling: rates and transfer")
 runs = R.load_runs(PAGE)
 finite = [r for r in runs if r.kind != "limit"]
-chosen = R.pick_runs(PAGE, finite, default=newest_own(finite, len(finite)) or [r.label for r in finite])  # all
+chosen = R.pick_runs(PAGE, finite, default_count=len(finite))  # all of them
 fmt = W.image_format(PAGE)
 problems = st.container()  # unreadable runs, said here once whichever panels follow (read after the first chart)
 

@@ -10,7 +10,6 @@ import streamlit as st
 from dashboard.boot import start
 start("Coord check · dynamics")  # first: the browser loads charts meanwhile
 from dashboard import coordcheck_views as V, runs as R, widgets as W
-from dashboard.selection import newest_own
 from dynamics.coordcheck import TOLERANCE
 from dynamics.coordcheck.figure import coord_figure, seed_means, slope_figure
 from dynamics.metrics import METRICS
@@ -19,7 +18,7 @@ PAGE = "coordcheck_page"
 st.title("Coord check: Θ(1) across width and depth")
 runs = R.load_runs(PAGE)
 finite = [r for r in runs if r.kind != "limit"]
-chosen = R.pick_runs(PAGE, finite, default=newest_own(finite, len(finite)) or [r.label for r in finite])  # all
+chosen = R.pick_runs(PAGE, finite, default_count=len(finite))  # all of them
 fmt = W.image_format(PAGE)
 ladders = V.ladders(chosen)
 if not ladders:

@@ -157,6 +157,20 @@ _IN_FLIGHT: list[dict] = []        # every background job this server started: t
 _CLAIM = threading.Lock()          # check-the-cap-and-register is one step across all sessions and both kinds
 
 
+def cap_refusal(cfg, doing: str, instead: str) -> str | None:
+    """The train cap as it binds a job a page starts for a run (a limit solve, a width ladder), in one line: off
+    when training is off, the run's depth and steps within train_cap(); None when they allow it. `doing` names
+    the job ("solving"), `instead` what to do on one's own machine ("run `python -m dynamics …`")."""
+    cap = train_cap()
+    if cap is None:
+        return f"{doing} from the page is off on this shared instance (training is off)"
+    for name, most in (("depth", cap[1]), ("steps", cap[2])):
+        if getattr(cfg, name) > most:
+            return (f"{name}={getattr(cfg, name)} is above this shared instance's cap {most}; {instead} on your own "
+                    "machine")
+    return None
+
+
 def busy() -> bool:
     """Are max_jobs() background jobs (training runs and limit solves together) in flight on this server?"""
     return running_jobs(_IN_FLIGHT) >= max_jobs()

@@ -98,13 +98,9 @@ def refusal(run: Run, cfg: RunConfig, seconds: float | None) -> str | None:
     """Why this ladder may not start from the page, in one line; None when it may."""
     if not hosting.hosted():
         return None
-    cap = hosting.train_cap()
-    if cap is None:
-        return "extrapolating from the page is off on this shared instance (training is off)"
-    for name, most in (("depth", cap[1]), ("steps", cap[2])):
-        if getattr(cfg, name) > most:
-            return (f"{name}={getattr(cfg, name)} is above this shared instance's cap {most}; run "
-                    f"`python -m dynamics limit --like RUN --method extrapolate` on your own machine")
+    if why := hosting.cap_refusal(cfg, "extrapolating",
+                                  "run `python -m dynamics limit --like RUN --method extrapolate`"):
+        return why
     if seconds is None or seconds > HOSTED_SECONDS:
         return (f"the ladder would take {'an unknown time' if seconds is None else f'about {seconds:.0f} s'}, over "
                 f"this shared instance's {HOSTED_SECONDS} s; run it on your own machine")
@@ -194,8 +190,8 @@ def extrapolate_section(page: str, run: Run | None, has_limit: bool) -> None:
             f"about {seconds / 60:.1f} min on this machine, scaled from this run's own "
             f"{run.meta['wall_seconds']:.0f} s at n = {run.config['width']} as n² (an upper bound at small widths)")
         st.caption(f"Trains this setting at n = {', '.join(map(str, widths))} × {seeds} seeds "
-                   f"({len(todo)} of {len(widths) * seeds} runs still to train; {cost}) and fits {fit_name(len(widths))} "
-                   "per metric, layer and step; the stderr band is the seed noise through the fit. Works for any of "
+                   f"({len(todo)} of {len(widths) * seeds} runs still to train; {cost}) and fits "
+                   f"{fit_name(len(widths))} per metric, layer and step; the stderr band is the seed noise through the fit. Works for any of "
                    "our runs: minibatch SGD, cross-entropy, image tasks, sp.")
         if hosting.hosted():
             st.caption(f"On this shared instance the ladder stops at the train cap's width {widths[-1]}: the fit "

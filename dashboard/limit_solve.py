@@ -97,13 +97,9 @@ def refusal(cfg: RunConfig, budget: float) -> str | None:
     if cfg.param == "sp":
         return "param sp has no particle limit (its width limit is the lazy kernel regime); pick a μP run"
     if hosting.hosted():
-        cap = hosting.train_cap()
-        if cap is None:
-            return "solving from the page is off on this shared instance (training is off)"
-        for name, most in (("depth", cap[1]), ("steps", cap[2])):
-            if getattr(cfg, name) > most:
-                return (f"{name}={getattr(cfg, name)} is above this shared instance's cap {most}; solve it with "
-                        f"`python -m dynamics limit --like RUN --out runs/` on your own machine")
+        if why := hosting.cap_refusal(cfg, "solving", "solve it with `python -m dynamics limit --like RUN --out "
+                                                     "runs/`"):
+            return why
         if budget > HOSTED_BUDGET:
             return f"this shared instance spends at most {HOSTED_BUDGET} s on a solve; pick a smaller budget"
         if hosting.busy():

@@ -23,15 +23,10 @@ from dynamics.runs.store import LAYER, STEP
 NONE = "(run)"
 
 
-def _config(run) -> dict:
-    cfg = getattr(run, "config", None)
-    return cfg if isinstance(cfg, dict) else {}
-
-
 def controls(page: str, chosen: Sequence) -> None:
     """The sidebar's "Average seeds" toggle (when some chosen runs differ only by seed) and "Colour by" choice
     (when the chosen runs differ in a field); stores this page load's grouping for apply() and restyle()."""
-    groups = seed_groups({r.label: _config(r) for r in chosen}, {r.label: r.kind for r in chosen})
+    groups = seed_groups({r.label: r.config for r in chosen}, {r.label: r.kind for r in chosen})
     merged: dict[str, str] = {}
     if groups:
         key = f"{page}.seeds"
@@ -52,7 +47,7 @@ def controls(page: str, chosen: Sequence) -> None:
     names, colours = style()
     by_label = {r.label: r for r in chosen}
     if colour_field != NONE:
-        colours = colours_by({lab: _config(r).get(colour_field) for lab, r in by_label.items()})
+        colours = colours_by({lab: r.config.get(colour_field) for lab, r in by_label.items()})
     out_names, out_colours = {}, {}
     for lab, group in merged.items():  # a group is named and coloured after its first member
         out_colours.setdefault(group, colours.get(lab))

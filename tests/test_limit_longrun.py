@@ -82,7 +82,7 @@ class _OldMatrix:
     """The pre-fix Matrix behind the current interface: it took the step t first in forward/backward/update
     (the solver passed it); here each matrix counts its own steps (one forward per step)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, track_learning=False, **kwargs):  # the old sampler had no a_learn (block 1 here)
         self._m = limit_oldsampler.Matrix(*args, **kwargs)
         self.fwd, self.bwd = self._m.fwd, self._m.bwd
         self._calls, self._t = 0, 0

@@ -36,6 +36,8 @@ Nb = Pp + P columns (C > 1: ĝ¹ at the probes on record steps, ĝ^χ at every i
 Two-layer blocks a = W1 φ(h)/√n, h += b W2 φ(a)/√n: each W is its own `sampler.Matrix` (own histories, own D).
 Backward: ĝ_a = φ'(a) ⊙ W2ᵀĝ_ℓ/√n, ĝ_{ℓ−1} = ĝ_ℓ + b φ'(h_{ℓ−1}) ⊙ W1ᵀĝ_a/√n; updates ΔW2/√n = ηγ0 b Σ χ ĝ_ℓ φ(a)ᵀ/n
 and ΔW1/√n = K^α ηγ0 b Σ χ ĝ_a φ(h)ᵀ/n (the finite model's raw LR × L^α on the first inner layer, on the grid).
+a_learn, the first inner layer's own feature learning, is the mean square over particles and probes of that
+layer's drift ΔW1 φ(h)/√n = b Q_Bᵀ D a, the part of a that W1's update (not its input's movement) drives.
 """
 from __future__ import annotations
 
@@ -92,7 +94,8 @@ def estimate_bytes(particles: int, grid: int, steps: int, inputs: int, probes: i
     T, P, M, K = steps + 1, inputs, particles, grid
     Nb = backward_columns(inputs, probes, outputs)
     hist = block * K * (2 * M * T * (P + Nb) + replicas * T * T * P * Nb)
-    live = (K + 1) * M * (2 * P + Nb + 2 * probes) * block + 12 * M * (P + Nb) + M * outputs
+    live = ((K + 1) * M * (2 * P + Nb + 2 * probes) * block + 12 * M * (P + Nb) + M * outputs
+            + (block - 1) * K * M * P)                                   # two-layer blocks: W1's ΔW φ/√n (a_learn)
     return itemsize * (hist + live)
 
 
@@ -184,7 +187,8 @@ class _Solver:
         coupled, trained = coupling == "full", set(cfg.trained)
         self.coupled = coupled
         inner = K ** cfg.inner_lr_exponent if cfg.block == 2 else 1.0    # first inner layer's LR × L^α
-        self.W1 = [Matrix(R, m, T, self.P, self.Nb, self.lr * inner, coupled, self.b, kw) for _ in range(K)]
+        self.W1 = [Matrix(R, m, T, self.P, self.Nb, self.lr * inner, coupled, self.b, kw,
+                          track_learning=cfg.block == 2) for _ in range(K)]
         self.W2 = ([Matrix(R, m, T, self.P, self.Nb, self.lr, coupled, self.b, kw) for _ in range(K)]
                    if cfg.block == 2 else None)
         self.trained = trained
@@ -193,22 +197,25 @@ class _Solver:
         return torch.randn(self.R, self.m, cols, generator=self.gen, **self.kw)
 
     def forward(self):
-        """Features h_0..h_K (K+1, R, m, P), readout features ψ, inner pre-activations a (K, ...) or None,
-        and each matrix's forward coordinates α."""
+        """Features h_0..h_K (K+1, R, m, P), readout features ψ, inner pre-activations a (K, ...) or None
+        with their update-driven parts ΔW_ℓ,1 φ(h_ℓ−1)/√n (K, R, m, Pp at the probes) or None, and each
+        matrix's forward coordinates α."""
         act, P = self.cfg.act, self.P
         h = self.U @ self.X.T / math.sqrt(self.X.shape[1])               # (R, m, P)
-        hs, a_s, alphas = [h], [], []
+        hs, a_s, learned, alphas = [h], [], [], []
         for ell in range(self.K):
             z, al = self.W1[ell].forward(phi(h, act), self._eps(P))
             alphas.append([al])
             if self.W2 is not None:
                 a_s.append(z)
+                learned.append(self.W1[ell].learned[..., :self.Pp])
                 z, al2 = self.W2[ell].forward(phi(z, act), self._eps(P))
                 alphas[-1].append(al2)
             h = (h if self.skip else 0.0) + self.b * z
             hs.append(h)
         psi = phi(h, act) if self.cfg.readout == "phi" else h
-        return torch.stack(hs), psi, (torch.stack(a_s) if a_s else None), alphas
+        inner = (torch.stack(a_s), torch.stack(learned)) if a_s else None
+        return torch.stack(hs), psi, inner, alphas
 
     def top(self, hs: Tensor, chi: Tensor, record: bool) -> Tensor:
         """ĝ_K columns (R, m, Nb): v_1 φ'(h_K) at every input (C = 1), or [v_1 φ'(h_K) at the probes on record
@@ -274,7 +281,8 @@ class _Solver:
         cfg, rec = self.cfg, Records(self)
         fs, status = [], "complete"
         for t in range(self.T):
-            hs, psi, a_s, alphas = self.forward()
+            hs, psi, inner, alphas = self.forward()
+            a_s = inner[0] if inner is not None else None
             if t == 0:
                 self.f0_sum = psi.mT @ self.v
             f = self.output(psi)                                          # (R, P, C)
@@ -288,7 +296,7 @@ class _Solver:
             if record or t < cfg.steps:
                 gs, betas = self.backward(hs, a_s, self.top(hs, chi, record))
             if record:
-                rec.record(t, hs, gs, f, a_s)
+                rec.record(t, hs, gs, f, inner)
             if t < cfg.steps and cfg.trained:
                 self.update(chi, psi, gs, alphas, betas)
             if on_step is not None:

@@ -54,13 +54,16 @@ class Records:
         self._add("metrics", step=t, layer=store.NETWORK_LAYER, metric=name, value=[v.mean()],
                   stderr=[0.0 if exact else v.std(ddof=1) / math.sqrt(len(v))])
 
-    def record(self, t: int, hs: Tensor, gs: Tensor, f: Tensor, a_s: Tensor | None) -> None:
+    def record(self, t: int, hs: Tensor, gs: Tensor, f: Tensor, inner: tuple[Tensor, Tensor] | None) -> None:
         """hs (K+1, R, m, P) features, gs (K+1, R, m, Nb) backward columns (the first Pp are ĝ of the first
-        output at the probes), f (R, P, C), a_s (K, R, m, P) inner pre-activations of two-layer blocks."""
+        output at the probes), f (R, P, C); two-layer blocks: inner = (a (K, R, m, P) inner pre-activations,
+        their update-driven parts ΔW_ℓ,1 φ(h_ℓ−1)/√n (K, R, m, Pp)), whose mean square is a_learn."""
         s, Pp, K = self.s, self.s.Pp, self.s.K
+        a_s, learned = inner if inner is not None else (None, None)
         states = [PR.ProbeState(h=hs[:, r, :, :Pp].mT, g_hat=gs[:, r, :, :Pp].mT,
                                 phi_h=phi(hs[:, r, :, :Pp].mT, s.cfg.act),
-                                a=None if a_s is None else a_s[:, r, :, :Pp].mT, f=f[r, :Pp])
+                                a=None if a_s is None else a_s[:, r, :, :Pp].mT, f=f[r, :Pp],
+                                a_learn=None if learned is None else learned[:, r].pow(2).mean(dim=(1, 2)))
                   for r in range(s.R)]
         if t == 0:
             self.s0 = states
@@ -110,6 +113,7 @@ class Records:
         res["diversity"] = (div, np.zeros(K), 1)
         if self.s.cfg.block == 2:
             res["a_move"] = (np.zeros(K), np.zeros(K), 1)
+            res["a_learn"] = (np.zeros(K), np.zeros(K), 1)
         return res
 
     def result(self, f: Tensor, status: str) -> LimitResult:

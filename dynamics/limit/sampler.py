@@ -122,12 +122,12 @@ def _comb(Q: Tensor, c: Tensor) -> Tensor:
 
 
 def _query(side: _Side, other: _Side, x: Tensor, eps: Tensor, couple: bool,
-           drift: Callable[[Tensor], Tensor] | None) -> tuple[Tensor, Tensor]:
-    """Answer of the matrix for new queries x (R, m, P) given its past directions, and the coordinates of x
-    in its basis (R, n + k, P) after it appended the k ≤ P new directions some replica keeps. `other` holds
-    the transposed matrix's queries: with couple=True they add the coupling and project ε; couple=False is
-    the decoupled case. drift(a) gives the update's coefficients on other's rows (R, other.n, P), added in
-    the same pass over other's basis."""
+           drift: Callable[[Tensor], Tensor] | None) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Answer of the matrix at initialisation for new queries x (R, m, P) given its past directions, the
+    update's part ΔW x/√n (None before any update), and the coordinates of x in its basis (R, n + k, P) after
+    it appended the k ≤ P new directions some replica keeps. `other` holds the transposed matrix's queries: with
+    couple=True they add the coupling and project ε; couple=False is the decoupled case. drift(a) gives the
+    update's coefficients on other's rows (R, other.n, P), computed in the same pass over other's basis."""
     m, n, n_other = x.shape[1], side.n, other.n
     Q, Z = side.Q, side.Z                                              # (R, n, m)
     a = _coords(Q, x) / m                                              # (R, n, P)
@@ -161,7 +161,7 @@ def _query(side: _Side, other: _Side, x: Tensor, eps: Tensor, couple: bool,
     if not bool(new.all()):
         Qn, Zn, Rn = Qn[..., new], Zn[..., new], Rn[:, new]
     side.append(Qn, Zn)
-    return (msg if extra is None else msg + extra), torch.cat([a, Rn], dim=1)
+    return msg, extra, torch.cat([a, Rn], dim=1)
 
 
 class Matrix:
@@ -171,30 +171,38 @@ class Matrix:
     and `bwd` (at most P and Nb per step; none for a query already in the span). D (R, bwd.n, fwd.n) holds
     ΔW/(b√n) in the (bwd, fwd) bases: ΔW u/√n = b Q_Bᵀ D a and ΔWᵀ g/√n = b Q_Aᵀ Dᵀ (Q_B·g/m). `lr` is ηγ0
     times the matrix's own LR factor (L^α for the first inner layer of a two-layer block, else 1). Buffers
-    start at `start` steps' worth of rows and grow on demand, up to T steps' worth."""
+    start at `start` steps' worth of rows and grow on demand, up to T steps' worth. With track_learning, each
+    forward keeps its update-driven part ΔW u/√n in `learned` (the first inner layer's a_learn)."""
 
     def __init__(self, R: int, m: int, T: int, P: int, Nb: int, lr: float, coupled: bool, b: float, kw: dict,
-                 start: int = 4):
+                 start: int = 4, track_learning: bool = False):
         s = min(T, start)
         self.fwd = _Side(R, m, s * P, T * P, kw)
         self.bwd = _Side(R, m, s * Nb, T * Nb, kw)
         self._D = _Grow(R, s * Nb, s * P, T * Nb, T * P, kw)
         self.P, self.Nb, self.lr, self.coupled, self.b = P, Nb, lr, coupled, b
+        self.track_learning, self.learned = track_learning, None
 
     @property
     def D(self) -> Tensor:
         return self._D.reserve(self.bwd.n, self.fwd.n)[:, :self.bwd.n, :self.fwd.n]
 
     def forward(self, u: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-        """W(t) u/√n for u (R, m, P) at the current step (before its backward) and u's coordinates α."""
+        """W(t) u/√n for u (R, m, P) at the current step (before its backward) and u's coordinates α. The
+        update's own part ΔW u/√n stays in `learned` until the next forward when track_learning is set (zero
+        before any update): a_learn of a two-layer block's first inner layer is its mean square."""
         D, b = self.D, self.b
-        return _query(self.fwd, self.bwd, u, eps, self.coupled, lambda a: b * (D @ a))
+        msg, extra, coords = _query(self.fwd, self.bwd, u, eps, self.coupled, lambda a: b * (D @ a))
+        if self.track_learning:
+            self.learned = torch.zeros_like(msg) if extra is None else extra
+        return (msg if extra is None else msg + extra), coords
 
     def backward(self, g: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         """W(t)ᵀ g/√n (W̃(0) + ΔW when uncoupled) for g (R, m, Nb) after the step's forward; g's coordinates β.
         D's columns for the step's new forward directions are still zero (the update comes after)."""
         D, b = self.D.mT, self.b
-        return _query(self.bwd, self.fwd, g, eps, self.coupled, lambda a: b * (D @ a))
+        msg, extra, coords = _query(self.bwd, self.fwd, g, eps, self.coupled, lambda a: b * (D @ a))
+        return (msg if extra is None else msg + extra), coords
 
     def update(self, alpha: Tensor, beta: Tensor, weights: Tensor) -> None:
         """ΔW/(b√n) += lr Σ_{j,μ} w_jμ g_j φ_μᵀ/n: D += lr β w αᵀ, weights w (R, Nb, P) = how much of backward

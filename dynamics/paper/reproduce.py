@@ -7,8 +7,8 @@ dynamics.paper.experiments, fitted on the excess over chance, and the feature–
 a widths × depths × seeds grid against NFD limit runs, coupling full (reused) and none (decoupled), with the
 joint fit err ≈ a·n^−p + b·L^−q; (4) reused vs decoupled twins (plain / μP / depth-μP, full batch, the digits
 images) and the limit engine's noise-free gap over depth grids K, on the teacher task and on the digits images
-with cross-entropy; (5) two-layer blocks: a_move vs depth at several widths and inner-LR exponents, and the
-limit's a_move vs the depth grid K for α = 0 and α = 1; (6) learning-rate transfer, depth-μP against μP. Each
+with cross-entropy; (5) two-layer blocks: the inner layer's own learning a_learn and its whole movement a_move
+vs depth at several widths and inner-LR exponents, and the limit's vs the depth grid K for α = 0, 1/2, 1; (6) learning-rate transfer, depth-μP against μP. Each
 writes its runs under OUT/runs/ (complete runs are reused, so a rerun resumes), a tidy
 OUT/points-<name>.parquet, and its claims (dynamics.paper.verdicts documents the fields): every figure in
 claims.json is recomputed from its points file by `verdicts.recompute` with the claim's `method`, so
@@ -38,7 +38,7 @@ PROFILES = ("cpu", "gpu", "smoke")
 _SIZES = {  # profile -> sizes of the claims built here; the coupling/gia sweeps use experiments._SIZES
     "smoke": dict(widths=[16, 32, 64], depth=2, seeds=2, cont_depths=[2, 4, 8, 16], fig_widths=[16, 32],
                   fig_depths=[1, 2, 4], fig_seeds=2, train_steps=1, particles=32, ref_grid=8, block_width=16,
-                  block_widths=[16, 32], block_depths=[1, 2, 4], block_seeds=2, alphas=[0.0, 1.0], block_steps=2,
+                  block_widths=[16, 32], block_depths=[1, 2, 4], block_seeds=2, alphas=[0.0, 0.5, 1.0], block_steps=2,
                   lrs=[0.1, 0.3, 1.0], lr_depths=[1, 2, 4], lr_steps=2, lr_seeds=2),
     "cpu": dict(widths=[64, 128, 256, 512, 1024], depth=8, seeds=6, cont_depths=[4, 8, 16, 32, 64, 128],
                 fig_widths=[64, 128, 256, 512], fig_depths=[2, 4, 8, 16], fig_seeds=3, train_steps=5,

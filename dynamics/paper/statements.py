@@ -38,6 +38,12 @@ _FIG2 = "Fig. 2: only under depth-μP do reused and decoupled backward come toge
 _TRANSFER = "abstract: depth-μP transfers hyperparameters across depth"
 _BLOCKS = "abstract: two-layer blocks lose internal feature learning as L grows unless the inner learning rate " \
           "is corrected"
+_COLLAPSE = "arXiv 2512.21075v1: with two-layer blocks the first internal layer's own feature learning collapses " \
+            "like 1/√L (a_learn, a squared norm: L^-1)"
+_CORRECTED = "arXiv 2512.21075v1: the depth-aware inner rate η₁ = η_c·n·√L (α = 1/2) keeps the first internal " \
+             "layer's feature learning as L grows"
+_OVER = "our power counting, not the paper's (docs/theory.md §7): α = 1 over-corrects, a_learn ∝ L^(2α−1) grows " \
+        "with depth faster than at α = 1/2"
 
 # the paper's statements in a few words: the claims testing one statement share its group
 G_INIT, G_SURV, G_L2, G_ACC = ("coupling at init: O(1/n)", "coupling survives n → ∞", "coupling term O(L^-2)",
@@ -88,6 +94,13 @@ STATEMENTS: dict[str, Statement] = {
     "blocks-limit-alpha1": Statement("contrast", _BLOCKS + ": the correction α = 1 keeps a_move growing faster "
                                                            "with K than α = 0 (in the limit)", 1.0,
                                      against={"alpha": 0.0}, group=G_BLOCKS),
+    "blocks-alearn": Statement("rate", _COLLAPSE + " (α = 0)", -1.0, group=G_BLOCKS),
+    "blocks-alearn-alpha-half": Statement("persists", _CORRECTED, group=G_BLOCKS),
+    "blocks-alearn-alpha1": Statement("contrast", _OVER, 1.0, against={"alpha": 0.5}, group=G_BLOCKS),
+    "blocks-limit-alearn-alpha0": Statement("rate", _COLLAPSE + " (α = 0, in the limit)", -1.0, group=G_BLOCKS),
+    "blocks-limit-alearn-alpha-half": Statement("persists", _CORRECTED + " (in the limit)", group=G_BLOCKS),
+    "blocks-limit-alearn-alpha1": Statement("contrast", _OVER + " (in the limit)", 1.0, against={"alpha": 0.5},
+                                            group=G_BLOCKS),
     "lr-transfer": Statement("rate", _TRANSFER + ": the best learning rate does not move with depth (unlike "
                                                  "width-only μP)", 0.0, group=G_LR),
 }

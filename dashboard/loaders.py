@@ -292,22 +292,51 @@ def final_values(runs: Sequence, metric: str, last: float = 0.1) -> tuple[pd.Dat
     return pd.DataFrame(rows, columns=[RUN, "lr", "width", "depth", "seed", "status", metric]), errors
 
 
+def depth_means(runs: Sequence, metric: str, fields: Sequence[str] = ()) -> tuple[pd.DataFrame, list[str]]:
+    """A per-layer metric reduced to one number per run: its mean over the recorded layers at the run's last
+    recorded step of it (the Scaling page's "against depth" view). Columns run, depth, width, seed, step, value
+    and each of `fields` from the run's config; runs without the metric are left out."""
+    rows, errors = [], []
+    for r in runs:
+        try:
+            g = grid(r.path, mtime(r.path), metric)
+        except RunFormatError as e:
+            errors.append(f"`{r.label}`: {e}")
+            continue
+        vals = g[VALUE]
+        done = np.flatnonzero(np.isfinite(vals).any(axis=1)) if vals.size else []
+        if not len(done):
+            continue
+        last = int(done[-1])
+        rows.append({RUN: r.label, "depth": depth_of(r), "width": r.config.get("width"), "seed": r.config.get("seed"),
+                     STEP: int(g["steps"][last]), VALUE: float(np.nanmean(vals[last])),
+                     **{f: r.config.get(f) for f in fields if f not in ("depth", "width", "seed")}})
+    cols = [RUN, "depth", "width", "seed", STEP, VALUE, *[f for f in fields if f not in ("depth", "width", "seed")]]
+    return pd.DataFrame(rows, columns=cols), errors
+
+
 TRANSFER_FREE = ("lr", "depth", "seed", "device", "dtype", "record_every", "test_every", "probes",
                  "record_coupling", "coupling_window")
+
+
+def family(runs: Sequence, free: Sequence[str], spread: Sequence[str]) -> tuple[list, int]:
+    """The runs that form one family: the same config apart from the `free` fields, the family with the most
+    distinct combinations of the `spread` fields. Returns (runs, families found)."""
+    import json
+    fams: dict[str, list] = {}
+    for r in runs:
+        key = json.dumps({k: v for k, v in r.config.items() if k not in free}, sort_keys=True, default=str)
+        fams.setdefault(key, []).append(r)
+    if not fams:
+        return [], 0
+    best = max(fams.values(), key=lambda fam: len({tuple(r.config.get(f) for f in spread) for r in fam}))
+    return best, len(fams)
 
 
 def transfer_family(runs: Sequence) -> tuple[list, int]:
     """The runs that form one learning-rate-transfer family: same config apart from TRANSFER_FREE (lr, depth,
     seed, bookkeeping), the family with the most distinct (depth, lr) pairs. Returns (runs, families found)."""
-    import json
-    fams: dict[str, list] = {}
-    for r in runs:
-        key = json.dumps({k: v for k, v in r.config.items() if k not in TRANSFER_FREE}, sort_keys=True, default=str)
-        fams.setdefault(key, []).append(r)
-    if not fams:
-        return [], 0
-    best = max(fams.values(), key=lambda fam: len({(r.config.get("depth"), r.config.get("lr")) for r in fam}))
-    return best, len(fams)
+    return family(runs, TRANSFER_FREE, ("depth", "lr"))
 
 
 @st.cache_data(max_entries=256, show_spinner=False)

@@ -1,6 +1,8 @@
-"""The Scaling page's fall-back on the bundled reproduce points: when the chosen runs do not span two widths or
-depths (or two learning rates per depth), the page shows the rates and the transfer measured by
-`python -m dynamics reproduce` from its points files (dashboard.evidence) instead of an empty chart.
+"""The Scaling page's views beyond the error panels: a per-layer metric against depth from the chosen runs
+(`against_depth`: one line per α or other varying field, seeds averaged, fitted slopes), and the fall-back on the
+bundled reproduce points: when the chosen runs do not span two widths or depths (or two learning rates per depth),
+the page shows the rates, the metric against depth and the transfer measured by `python -m dynamics reproduce`
+from its points files (dashboard.evidence) instead of an empty chart.
 """
 from __future__ import annotations
 
@@ -90,5 +92,96 @@ def bundled_transfer(page: str, fmt: str) -> bool:
         W.show_chart(lr_transfer_figure(shown, y=loss, title=f"{loss} vs learning rate, per depth (bundled points; "
                                         "★ = best, × = diverged)"), shown, f"{loss}_vs_lr_bundled",
                      key=f"{page}.lr_bundled", fmt=fmt)
+        return True
+    return False
+
+
+# a metric's power counting in L, where the theory gives one (docs/theory.md §2, §7), for the caption
+POWER = {"a_learn": "power counting (docs/theory.md §7): a_learn ∝ L^(2α−1) in α = inner_lr_exponent, i.e. slope "
+                    "−1 at α = 0, 0 at α = 1/2, +1 at α = 1",
+         "a_move": "a_move also holds the input-driven part W_ℓ,1(0)Δφ(h_ℓ−1)/√n, Θ(1) in L (docs/theory.md §7)"}
+_NOT_GROUPS = ("depth", "seed")
+MIN_DEPTHS = 3  # a slope with an interval
+
+
+def against_depth(page: str, runs: list, fmt: str) -> None:
+    """One per-layer metric reduced to its mean over blocks at each run's last recorded step, against depth L on
+    log-log axes: one colour per value of a config field that varies among the runs (α first), seeds averaged,
+    a fitted slope with its 95% bootstrap interval per colour, for the setting (the same config apart from depth,
+    seed and that field) with the most depths. With fewer than MIN_DEPTHS depths there, the bundled reproduce
+    points of two-layer blocks stand in (a_learn, else a_move, one line per α: bundled_against_depth)."""
+    from dashboard import loaders as D
+    from dashboard.selection import varying
+    fields = [f for f in varying(runs) if f not in _NOT_GROUPS and f not in D.TRANSFER_FREE]
+    order = sorted(fields, key=lambda f: (f != "inner_lr_exponent", f != "width"))
+    by = W.choose(page, "by", "One line per", order, order[0]) if order else None
+    free = (*D.TRANSFER_FREE, *([by] if by else []))
+    fam, n_fam = D.family(runs, [f for f in free if f != "lr"], ("depth", by) if by else ("depth",))
+    if len({D.depth_of(r) for r in fam}) < MIN_DEPTHS:
+        st.caption(f"The chosen runs hold fewer than {MIN_DEPTHS} depths in one setting, so they make no panel; "
+                   "depths from a sweep would: `python -m dynamics sweep --grid 'depth=2,4,8,16 seed=0,1,2 "
+                   "inner_lr_exponent=0,0.5,1' --set block=2 --out runs/`.")
+        if not bundled_against_depth(page, fmt):
+            st.info("No runs at several depths among the chosen runs or the bundled points.")
+        return
+    catalog, errors = R.metric_catalog(fam)
+    layered = [m for m, (net, _) in catalog.items() if not net]
+    if not layered:
+        return
+    metric = W.choose(page, "against", "Metric (mean over blocks, last step)", layered,
+                      "a_learn" if "a_learn" in layered else ("h_move" if "h_move" in layered else layered[0]))
+    if n_fam > 1:
+        st.caption(f"The chosen runs form {n_fam} settings (apart from depth, seed and {by or 'nothing else'}); "
+                   f"showing the one with the most depths ({len(fam)} runs). Pick runs in the sidebar to change it.")
+    pts, more = D.depth_means(fam, metric, [by] if by else [])
+    R.show_problems(errors + more)
+    if pts.empty:
+        st.caption(f"None of the chosen runs recorded `{metric}`.")
+        return
+    if by is None:
+        by = "setting"
+        pts = pts.assign(setting="all")
+    _against_chart(page, fmt, pts, by, metric, "")
+
+
+def _against_chart(page: str, fmt: str, pts: pd.DataFrame, by: str, metric: str, source: str) -> None:
+    """Seed means per (by, depth) of pts' `value`, one fitted line per value of `by`, and the caption."""
+    from dynamics.figures import error_scaling_figure
+    from dynamics.paper.fits import fit_groups
+    means = (pts[pts["value"] > 0].groupby([by, "depth"], as_index=False)
+             .agg(value=("value", "mean"), seeds=("value", "size")))
+    fits = fit_groups(means, "depth", "value", by, n_boot=1000, seed=0)
+    seeds = int(means["seeds"].max()) if len(means) else 0
+    W.show_chart(error_scaling_figure(means, fits, x="depth", group=by, theory_slope=None, y="value",
+                                      title=f"{metric} against depth (mean over blocks at the last step; "
+                                            f"{seeds} seed(s) averaged{source})",
+                                      y_title=f"{metric}, mean over blocks"),
+                 means, f"{metric}_vs_depth", key=f"{page}.against", fmt=fmt)
+    note = POWER.get(metric)
+    st.caption("Fitted log-log slope per line with its 95% bootstrap interval (over depths). "
+               + (note + "." if note else ""))
+
+
+def bundled_against_depth(page: str, fmt: str) -> bool:
+    """a_learn (else a_move) of two-layer blocks against depth from the bundled reproduce points, one line per α
+    at the width its claims read (seeds averaged, a fitted slope per α); False when the bundle has none."""
+    path, claims = _claims()
+    for y in ("a_learn", "a_move"):
+        c = next((c for c in claims if c.get("y") == y and c.get("x") == "depth" and "width" in (c.get("where") or {})),
+                 None)
+        if c is None:
+            continue
+        try:
+            rows, others = E.points(path, c)
+        except (OSError, ValueError, KeyError):
+            continue
+        df = pd.concat([rows, others])
+        width = c["where"]["width"]
+        df = df[(df["width"] == width)].rename(columns={y: "value"}).assign(inner_lr_exponent=lambda d: d["alpha"])
+        if df.empty or df["depth"].nunique() < 2:
+            continue
+        st.caption(f"From the bundled points of `{c['id']}` and its sibling claims (`python -m dynamics "
+                   f"reproduce`): finite two-layer-block nets at width {width}, one line per inner-LR exponent α.")
+        _against_chart(page, fmt, df, "inner_lr_exponent", y, f", bundled points at n = {width}")
         return True
     return False

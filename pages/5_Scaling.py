@@ -1,6 +1,7 @@
 """Scaling page: rates and transfer. Log-log finite-vs-limit error against width n and depth L, with fitted
-slopes and 95% bootstrap intervals (dynamics.paper.fits) beside the theory's slope −1 (errors ∝ 1/n, ∝ 1/L);
-and hyperparameter transfer: final loss against learning rate, one curve per depth (under depth-μP the best
+slopes and 95% bootstrap intervals (dynamics.paper.fits) beside the theory's slope −1 (errors ∝ 1/n, ∝ 1/L); a
+per-layer metric against depth L (mean over blocks at the last step, one line per α or another varying field, e.g.
+a_learn of two-layer blocks against its power counting L^(2α−1)); and hyperparameter transfer: final loss against learning rate, one curve per depth (under depth-μP the best
 learning rate should stay put as L grows). When the chosen runs cannot make a panel, the page shows the same
 views from the bundled reproduce points (dashboard.scaling_views) and says which runs would make it from runs.
 The view lives in the URL.
@@ -10,7 +11,7 @@ import streamlit as st
 from dashboard.boot import start
 start("Scaling · dynamics")  # first: the browser loads charts meanwhile
 from dashboard import loaders as D, runs as R, widgets as W
-from dashboard.scaling_views import bundled_rates, bundled_transfer
+from dashboard.scaling_views import against_depth, bundled_rates, bundled_transfer
 from dashboard.sections import limit_missing, limits, matched_limit
 from dynamics.figures import error_scaling_figure, lr_transfer_figure
 from dynamics.paper.fits import THEORY_SLOPE, fit_groups
@@ -61,6 +62,9 @@ if not panels:
                "plus `python -m dynamics limit --like <run> --out runs/`.")
     if not bundled_rates(PAGE, fmt) and not lims:
         limit_missing(chosen[0] if chosen else None)
+
+st.subheader("A metric against depth")
+against_depth(PAGE, chosen, fmt)
 
 st.subheader("Learning-rate transfer across depths")
 family, n_families = D.transfer_family(chosen)

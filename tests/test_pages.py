@@ -209,8 +209,9 @@ def _bundled_rate_groups() -> dict[str, list[str]]:
 
 def _bundled_scaling_charts() -> int:
     """Scaling on the bundled runs (no sweep among them) falls back on the reproduce points: the charts of the
-    first tab of error-rate claims (one per claim) and one of loss vs learning rate."""
-    return len(next(iter(_bundled_rate_groups().values()))) + 1
+    first tab of error-rate claims (one per claim), one of a_learn (or a_move) against depth per α and one of
+    loss vs learning rate."""
+    return len(next(iter(_bundled_rate_groups().values()))) + 2
 
 
 @pytest.mark.parametrize("hosted", ["0", "1"])
@@ -237,7 +238,9 @@ def test_every_page_renders_the_bundled_runs(data_env, page, charts, hosted, mon
             at.session_state["scaling_page.rates"] = label
             at.run()
             assert not at.exception, [e.value for e in at.exception]
-            assert [t.split(":")[0] for t in _titles(at)[:-1]] == ids, label
+            assert [t.split(":")[0] for t in _titles(at)[:-2]] == ids, label
+            assert _titles(at)[-2].startswith(("a_learn against depth", "a_move against depth"))
+            assert "bundled points" in _titles(at)[-2]
             assert _titles(at)[-1].startswith("loss vs learning rate") and len(_charts(at)[-1]["data"]) >= 4
 
 

@@ -140,6 +140,36 @@ def test_rerun_reuses_runs(smoke, monkeypatch):
 
 
 @pytest.mark.slow
+def test_bundle_holds_each_claims_span_and_replaces_the_old_one(smoke, tmp_path, capsys):
+    """--bundle DEST: claims, points and per claim the first seed's runs across its x values (plus each limit
+    run's finite twin); a stale file of an earlier bundle is gone; DEST = OUT is refused before any work."""
+    from dashboard import evidence
+    from dynamics.paper.bundle import claim_runs
+    out, doc, _ = smoke
+    dest = tmp_path / "bundle"
+    (dest / "runs" / "stale").mkdir(parents=True)
+    assert main(["reproduce", "--profile", "smoke", "--out", str(out), "--rejudge", "--bundle", str(dest)]) == 0
+    assert "bundle: " in capsys.readouterr().out and not (dest / "runs" / "stale").exists()
+    got = json.loads((dest / CLAIMS_JSON).read_text())
+    assert [c["id"] for c in got["claims"]] == [c["id"] for c in doc["claims"]]
+    assert {p.name for p in out.glob("points-*.parquet")} == {p.name for p in dest.glob("points-*.parquet")}
+    by = {c["id"]: c for c in got["claims"]}
+    for c in got["claims"]:
+        for name in claim_runs(out, c):
+            assert (dest / "runs" / name / "run.json").is_file(), (c["id"], name)
+            meta = store.read_meta(dest / "runs" / name)
+            if meta["kind"] == "limit":
+                assert (dest / "runs" / meta["limit"]["like"] / "run.json").is_file()
+    c = by["blocks-alearn"]  # the link opens the first seed at every depth the claim reads
+    page, params = evidence.run_link(dest / "runs", c)
+    depths = {store.read_meta(dest / "runs" / r)["config"]["depth"] for r in params["runs"]}
+    assert page == "pages/2_Trajectories.py" and params["metric"] == "a_learn"
+    assert depths == set(pd.read_parquet(out / c["points"]).depth)
+    assert main(["reproduce", "--profile", "smoke", "--out", str(out), "--bundle", str(out)]) == 2
+    assert "DEST must not be OUT" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_a_rerun_from_scratch_reproduces_every_claim(smoke, tmp_path, capsys):
     """The must-hold of issue 9: same seeds, a fresh folder (no run reused) -> every figure in the first run's
     95% interval, the same verdicts; the CLI says so and exits 0."""

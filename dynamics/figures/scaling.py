@@ -23,21 +23,22 @@ def _fmt_slope(row: pd.Series) -> str:
 
 def error_scaling_figure(df: pd.DataFrame, fits: pd.DataFrame | None = None, *, x: str, group: str,
                          theory_slope: float | None = -1.0, title: str | None = None,
-                         y_title: str = "error vs limit") -> go.Figure:
+                         y_title: str = "error vs limit", y: str = ERROR) -> go.Figure:
     """Log-log error against `x` (width or depth), one colour per value of `group` (the other of the two).
 
-    `df`: columns x, group, error. `fits` (dynamics.paper.fits.fit_groups, keyed by `group`): a fitted line per
+    `df`: columns x, group and y (default `error`; any positive quantity, e.g. a metric's mean over blocks).
+    `fits` (dynamics.paper.fits.fit_groups, keyed by `group`): a fitted line per
     group with its slope and 95% bootstrap interval in the legend. The theory's slope is drawn dotted
     through the geometric mean of each group's points.
     """
-    _check_columns(df, (x, group, ERROR), "error_scaling_figure")
+    _check_columns(df, (x, group, y), "error_scaling_figure")
     traces = []
     for k, (g, part) in enumerate(df.groupby(group, sort=True)):
         colour, part = PALETTE[k % len(PALETTE)], part.sort_values(x)
         label = f"{group} = {g}"
-        traces.append(go.Scatter(x=part[x], y=part[ERROR], mode="markers", name=label, legendgroup=label,
+        traces.append(go.Scatter(x=part[x], y=part[y], mode="markers", name=label, legendgroup=label,
                                  marker=dict(color=colour, size=9),
-                                 hovertemplate=f"{label}<br>{x}=%{{x}}<br>error=%{{y:.3g}}<extra></extra>"))
+                                 hovertemplate=f"{label}<br>{x}=%{{x}}<br>{y}=%{{y:.3g}}<extra></extra>"))
         xs = np.geomspace(part[x].min(), part[x].max(), 20) if part[x].min() > 0 else None
         if xs is None or part[x].nunique() < 2:
             continue
@@ -48,9 +49,9 @@ def error_scaling_figure(df: pd.DataFrame, fits: pd.DataFrame | None = None, *, 
                                      name=f"fit {label}: {_fmt_slope(row)}", legendgroup=label,
                                      line=dict(color=colour)))
         if theory_slope is not None:
-            pos = part[(part[x] > 0) & (part[ERROR] > 0)]
+            pos = part[(part[x] > 0) & (part[y] > 0)]
             if len(pos):
-                lx, ly = np.log(pos[x]).mean(), np.log(pos[ERROR]).mean()
+                lx, ly = np.log(pos[x]).mean(), np.log(pos[y]).mean()
                 traces.append(go.Scatter(x=xs, y=np.exp(ly + theory_slope * (np.log(xs) - lx)), mode="lines",
                                          name=f"theory slope {theory_slope:g}", legendgroup="theory",
                                          showlegend=k == 0, line=dict(color="grey", dash="dot")))

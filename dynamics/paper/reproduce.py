@@ -154,10 +154,14 @@ def register(sub) -> None:
     p.add_argument("--compare", metavar="CLAIMS", help="a claims.json (or its folder) from an earlier run of this "
                    "profile, e.g. data/reproduce: check that every figure of this run lies in that run's 95%% "
                    "interval; exit status 1 if one does not")
+    p.add_argument("--bundle", metavar="DEST", help="afterwards, copy OUT's claims, points files and the few runs "
+                   "each claim's links open into DEST (rebuilt whole, e.g. data/reproduce; dynamics.paper.bundle)")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args) -> int:
+    if args.bundle and Path(args.bundle).resolve() == Path(args.out).resolve():
+        raise ExperimentError("--bundle: DEST must not be OUT itself; name another folder, e.g. data/reproduce")
     if args.rejudge:
         from .rejudge import rejudge
         if not (Path(args.out) / CLAIMS_JSON).is_file():
@@ -165,6 +169,7 @@ def _cmd(args) -> int:
                                   f"`python -m dynamics reproduce --profile {args.profile} --out {args.out}` first")
         doc = rejudge(Path(args.out))
         print(f"claims: {Path(args.out) / CLAIMS_JSON} rejudged ({len(doc['claims'])} claims)")
+        _bundle(args)
         return 0
     ref = _read_claims(Path(args.compare)) if args.compare else None  # a bad path fails before any training
     if ref is not None and ref.get("profile") != args.profile:
@@ -177,6 +182,7 @@ def _cmd(args) -> int:
         m = "nan" if c["measured"] is None else f"{c['measured']:.3g}"
         print(f"{c['verdict']:>12}  {c['id']:<22} {m:>8} {ci:<20} {c['statement']}")
     print(f"claims: {Path(args.out) / CLAIMS_JSON}  ({doc['wall_s']} s)")
+    _bundle(args)
     if ref is None:
         return 0
     rows = compare_claims(ref, doc)
@@ -191,6 +197,15 @@ def _cmd(args) -> int:
     bad = [r["id"] for r in rows if not r["within_ci"]]
     print(f"reproduced {len(rows) - len(bad)} of {len(rows)} claims" + (f"; not: {', '.join(bad)}" if bad else ""))
     return 1 if bad else 0
+
+
+def _bundle(args) -> None:
+    if not args.bundle:
+        return
+    from .bundle import bundle
+    dest = Path(args.bundle)
+    got = bundle(Path(args.out), dest)
+    print(f"bundle: {dest} ({got['claims']} claims, {got['runs']} runs, {got['bytes'] / 1e6:.1f} MB)")
 
 
 def _read_claims(path: Path) -> dict:

@@ -1,12 +1,15 @@
 """Long full-batch training: does the particle solver stay on the width limit, and does its error shrink like
-1/√M? Prints, for the demo setting (tanh, depth 8, 8 inputs = probes, full batch, lr 0.5):
+1/√M? Prints, for one setting (--setting demo: the bundled demo's, tanh, depth 8, 8 inputs = probes, full batch,
+lr 0.5, MSE; xent: the digits images with cross-entropy, C = 10 outputs, lr 2; block2: two-layer blocks at
+α = 1/2, otherwise the demo's):
 
 - per recorded step, the particle limit's loss and h_move at the top (value ± stderr) at each M, beside the
   width limit extrapolated from finite nets (`--method extrapolate`, widths 256-2048 × 3 seeds);
 - the ratio stderr(M) / stderr(4·M) per (metric, layer, step), median over entries (1/√M predicts 2);
 - the z-scores particles vs extrapolation (RMS and max over every entry).
 
-    PYTHONPATH=. python benchmarks/limit_long.py [--steps 60] [--particles 4096,16384] [--out /tmp/limit_long]
+    PYTHONPATH=. python benchmarks/limit_long.py [--setting demo|xent|block2] [--steps 60] [--particles 4096,16384]
+                                                 [--out /tmp/limit_long]
 
 Everything lands under --out (runs are reused on a second call).
 """
@@ -20,8 +23,14 @@ import numpy as np
 
 from dynamics.runs import store
 
-SETTING = ["--depth", "8", "--act", "tanh", "--lr", "0.5", "--batch", "full", "--train-size", "8", "--test-size",
-           "0", "--input-dim", "32", "--probes", "8", "--record-every", "2", "--record-coupling", "off"]
+_COMMON = ["--depth", "8", "--act", "tanh", "--batch", "full", "--train-size", "8", "--test-size", "0", "--probes", "8",
+           "--record-every", "2", "--record-coupling", "off"]
+SETTINGS = {  # name -> train flags; every one full batch on 8 inputs = the probes
+    "demo": _COMMON + ["--lr", "0.5", "--input-dim", "32"],                    # MSE, the bundled demo's setting
+    "xent": _COMMON + ["--lr", "2.0", "--task", "digits", "--loss", "xent", "--classes", "10"],  # C = 10 outputs
+    "block2": _COMMON + ["--lr", "0.5", "--input-dim", "32", "--block", "2", "--inner-lr-exponent", "0.5"],
+}
+SETTING = SETTINGS["demo"]
 
 
 def cli(*args):
@@ -33,15 +42,17 @@ def cli(*args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--setting", default="demo", choices=sorted(SETTINGS))
     ap.add_argument("--particles", default="4096,16384")
     ap.add_argument("--widths", default="256,512,1024,2048")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--out", default="/tmp/limit_long")
     a = ap.parse_args()
-    out = Path(a.out) / f"steps{a.steps}"
+    out = Path(a.out) / (f"steps{a.steps}" if a.setting == "demo" else f"{a.setting}_steps{a.steps}")
     base = out / "base"
     if not (base / "run.json").exists():
-        cli("train", *SETTING, "--width", "256", "--steps", str(a.steps), "--out", str(out), "--name", "base")
+        cli("train", *SETTINGS[a.setting], "--width", "256", "--steps", str(a.steps), "--out", str(out),
+            "--name", "base")
     x = out / "extrapolated"
     if not (x / "run.json").exists():
         took = cli("limit", "--like", str(base), "--out", str(out), "--method", "extrapolate", "--widths", a.widths,

@@ -18,7 +18,7 @@ from dashboard.evidence import CLAIMS_JSON, find_claims  # noqa: F401 (the table
 from dynamics.figures import chart_config
 from dynamics.figures.claims import claims_forest_figure, claims_frame, setting_text
 
-COMMAND = "python -m dynamics reproduce --profile cpu --out data/reproduce"
+COMMAND = "python -m dynamics reproduce --profile cpu --out runs/repro --bundle data/reproduce"
 PAGE_LABELS = {"pages/1_Runs.py": "Runs", "pages/2_Trajectories.py": "Trajectories", "pages/3_Limit.py": "Limit", "pages/4_Coupling.py": "Coupling",
                "pages/5_Scaling.py": "Scaling"}
 VERDICT_WORDS = {"agrees": ":green[:material/check_circle:] agrees with the paper",

@@ -53,7 +53,8 @@ def test_smoke_writes_claims_for_every_experiment(smoke):
             "fg-eigmin-width", "coupling-step1-width", "coupling-acc-depth", "gia-fullbatch-depth-mup",
             "gia-digits-depth-mup", "gia-limit", "train-limit-width-full", "gia-limit-xent", "blocks-limit-alpha0",
             "blocks-limit-alpha1", "blocks-alearn", "blocks-alearn-alpha-half", "blocks-alearn-alpha1",
-            "blocks-limit-alearn-alpha0", "blocks-limit-alearn-alpha-half", "blocks-limit-alearn-alpha1"} <= ids
+            "blocks-limit-alearn-alpha0", "blocks-limit-alearn-alpha-half", "blocks-limit-alearn-alpha1",
+            "blocks-alearn-digits", "blocks-alearn-digits-alpha-half"} <= ids
     present = {r["run_id"]: r["status"] for r in store.list_runs(out / "runs")}
     for c in doc["claims"]:
         assert all(k in c for k in FIELDS), c["id"]
@@ -108,6 +109,9 @@ def test_smoke_limit_references_are_the_runs_they_name(smoke):
             meta = store.read_meta(out / "runs" / name)
             assert meta["config"]["block"] == 2 and meta["config"]["width"] == finite.width.max()
     assert by["blocks-alearn-alpha1"]["reference"]["where"]["alpha"] == 0.5
+    for cid in ("blocks-alearn-digits", "blocks-alearn-digits-alpha-half"):  # the real-data variant
+        cfgs = [store.read_meta(out / "runs" / r)["config"] for r in by[cid]["runs"]]
+        assert {(c["task"], c["loss"], c["classes"], c["block"]) for c in cfgs} == {("digits", "xent", 10, 2)}
 
 
 @pytest.mark.slow
@@ -251,7 +255,8 @@ def test_gpu_profile_runs_end_to_end_on_cifar_files_at_smoke_sizes(tmp_path, mon
     assert doc["profile"] == "gpu" and {c["id"] for c in doc["claims"]} == {
         "gia-limit", "gia-limit-xent", "blocks-amove", "blocks-limit-alpha0", "blocks-limit-alpha1", "lr-transfer",
         "blocks-alearn", "blocks-alearn-alpha-half", "blocks-alearn-alpha1", "blocks-limit-alearn-alpha0",
-        "blocks-limit-alearn-alpha-half", "blocks-limit-alearn-alpha1"}
+        "blocks-limit-alearn-alpha-half", "blocks-limit-alearn-alpha1", "blocks-alearn-digits",
+        "blocks-alearn-digits-alpha-half"}
     assert [n for n, _ in called] == ["init_claims", "coupling_claims", "training_claims", "gia_claims"]
     assert all("gpu" in a for n, a in called if n in ("coupling_claims", "gia_claims"))
     tasks = {store.read_meta(tmp_path / "out" / "runs" / r)["config"]["task"] for c in doc["claims"]

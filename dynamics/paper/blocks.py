@@ -41,6 +41,8 @@ REPLICAS = 4  # common.limit's: the stderr has 3 degrees of freedom
 _AMOVE_VIEW = {"metric": "a_move", "step": "last", "view": "Over depth"}
 _ALEARN_VIEW = {"metric": "a_learn", "step": "last", "view": "Over depth"}
 METRICS = ("a_move", "a_learn")
+# the real-data variant of the finite a_learn claims (#27: "on a real task too"): no download, minibatch SGD
+DIGITS = dict(task="digits", loss="xent", classes=10, train_size=512, batch=64, test_size=0)
 _NO_COLLAPSE = Alternative(0.0, "Θ(1) in L: no collapse of the inner layer's own learning")
 _COLLAPSED = Alternative(-1.0, "the uncorrected collapse, L^-1 (the power counting at α = 0)")
 
@@ -74,7 +76,33 @@ def blocks_claims(out: Path, s: dict, base: RunConfig, profile: str, log) -> lis
                            f"Power counting: the weight-update part of a_move scales like L^(2α−1), the "
                            f"input-driven part like L^0. Against the limit at the same depth (α = 0, seed mean ± "
                            f"stderr at n = {top} vs limit ± MC stderr, blocks-limit-alpha0): {same}")]
-    return claims + _learn_claims(pa_, fa, s) + _limit_claims(pl, fl, s, profile)
+    digits = dataclasses.replace(cfg0, **DIGITS)
+    pd_ = _finite(out, s, digits, log, grid=[(top, a) for a in (0.0, 0.5)])
+    fd = save(out, "blocks-digits", pd_)
+    return claims + _learn_claims(pa_, fa, s) + _digits_claims(pd_, fd, s) + _limit_claims(pl, fl, s, profile)
+
+
+def _digits_claims(pd_: pd.DataFrame, file: str, s: dict) -> list[dict]:
+    """a_learn vs L on the 8×8 digits images with cross-entropy (minibatch SGD), largest width: α = 0, 1/2."""
+    S, top = s["block_steps"], max(s["block_widths"])
+
+    def detail(alpha: float) -> str:
+        sel = select(pd_, {"alpha": alpha}).groupby("depth")
+        pts = ", ".join(f"L={int(d)}: {g.a_learn.mean():.3g} (a_move {g.a_move.mean():.3g})" for d, g in sel)
+        return (f"digits images, cross-entropy over 10 classes, {DIGITS['train_size']} training images in "
+                f"minibatches of {DIGITS['batch']}, mean a_learn over blocks at step {S}, {s['block_seeds']} "
+                f"seeds, n = {top}: {pts}. Power counting: a_learn ∝ L^(2α−1) = L^{2 * alpha - 1:g}")
+
+    common = dict(page=TRAJ_PAGE, theory="7-claims", view=_ALEARN_VIEW)
+    return [
+        claim("blocks-alearn-digits", "§7", "on real images (8×8 digits, cross-entropy), the first internal layer's "
+              "own feature learning collapses like 1/√L at α = 0", pd_, file, "depth", "a_learn", paper=-1.0,
+              alt=_NO_COLLAPSE, where={"alpha": 0.0}, runs=list(select(pd_, {"alpha": 0.0}).run_id),
+              detail=detail(0.0), **common),
+        claim("blocks-alearn-digits-alpha-half", "§7", "on real images (8×8 digits, cross-entropy), the inner rate "
+              "× √L (α = 1/2) keeps it as L grows", pd_, file, "depth", "a_learn", paper="persists", alt=_COLLAPSED,
+              where={"alpha": 0.5}, runs=list(select(pd_, {"alpha": 0.5}).run_id), detail=detail(0.5),
+              **common)]
 
 
 def _learn_claims(pa_: pd.DataFrame, file: str, s: dict) -> list[dict]:
@@ -106,12 +134,14 @@ def _learn_claims(pa_: pd.DataFrame, file: str, s: dict) -> list[dict]:
               runs=runs(1.0) + runs(0.5), detail=detail(1.0), **common)]
 
 
-def _finite(out: Path, s: dict, cfg0: RunConfig, log) -> pd.DataFrame:
-    """One row per finite run: a_move and a_learn at the last step, mean over blocks."""
+def _finite(out: Path, s: dict, cfg0: RunConfig, log, grid: list[tuple[int, float]] | None = None
+            ) -> pd.DataFrame:
+    """One row per finite run of the (width, α) grid (default: α = 0 at every width, every α at the base and the
+    largest width) × depths × seeds: a_move and a_learn at the last step, mean over blocks."""
     rows, S = [], s["block_steps"]
     top = max(s["block_widths"])
-    grid = [(w, 0.0) for w in s["block_widths"]] + [(w, a) for w in sorted({s["block_width"], top})
-                                                    for a in s["alphas"] if a != 0.0]
+    grid = grid or [(w, 0.0) for w in s["block_widths"]] + [(w, a) for w in sorted({s["block_width"], top})
+                                                            for a in s["alphas"] if a != 0.0]
     for width, alpha in grid:
         for L in s["block_depths"]:
             for seed in range(s["block_seeds"]):

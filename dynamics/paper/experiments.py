@@ -39,7 +39,7 @@ PROFILES = ("cpu", "gpu", "smoke")  # smoke: the tests' tiny version
 # use enough seeds for a width-slope interval of the excess narrower than ±0.3 (issue 13).
 _SIZES = {
     "cpu": dict(widths=[128, 256, 512, 1024], depth=8, depths=[4, 8, 16, 32], width=512, seeds=8, steps=10,
-                gia_width=128, gia_depths=[2, 4, 8, 16], gia_steps=120, gia_seeds=4),
+                gia_width=128, gia_depths=[2, 4, 8, 16], gia_steps=120, gia_seeds=8),
     "gpu": dict(widths=[256, 512, 1024, 2048, 4096], depth=32, depths=[4, 8, 16, 32, 64], width=2048,
                 seeds=8, steps=20, gia_width=128, gia_depths=[2, 4, 8, 16, 32], gia_steps=500, gia_seeds=8),
     "smoke": dict(widths=[32, 64], depth=2, depths=[2, 4], width=32, seeds=2, steps=2,

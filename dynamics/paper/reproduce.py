@@ -44,7 +44,7 @@ _SIZES = {  # profile -> sizes of the claims built here; the coupling/gia sweeps
                 fig_widths=[64, 128, 256, 512], fig_depths=[2, 4, 8, 16], fig_seeds=3, train_steps=5,
                 particles=16384, ref_grid=64, block_width=128, block_widths=[64, 128, 256, 512],
                 block_depths=[2, 4, 8, 16], block_seeds=3, alphas=[0.0, 0.5, 1.0], block_steps=20,
-                lrs=list(np.geomspace(0.03, 3.0, 9)), lr_depths=[2, 4, 8, 16], lr_steps=30, lr_seeds=3),
+                lrs=list(np.geomspace(0.003, 3.0, 13)), lr_depths=[2, 4, 8, 16], lr_steps=30, lr_seeds=6),
     "gpu": dict(widths=[256, 512, 1024, 2048, 4096], depth=16, seeds=8, cont_depths=[4, 8, 16, 32, 64, 128, 256],
                 fig_widths=[256, 512, 1024, 2048, 4096], fig_depths=[2, 4, 8, 16, 32], fig_seeds=5, train_steps=10,
                 particles=16384, ref_grid=64, block_width=512, block_widths=[256, 512, 1024, 2048],

@@ -272,16 +272,20 @@ def limit_errors(runs: Sequence, ref, metric: str, step: int) -> tuple[pd.DataFr
     return pd.DataFrame(rows, columns=["width", "depth", "error", "seeds"]), errors
 
 
+def _grids(runs: Sequence, metric: str, errors: list[str]):
+    """(run, its grid of `metric`) for each run that reads; an unreadable run adds its line to `errors`."""
+    for r in runs:
+        try:
+            yield r, grid(r.path, mtime(r.path), metric)
+        except RunFormatError as e:
+            errors.append(f"`{r.label}`: {e}")
+
+
 def final_values(runs: Sequence, metric: str, last: float = 0.1) -> tuple[pd.DataFrame, list[str]]:
     """A network scalar at the end of each run: the mean over the last `last` fraction of its recorded
     steps (at least one). Diverged runs get inf. Columns run, lr, width, depth, seed, status, `metric`."""
     rows, errors = [], []
-    for r in runs:
-        try:
-            g = grid(r.path, mtime(r.path), metric)
-        except RunFormatError as e:
-            errors.append(f"`{r.label}`: {e}")
-            continue
+    for r, g in _grids(runs, metric, errors):
         y = g[VALUE][:, 0] if g[VALUE].size else np.array([])
         y = y[np.isfinite(y)]
         status = r.meta.get("status")
@@ -297,12 +301,7 @@ def depth_means(runs: Sequence, metric: str, fields: Sequence[str] = ()) -> tupl
     recorded step of it (the Scaling page's "against depth" view). Columns run, depth, width, seed, step, value
     and each of `fields` from the run's config; runs without the metric are left out."""
     rows, errors = [], []
-    for r in runs:
-        try:
-            g = grid(r.path, mtime(r.path), metric)
-        except RunFormatError as e:
-            errors.append(f"`{r.label}`: {e}")
-            continue
+    for r, g in _grids(runs, metric, errors):
         vals = g[VALUE]
         done = np.flatnonzero(np.isfinite(vals).any(axis=1)) if vals.size else []
         if not len(done):

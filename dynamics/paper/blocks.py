@@ -40,6 +40,7 @@ LIMIT_ALPHAS = (0.0, 0.5, 1.0)
 REPLICAS = 4  # common.limit's: the stderr has 3 degrees of freedom
 _AMOVE_VIEW = {"metric": "a_move", "step": "last", "view": "Over depth"}
 _ALEARN_VIEW = {"metric": "a_learn", "step": "last", "view": "Over depth"}
+_ALEARN_RUNS_VIEW = {**_ALEARN_VIEW, "colour": "inner_lr_exponent"}  # finite runs: one colour per α
 METRICS = ("a_move", "a_learn")
 # the real-data variant of the finite a_learn claims (#27: "on a real task too"): no download, minibatch SGD
 DIGITS = dict(task="digits", loss="xent", classes=10, train_size=512, batch=64, test_size=0)
@@ -93,7 +94,7 @@ def _digits_claims(pd_: pd.DataFrame, file: str, s: dict) -> list[dict]:
                 f"minibatches of {DIGITS['batch']}, mean a_learn over blocks at step {S}, {s['block_seeds']} "
                 f"seeds, n = {top}: {pts}. Power counting: a_learn ∝ L^(2α−1) = L^{2 * alpha - 1:g}")
 
-    common = dict(page=TRAJ_PAGE, theory="7-claims", view=_ALEARN_VIEW)
+    common = dict(page=TRAJ_PAGE, theory="7-claims", view=_ALEARN_RUNS_VIEW)
     return [
         claim("blocks-alearn-digits", "§7", "on real images (8×8 digits, cross-entropy), the first internal layer's "
               "own feature learning collapses like 1/√L at α = 0", pd_, file, "depth", "a_learn", paper=-1.0,
@@ -121,7 +122,7 @@ def _learn_claims(pa_: pd.DataFrame, file: str, s: dict) -> list[dict]:
     def runs(alpha: float) -> list[str]:
         return list(select(pa_, {"alpha": alpha, "width": top}).run_id)
 
-    common = dict(page=TRAJ_PAGE, theory="7-claims", view=_ALEARN_VIEW)
+    common = dict(page=TRAJ_PAGE, theory="7-claims", view=_ALEARN_RUNS_VIEW)
     return [
         claim("blocks-alearn", "§7", "two-layer blocks: the first internal layer's own feature learning collapses "
               "like 1/√L (a_learn like 1/L) at α = 0", pa_, file, "depth", "a_learn", paper=-1.0, alt=_NO_COLLAPSE,

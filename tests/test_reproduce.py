@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -54,7 +55,7 @@ def test_smoke_writes_claims_for_every_experiment(smoke):
             "gia-digits-depth-mup", "gia-limit", "train-limit-width-full", "gia-limit-xent", "blocks-limit-alpha0",
             "blocks-limit-alpha1", "blocks-alearn", "blocks-alearn-alpha-half", "blocks-alearn-alpha1",
             "blocks-limit-alearn-alpha0", "blocks-limit-alearn-alpha-half", "blocks-limit-alearn-alpha1",
-            "blocks-alearn-digits", "blocks-alearn-digits-alpha-half"} <= ids
+            "blocks-alearn-digits", "blocks-alearn-digits-alpha-half", "blocks-loss-alpha-half"} <= ids
     present = {r["run_id"]: r["status"] for r in store.list_runs(out / "runs")}
     for c in doc["claims"]:
         assert all(k in c for k in FIELDS), c["id"]
@@ -109,6 +110,11 @@ def test_smoke_limit_references_are_the_runs_they_name(smoke):
             meta = store.read_meta(out / "runs" / name)
             assert meta["config"]["block"] == 2 and meta["config"]["width"] == finite.width.max()
     assert by["blocks-alearn-alpha1"]["reference"]["where"]["alpha"] == 0.5
+    ratio = pd.read_parquet(out / by["blocks-loss-alpha-half"]["points"])  # paired by seed at the largest width
+    top = finite.width.max()
+    for r in ratio.itertuples():
+        pair = finite[(finite.width == top) & (finite.depth == r.depth) & (finite.seed == r.seed)].set_index("alpha")
+        assert r.log10_loss_ratio == pytest.approx(np.log10(pair.loss[0.5] / pair.loss[0.0]))
     for cid in ("blocks-alearn-digits", "blocks-alearn-digits-alpha-half"):  # the real-data variant
         cfgs = [store.read_meta(out / "runs" / r)["config"] for r in by[cid]["runs"]]
         assert {(c["task"], c["loss"], c["classes"], c["block"]) for c in cfgs} == {("digits", "xent", 10, 2)}
@@ -256,7 +262,7 @@ def test_gpu_profile_runs_end_to_end_on_cifar_files_at_smoke_sizes(tmp_path, mon
         "gia-limit", "gia-limit-xent", "blocks-amove", "blocks-limit-alpha0", "blocks-limit-alpha1", "lr-transfer",
         "blocks-alearn", "blocks-alearn-alpha-half", "blocks-alearn-alpha1", "blocks-limit-alearn-alpha0",
         "blocks-limit-alearn-alpha-half", "blocks-limit-alearn-alpha1", "blocks-alearn-digits",
-        "blocks-alearn-digits-alpha-half"}
+        "blocks-alearn-digits-alpha-half", "blocks-loss-alpha-half"}
     assert [n for n, _ in called] == ["init_claims", "coupling_claims", "training_claims", "gia_claims"]
     assert all("gpu" in a for n, a in called if n in ("coupling_claims", "gia_claims"))
     tasks = {store.read_meta(tmp_path / "out" / "runs" / r)["config"]["task"] for c in doc["claims"]

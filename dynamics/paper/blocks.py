@@ -77,6 +77,22 @@ def blocks_claims(out: Path, s: dict, base: RunConfig, profile: str, log) -> lis
                            f"Power counting: the weight-update part of a_move scales like L^(2α−1), the "
                            f"input-driven part like L^0. Against the limit at the same depth (α = 0, seed mean ± "
                            f"stderr at n = {top} vs limit ± MC stderr, blocks-limit-alpha0): {same}")]
+    ratio = _loss_ratio(pa_, top)
+    fr = save(out, "blocks-loss", ratio)
+    deep = int(max(s["block_depths"]))
+    per_L = "; ".join(f"L={int(d)}: {g.log10_loss_ratio.mean():+.2f} (loss {g.loss_alpha_half.mean():.2g} vs "
+                      f"{g.loss_alpha0.mean():.2g})" for d, g in ratio.groupby("depth"))
+    claims.append(claim("blocks-loss-alpha-half", "§7", "with two-layer blocks the corrected nets (α = 1/2) reach a "
+                        "lower training loss than uncorrected ones (α = 0) at the largest depth", ratio, fr, "depth",
+                        "log10_loss_ratio", paper=0.0, method="seed_mean", where={"depth": deep},
+                        alt=Alternative(0.0, "the correction changes nothing: the same loss"),
+                        page=TRAJ_PAGE, runs=list(select(pa_, {"width": top, "depth": deep, "alpha": 0.5}).run_id)
+                        + list(select(pa_, {"width": top, "depth": deep, "alpha": 0.0}).run_id),
+                        theory="7-claims", view={"metric": "a_learn", "step": "last", "view": "Over steps"},
+                        quantity=f"seed mean of log10(loss at α = 1/2 / loss at α = 0) at step {S}, L = {deep}, "
+                                 f"n = {top} (paired by seed)",
+                        detail=f"training loss at step {S}, n = {top}, {s['block_seeds']} seeds, mean of the paired "
+                               f"log10 ratio per depth: {per_L}"))
     digits = dataclasses.replace(cfg0, **DIGITS)
     pd_ = _finite(out, s, digits, log, grid=[(top, a) for a in (0.0, 0.5)])
     fd = save(out, "blocks-digits", pd_)
@@ -148,10 +164,25 @@ def _finite(out: Path, s: dict, cfg0: RunConfig, log, grid: list[tuple[int, floa
             for seed in range(s["block_seeds"]):
                 cfg = dataclasses.replace(cfg0, width=width, depth=L, inner_lr_exponent=alpha, seed=seed)
                 run = run_or_reuse(cfg, out / "runs", log)
-                got = store.read_metrics(run, metrics=list(METRICS), steps=[S])
+                got = store.read_metrics(run, metrics=[*METRICS, "loss"], steps=[S])
+                ok = store.read_meta(run)["status"] == "complete"
                 rows.append({"alpha": alpha, "width": width, "depth": L, "seed": seed,
-                             **{k: float(got[got.metric == k].value.mean()) for k in METRICS}, "run_id": run.name})
+                             **{k: float(got[got.metric == k].value.mean()) for k in METRICS},
+                             "loss": float(got[got.metric == "loss"].value.mean()) if ok else math.inf,
+                             "run_id": run.name})
     return pd.DataFrame(rows)
+
+
+def _loss_ratio(pa_: pd.DataFrame, top: int) -> pd.DataFrame:
+    """Per (depth, seed) at the largest width: log10 of the training loss at α = 1/2 over the same seed's at α = 0
+    (same initialisation and data: only the inner rate differs), the paired statistic of blocks-loss-alpha-half."""
+    sel = select(pa_, {"width": top})
+    t = sel.pivot_table(index=["depth", "seed"], columns="alpha", values="loss")
+    if not {0.0, 0.5} <= set(t.columns):
+        return pd.DataFrame(columns=["depth", "seed", "log10_loss_ratio", "loss_alpha0", "loss_alpha_half"])
+    out = pd.DataFrame({"log10_loss_ratio": np.log10(t[0.5] / t[0.0]), "loss_alpha0": t[0.0],
+                        "loss_alpha_half": t[0.5]}).reset_index()
+    return out[np.isfinite(out.log10_loss_ratio)]
 
 
 def _limit(out: Path, s: dict, cfg0: RunConfig, profile: str, finite: pd.DataFrame, log) -> pd.DataFrame:

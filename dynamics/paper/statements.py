@@ -101,6 +101,9 @@ STATEMENTS: dict[str, Statement] = {
                                       group=G_BLOCKS),
     "blocks-alearn-digits-alpha-half": Statement("persists", _CORRECTED + " (digits images, cross-entropy)",
                                                  group=G_BLOCKS),
+    "blocks-loss-alpha-half": Statement("bound", "arXiv 2512.21075v1: the depth-aware inner rate lowers training "
+                                                 "and test loss in deeper nets (a log loss ratio ≤ 0)", 0.0,
+                                        group=G_BLOCKS),
     "blocks-limit-alearn-alpha0": Statement("rate", _COLLAPSE + " (α = 0, in the limit)", -1.0, group=G_BLOCKS),
     "blocks-limit-alearn-alpha-half": Statement("persists", _CORRECTED + " (in the limit)", group=G_BLOCKS),
     "blocks-limit-alearn-alpha1": Statement("contrast", _OVER + " (in the limit)", 1.0, against={"alpha": 0.5},

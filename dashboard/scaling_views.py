@@ -154,7 +154,8 @@ def _against_chart(page: str, fmt: str, pts: pd.DataFrame, by: str, metric: str,
     seeds = int(means["seeds"].max()) if len(means) else 0
     W.show_chart(error_scaling_figure(means, fits, x="depth", group=by, theory_slope=None, y="value",
                                       title=f"{metric} against depth (mean over blocks at the last step; "
-                                            f"{seeds} seed(s) averaged{source})",
+                                            + (f"{seeds} seeds averaged" if seeds > 1 else "one seed")
+                                            + f"{source})",
                                       y_title=f"{metric}, mean over blocks"),
                  means, f"{metric}_vs_depth", key=f"{page}.against", fmt=fmt)
     note = POWER.get(metric)

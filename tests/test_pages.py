@@ -240,7 +240,8 @@ def test_every_page_renders_the_bundled_runs(data_env, page, charts, hosted, mon
             assert not at.exception, [e.value for e in at.exception]
             assert [t.split(":")[0] for t in _titles(at)[:-2]] == ids, label
             assert _titles(at)[-2].startswith(("a_learn against depth", "a_move against depth"))
-            assert "bundled points" in _titles(at)[-2]
+            names = [t["name"] for t in _charts(at)[-2]["data"] if t["mode"] == "markers"]
+            assert {"inner_lr_exponent = 0.0", "inner_lr_exponent = 0.5"} <= set(names)  # one line per α
             assert _titles(at)[-1].startswith("loss vs learning rate") and len(_charts(at)[-1]["data"]) >= 4
 
 

@@ -64,7 +64,7 @@ def test_a_learn_against_depth_one_line_per_alpha(block_runs, monkeypatch):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     spec = next(s for s in _charts(at) if s["layout"]["title"]["text"].startswith("a_learn against depth"))
-    assert "2 seed(s) averaged" in spec["layout"]["title"]["text"]
+    assert "2 seeds averaged" in spec["layout"]["title"]["text"]
     want = _expected(block_runs)
     markers = [t for t in spec["data"] if t["mode"] == "markers"]
     assert sorted(t["name"] for t in markers) == ["inner_lr_exponent = 0.0", "inner_lr_exponent = 0.5"]

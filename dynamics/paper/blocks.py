@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..runs import store
-from .common import LIMIT_PAGE, TRAJ_PAGE, limit, save
+from .common import LIMIT_PAGE, RUNS_PAGE, TRAJ_PAGE, limit, save
 from .experiments import run_or_reuse
 from .stats import Alternative
 from .verdicts import claim, interval, select
@@ -86,9 +86,9 @@ def blocks_claims(out: Path, s: dict, base: RunConfig, profile: str, log) -> lis
                         "lower training loss than uncorrected ones (α = 0) at the largest depth", ratio, fr, "depth",
                         "log10_loss_ratio", paper=0.0, method="seed_mean", where={"depth": deep},
                         alt=Alternative(0.0, "the correction changes nothing: the same loss"),
-                        page=TRAJ_PAGE, runs=list(select(pa_, {"width": top, "depth": deep, "alpha": 0.5}).run_id)
+                        page=RUNS_PAGE, runs=list(select(pa_, {"width": top, "depth": deep, "alpha": 0.5}).run_id)
                         + list(select(pa_, {"width": top, "depth": deep, "alpha": 0.0}).run_id),
-                        theory="7-claims", view={"metric": "a_learn", "step": "last", "view": "Over steps"},
+                        theory="7-claims",  # the Runs page: both settings' loss curves
                         quantity=f"seed mean of log10(loss at α = 1/2 / loss at α = 0) at step {S}, L = {deep}, "
                                  f"n = {top} (paired by seed)",
                         detail=f"training loss at step {S}, n = {top}, {s['block_seeds']} seeds, mean of the paired "

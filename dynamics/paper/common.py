@@ -14,6 +14,7 @@ from ..runs import store
 CLAIMS_JSON = "claims.json"
 LIMIT_PAGE, COUPLING_PAGE, SCALING_PAGE, TRAJ_PAGE = ("pages/3_Limit.py", "pages/4_Coupling.py",
                                                       "pages/5_Scaling.py", "pages/2_Trajectories.py")
+RUNS_PAGE = "pages/1_Runs.py"
 
 
 def save(out: Path, name: str, points: pd.DataFrame) -> str:

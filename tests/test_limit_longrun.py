@@ -120,12 +120,12 @@ def _recording(base, mats: list):
     return Recording
 
 
-def _solve_observed(monkeypatch, base) -> tuple[list, list[float], nfd.LimitResult]:
+def _solve_observed(monkeypatch, base, cfg: RunConfig = BASE) -> tuple[list, list[float], nfd.LimitResult]:
     mats, losses = [], []
     monkeypatch.setattr(nfd, "Matrix", _recording(base, mats))
-    res = nfd.solve_limit(BASE, particles=PARTICLES, replicas=REPLICAS, coupling="full", seed=0,
+    res = nfd.solve_limit(cfg, particles=PARTICLES, replicas=REPLICAS, coupling="full", seed=0,
                           on_step=lambda t, loss: losses.append(loss))
-    assert len(mats) == BASE.depth                                       # one Matrix per block (block=1)
+    assert len(mats) == cfg.depth * cfg.block                            # one Matrix per block and layer
     return mats, losses, res
 
 
@@ -152,6 +152,28 @@ def test_sampler_invariants_hold_at_every_step_of_long_training(monkeypatch):
     assert len(mats[0].recon) == 2 * T and recon < SPAN_DROP, recon
     # the symptom of the old bug: the loss turned round after ~20 steps; here it keeps falling
     assert losses[STEPS] < losses[STEPS // 2] < losses[0], (losses[0], losses[STEPS // 2], losses[STEPS])
+
+
+# the other long-training settings: cross-entropy with C = 10 outputs (backward columns P + probes) on
+# the digits images, and two-layer blocks (two matrices per block) at the corrected inner rate α = 1/2
+VARIANTS = {"xent C=10": dataclasses.replace(BASE, task="digits", loss="xent", classes=10, lr=2.0),
+            "two-layer blocks": dataclasses.replace(BASE, block=2, inner_lr_exponent=0.5)}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_sampler_invariants_hold_for_cross_entropy_and_two_layer_blocks(monkeypatch, name):
+    cfg = VARIANTS[name]
+    mats, losses, res = _solve_observed(monkeypatch, sampler.Matrix, cfg)
+    assert res.status == "complete" and all(len(mat.steps) == STEPS + 1 for mat in mats)
+    orth = np.maximum(_worst(mats, "orth_fwd"), _worst(mats, "orth_bwd"))
+    assert orth.max() < ROUND_OFF, (orth.argmax(), orth.max())
+    cons = _worst(mats, "consistency") / np.maximum(1.0, _worst(mats, "scale"))
+    assert cons.max() < ROUND_OFF, (cons.argmax(), cons.max())
+    assert max(max(mat.recon) for mat in mats) < SPAN_DROP
+    assert losses[STEPS] < losses[STEPS // 2] < losses[0], (losses[0], losses[STEPS // 2], losses[STEPS])
+    if cfg.block == 2:
+        learn = res.metrics[(res.metrics.metric == "a_learn") & (res.metrics.step == STEPS)]
+        assert len(learn) == cfg.depth and (learn.value > 0).all() and (learn.stderr > 0).all()
 
 
 # --- (2) the same checks fail on the pre-fix sampler: they have power --------------------------------------

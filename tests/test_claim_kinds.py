@@ -243,3 +243,16 @@ def test_rejudge_without_a_bundle_is_a_one_line_error(tmp_path, capsys):
     assert main(["reproduce", "--rejudge", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--rejudge" in err and "claims.json does not exist" in err
+
+
+def test_a_statement_can_name_its_set_where_a_rates_words_do_not_fit():
+    """blocks-loss-alpha-half is a bound on a log loss ratio, not a rate: its verdict names the set in its own words
+    (statements.Statement.shown), and the verdict itself is the bound's."""
+    from dynamics.paper import kinds as K, stats as S
+    from dynamics.paper.statements import STATEMENTS
+    st = STATEMENTS["blocks-loss-alpha-half"]
+    alt = S.Alternative(0.0, "no difference")
+    verdict, why = K.judge(st.kind, S.Interval(-0.6, -0.9, -0.3, 3), st.value, alt, shown=st.shown)
+    assert verdict == "agrees" and st.shown in why and "x^0" not in why
+    assert K.judge(st.kind, S.Interval(0.6, 0.3, 0.9, 3), st.value, alt, shown=st.shown)[0] == "disagrees"
+    assert "x^0" in K.judge("bound", S.Interval(-0.6, -0.9, -0.3, 3), 0.0, alt)[1]  # the default words stay

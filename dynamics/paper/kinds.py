@@ -48,13 +48,14 @@ def paper_set(kind: str, value: float | None = None) -> tuple[float, float]:
     raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
 
 
-def judge(kind: str, ci: S.Interval, value: float | None, alt: S.Alternative, *, tol: float = 0.0
-          ) -> tuple[str, str]:
+def judge(kind: str, ci: S.Interval, value: float | None, alt: S.Alternative, *, tol: float = 0.0,
+          shown: str = "") -> tuple[str, str]:
     """(verdict, why) of a claim of this kind: not identified -> inconclusive with its diagnosis; else
-    stats.verdict against paper_set(kind, value) and the alternative, its words naming the kind's reading."""
+    stats.verdict against paper_set(kind, value) and the alternative, its words naming the kind's reading
+    (`shown` names the paper's set instead where the statistic is not a rate, e.g. a log ratio's bound)."""
     if not ci.identified:
         return "inconclusive", f"not identified: {ci.diagnosis}"
-    verdict, why = S.verdict(ci, paper_set(kind, value), alt, tol=tol, shown=_shown(kind, value))
+    verdict, why = S.verdict(ci, paper_set(kind, value), alt, tol=tol, shown=shown or _shown(kind, value))
     if ci.finite and _ends_on_estimate(ci):
         return "inconclusive", (f"not identified: the 95% interval [{ci.low:.3g}, {ci.high:.3g}] ends at its "
                                 f"estimate {ci.value:.3g} (the statistic takes few values over the resamples); "

@@ -19,6 +19,7 @@ class Statement:
     reading: str = ""           # the coupling's normalisation: message, stream, coherent, incoherent (READINGS)
     against: dict = field(default_factory=dict)  # contrast: the reference setting's `where`
     group: str = ""             # the paper's statement in a few words: the claims testing one statement share it
+    shown: str = ""             # how the verdict names the paper's set, where the kind's own words (a rate's) do not fit
 
 
 READINGS = {
@@ -103,7 +104,7 @@ STATEMENTS: dict[str, Statement] = {
                                                  group=G_BLOCKS),
     "blocks-loss-alpha-half": Statement("bound", "arXiv 2512.21075v1: the depth-aware inner rate lowers training "
                                                  "and test loss in deeper nets (a log loss ratio ≤ 0)", 0.0,
-                                        group=G_BLOCKS),
+                                        group=G_BLOCKS, shown="range (≤ 0: the corrected loss no higher)"),
     "blocks-limit-alearn-alpha0": Statement("rate", _COLLAPSE + " (α = 0, in the limit)", -1.0, group=G_BLOCKS),
     "blocks-limit-alearn-alpha-half": Statement("persists", _CORRECTED + " (in the limit)", group=G_BLOCKS),
     "blocks-limit-alearn-alpha1": Statement("contrast", _OVER + " (in the limit)", 1.0, against={"alpha": 0.5},

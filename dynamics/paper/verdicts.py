@@ -156,7 +156,7 @@ def claim(cid: str, section: str, statement: str, points: pd.DataFrame, file: st
         quantity = f"difference of the {quantity}: this setting minus {against}"
     ci = interval(sel, method, x, y, seed_col, extra, full=points)
     rng = K.paper_set(kind, value)
-    verdict, why = K.judge(kind, ci, value, alt, tol=tol)
+    verdict, why = K.judge(kind, ci, value, alt, tol=tol, shown=st.shown if st else "")
     need = S.seeds_to_decide(ci, rng, alt) if verdict == "inconclusive" and ci.identified else None
     out = {"id": cid, "section": section, "statement": statement, "kind": kind,
            "paper_wording": st.wording if st else statement, "paper_group": st.group if st else statement,

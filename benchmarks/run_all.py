@@ -29,6 +29,7 @@ FAST = {
     "load_test": ["--sessions", "2", "--duration", "10"],
     "vs_tensorboard": ["--small"],
     "import_scale": ["--small"],
+    "limit_depth_term": ["--particles", "4096", "--ref", "16", "--depths", "2,4"],
 }
 BROWSER = {"load_test"}
 
